@@ -1,0 +1,166 @@
+"""A functional decoder forward over a loaded transformers model, with pluggable attention.
+
+The engine (paged KV, decode), the progress estimator (shared-prefix scoring) and the
+trainer all run the same weights: this module holds *references* to the transformers
+model's own parameter tensors (no copy), so an optimizer step on the model is seen by the
+next forward at once.
+
+Tokens are packed: ``input_ids [T]`` and ``positions [T]`` hold every sequence of a batch
+back to back; the attention callback knows how they are grouped (varlen indptr, block
+tables, cut tables...). That keeps one code path for prefill, decode and scoring.
+
+Supported families: Llama (SmolLM2, Llama 3.x, incl. llama3 RoPE scaling), Mistral (no
+sliding window), Qwen2 (q/k/v bias; DeepSeek-R1-Distill-Qwen) and Qwen3 (per-head q/k
+RMSNorm). RoPE variants come from the model's own ``rotary_emb`` module, so every scaling
+type transformers implements is honoured.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+
+
+class AttentionFn(Protocol):
+    def __call__(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q [T, Hq, D], k/v [T, Hkv, D] (post-RoPE, for the new tokens) -> out [T, Hq, D].
+
+        The callback may also store k/v (a KV cache) and read earlier tokens' k/v.
+        """
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    hidden_size: int
+    vocab_size: int
+    max_positions: int
+    scale: float  # softmax scale applied to q.k (natural-log domain)
+
+
+class DecoderForward:
+    """Run a transformers causal LM layer by layer with a caller-supplied attention."""
+
+    def __init__(self, model: nn.Module):
+        cfg = model.config
+        model_type = getattr(cfg, "model_type", None)
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise NotImplementedError(
+                f"model_type={model_type!r} is not supported by the engine forward; supported: {SUPPORTED_MODEL_TYPES}. "
+                "Use method='naive' (plain transformers) for other architectures."
+            )
+        self.model = model
+        inner = model.model
+        self.embed_tokens = inner.embed_tokens
+        self.layers = inner.layers
+        self.norm = inner.norm
+        self.rotary_emb = inner.rotary_emb
+        self.lm_head = model.lm_head
+        attn0 = self.layers[0].self_attn
+        num_heads = cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // num_heads
+        self.shape = ModelShape(
+            num_layers=len(self.layers), num_heads=num_heads,
+            num_kv_heads=getattr(cfg, "num_key_value_heads", None) or num_heads, head_dim=head_dim,
+            hidden_size=cfg.hidden_size, vocab_size=cfg.vocab_size,
+            max_positions=getattr(cfg, "max_position_embeddings", 1 << 30),
+            scale=float(getattr(attn0, "scaling", head_dim ** -0.5)),
+        )
+        if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", model_type == "mistral"):
+            # Long traces past the window would be scored with full attention: say so up front.
+            self.sliding_window = cfg.sliding_window
+        else:
+            self.sliding_window = None
+
+    # -- pieces ---------------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed_tokens.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_tokens.weight.device
+
+    def rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [T, D] for the given absolute positions [T]."""
+        dummy = torch.empty(0, device=positions.device, dtype=self.dtype)
+        cos, sin = self.rotary_emb(dummy, positions[None, :].long())
+        return cos[0], sin[0]
+
+    def qkv(self, layer_idx: int, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """Normed hidden h [T, H] -> q [T, Hq, D], k, v [T, Hkv, D], RoPE applied to q and k."""
+        attn = self.layers[layer_idx].self_attn
+        s = self.shape
+        num_tokens = h.shape[0]
+        q = attn.q_proj(h).view(num_tokens, s.num_heads, s.head_dim)
+        k = attn.k_proj(h).view(num_tokens, s.num_kv_heads, s.head_dim)
+        v = attn.v_proj(h).view(num_tokens, s.num_kv_heads, s.head_dim)
+        if hasattr(attn, "q_norm"):  # Qwen3: per-head RMSNorm before RoPE
+            q = attn.q_norm(q)
+            k = attn.k_norm(k)
+        q = apply_rope(q, cos, sin)
+        k = apply_rope(k, cos, sin)
+        return q, k, v
+
+    def hidden_states(self, input_ids: torch.Tensor, positions: torch.Tensor, attend: AttentionFn,
+                      *, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids [T], positions [T] -> final-normed hidden states [T, H]."""
+        if input_ids.dim() != 1 or positions.shape != input_ids.shape:
+            raise ValueError(f"input_ids and positions must be 1-D and equal in shape, got "
+                             f"{tuple(input_ids.shape)} and {tuple(positions.shape)}")
+        h = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        cos, sin = self.rope(positions)
+        s = self.shape
+        for i, layer in enumerate(self.layers):
+            residual = h
+            x = layer.input_layernorm(h)
+            q, k, v = self.qkv(i, x, cos, sin)
+            o = attend(i, q, k, v)  # [T, Hq, D]
+            h = residual + layer.self_attn.o_proj(o.reshape(-1, s.num_heads * s.head_dim))
+            residual = h
+            h = residual + layer.mlp(layer.post_attention_layernorm(h))
+        return self.norm(h)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [N, H] -> logits [N, V] in the model dtype (for the few rows that need them)."""
+        return self.lm_head(hidden)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [T, heads, D]; cos/sin [T, D] (half-split "rotate_half" convention of HF Llama)."""
+    cos = cos[:, None, :].to(x.dtype)
+    sin = sin[:, None, :].to(x.dtype)
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def varlen_causal_attention(seq_indptr: torch.Tensor, scale: float) -> Callable:
+    """A stateless attention callback: causal attention within each packed sequence.
+
+    ``seq_indptr [B+1]``: sequence b owns rows ``seq_indptr[b]:seq_indptr[b+1]``. Used for
+    full re-prefill (no cache) and in tests as the plain-torch oracle of the forward.
+    """
+    bounds = seq_indptr.tolist()
+
+    def attend(layer_idx, q, k, v):
+        out = torch.empty_like(q)
+        group = q.shape[1] // k.shape[1]
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            if end == start:
+                continue
+            qs = q[start:end].transpose(0, 1)  # [Hq, n, D]
+            ks = k[start:end].repeat_interleave(group, dim=1).transpose(0, 1)
+            vs = v[start:end].repeat_interleave(group, dim=1).transpose(0, 1)
+            o = torch.nn.functional.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale)
+            out[start:end] = o.transpose(0, 1)
+        return out
+
+    return attend

