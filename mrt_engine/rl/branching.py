@@ -22,7 +22,7 @@ class TraceProgress:
     j: list[float]                        # [L+1]: empty prefix, after episodes 1..L-1, natural end (= outcome)
     episode_spans: list[tuple[int, int]]  # [L] token spans in the completion (last one covers EOS)
     cut_tokens: list[int]                 # [L] token offsets of the forced cuts (0 first)
-    tokens_at_cut: list[float]            # [L+1] tokens spent when answering at each cut (prompt + prefix + answer)
+    tokens_at_cut: list[float]            # [L+1] tokens spent when answering at each cut (see below)
 
     @property
     def progress(self) -> torch.Tensor:
@@ -37,9 +37,12 @@ def estimate_trace_progress(backend, tokenizer, samples: list[Sample], *, templa
     """J at the empty prefix and after each episode (at most ``max_cuts`` boundaries) of every
     sample's completion; the natural end is the sample's own graded outcome.
 
-    Departure from the paper's estimator: J at the natural end is the trace's own outcome (one
-    sample) rather than ``num_branches`` fresh answers after a closing tag; our synthetic
-    models have no think block to close.
+    Departures from the paper's estimator: J at the natural end is the trace's own outcome (one
+    sample) rather than ``num_branches`` fresh answers after a closing tag (our synthetic
+    models have no think block to close). ``tokens_at_cut`` counts prompt + prefix + mean
+    answer length, without the termination text (a constant per cut that the model did not
+    choose to spend), and the natural end counts prompt + the whole completion; a running
+    maximum keeps the curve's token axis non-decreasing.
     """
     from mrt_engine.episodes import segment_ids
     from mrt_engine.prompts import encode
@@ -72,9 +75,11 @@ def estimate_trace_progress(backend, tokenizer, samples: list[Sample], *, templa
         for c in cuts:
             group = branch_samples[pos * num_branches:(pos + 1) * num_branches]
             j.append(sum(b.reward for b in group) / num_branches)
-            tokens.append(len(samples[i].context_ids) + c + len(term_ids) + answer_lens[pos])
+            tokens.append(len(samples[i].context_ids) + c + answer_lens[pos])
             pos += 1
         j.append(samples[i].reward)
         tokens.append(len(samples[i].context_ids) + len(samples[i].completion_ids))
+        for k in range(1, len(tokens)):
+            tokens[k] = max(tokens[k], tokens[k - 1])
         results.append(TraceProgress(j, spans, cuts, tokens))
     return results

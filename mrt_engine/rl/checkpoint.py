@@ -34,11 +34,25 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_weights(model, path: str | Path) -> None:
-    """Model weights to one safetensors file (tied weights stored once)."""
-    from safetensors.torch import save_model
+def _unique_state(model) -> dict[str, torch.Tensor]:
+    """Parameters and persistent buffers, each storage once (the first name of a tied pair)."""
+    seen, out = set(), {}
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if name not in model.state_dict():
+            continue  # non-persistent buffer (e.g. RoPE inv_freq)
+        if t.data_ptr() in seen:
+            continue
+        seen.add(t.data_ptr())
+        out[name] = t.detach().contiguous()
+    return out
 
-    save_model(model, str(path))
+
+def save_weights(model, path: str | Path, *, dtype: torch.dtype | None = None) -> None:
+    """Model weights to one safetensors file (tied weights stored once; ``dtype`` to shrink)."""
+    from safetensors.torch import save_file
+
+    state = {k: (v.to(dtype) if dtype is not None else v).cpu() for k, v in _unique_state(model).items()}
+    save_file(state, str(path))
 
 
 def load_weights(model, path: str | Path) -> None:
@@ -52,24 +66,17 @@ def load_weights(model, path: str | Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"no weights at {path}; pass a model.safetensors file or a checkpoint folder")
     state = load_file(str(path))
-    params = dict(model.named_parameters())
-    params.update(dict(model.named_buffers()))
-    missing = [name for name in params if name not in state and not _is_tied_alias(model, name)]
-    if missing:
-        raise ValueError(f"{path} lacks {len(missing)} tensors of the model (e.g. {missing[:3]}): wrong model for this checkpoint")
+    expected = _unique_state(model)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]} "
+                         "(wrong model for this checkpoint?)")
     with torch.no_grad():
-        for name, tensor in state.items():
-            if name not in params:
-                raise ValueError(f"{path} holds {name!r}, which the model does not have: wrong model for this checkpoint")
-            if params[name].shape != tensor.shape:
-                raise ValueError(f"{name}: checkpoint shape {tuple(tensor.shape)} != model shape {tuple(params[name].shape)}")
-            params[name].copy_(tensor)
-
-
-def _is_tied_alias(model, name: str) -> bool:
-    # safetensors' save_model drops one name of a tied pair (lm_head.weight vs embed_tokens.weight)
-    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return out is not None and name.endswith("lm_head.weight") and out.weight is model.get_input_embeddings().weight
+        for name, target in expected.items():
+            if target.shape != state[name].shape:
+                raise ValueError(f"{name}: checkpoint shape {tuple(state[name].shape)} != model shape {tuple(target.shape)}")
+            target.copy_(state[name])
 
 
 def save_checkpoint(output_dir: str | Path, step: int, *, model, optimizer=None, scheduler=None, cursor=None,

@@ -78,6 +78,8 @@ class AlgoConfig:
     length_coef: float = 0.5
     # MRT (both forms)
     scheme: str = "r1"                 # episode segmenter
+    template: object = "boxed"         # termination template: a name in mrt_engine.prompts.TEMPLATES or
+                                       # a dict of TerminationTemplate fields (text, answer_prefix, ...)
     segment_options: dict = field(default_factory=dict)
     progress_mode: str = "sample"      # "sample" (paper: forced-termination branches) or "score"
     # mrt_scalar: one prefix per prompt, num_continuations continuations of which num_terminate terminate
@@ -150,6 +152,7 @@ class TrainConfig:
     resume: bool = False               # continue from the latest checkpoint in output_dir
     tensorboard: bool = True
     progress_bar: bool = True
+    num_threads: int | None = None     # torch CPU threads (1 is fastest for tiny models on a busy machine)
 
     def __post_init__(self):
         for name, cls in _SECTIONS.items():
