@@ -12,6 +12,14 @@ from mrt_engine.rl.optim import build_optimizer, build_scheduler
 from mrt_engine.rl.config import OptimConfig
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models run fastest single-threaded on a shared machine
+    yield
+    torch.set_num_threads(n)
+
+
 def _train_a_bit(model, opt, sched, steps=2):
     for _ in range(steps):
         loss = model(input_ids=torch.randint(0, 200, (2, 8))).logits.square().mean()
@@ -69,11 +77,12 @@ def test_keep_last_and_latest(tmp_path):
 
 
 def test_load_rejects_a_different_model(tmp_path):
-    from mrt_engine.models import load_model
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     model, _ = build_demo_model()
     path = save_checkpoint(tmp_path, 1, model=model)
-    other, _ = load_model("tiny", tiny_config={"vocab_size": 259})
+    other = LlamaForCausalLM(LlamaConfig(vocab_size=259, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
     with pytest.raises(ValueError, match="does not match|shape"):
         load_checkpoint(path, model=other)
 
