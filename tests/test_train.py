@@ -91,3 +91,18 @@ def test_resume_continues_exactly(tmp_path, algo):
     # the JSONL log of the resumed run holds each step once
     steps = [r["step"] for r in read_metrics(tmp_path / "part" / algo / "metrics.jsonl") if "reward" in r]
     assert steps == [1, 2, 3, 4, 5]
+
+
+def test_tiny_smollm2_tokenizer_path(tmp_path, tiny):
+    """The BPE-tokenizer path (load_model('tiny'), random weights) through the engine: with a
+    random policy only the length penalty gives a signal, and it must move the weights."""
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    cfg = small_config(tmp_path, "length_penalty", steps=2)
+    cfg.model.name = "tiny"
+    cfg.rollout.max_tokens = 24
+    trainer = Trainer(cfg, model=model, tokenizer=tok)
+    before = model.model.layers[0].mlp.up_proj.weight.detach().clone()
+    result = trainer.run()
+    assert result.steps == 2
+    assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, before)
+    assert _generator_weights(trainer)
