@@ -29,8 +29,8 @@ DEMO_TRAIN = {
 DEMO_SFT = {
     "model": {"name": "demo-init", "device": "cpu"},
     "data": {"task": "chain", "difficulty": "easy", "num_train": 8000, "num_eval": 48, "seed": 123},
-    "steps": 800, "batch_size": 16, "micro_batch_size": 16, "lr": 3e-3, "warmup_ratio": 0.05,
-    "template": DEMO_TEMPLATE, "termination_fraction": 0.3, "eval_every": 400, "eval_max_tokens": 512,
+    "steps": 400, "batch_size": 16, "micro_batch_size": 16, "lr": 3e-3, "warmup_ratio": 0.05,
+    "template": DEMO_TEMPLATE, "termination_fraction": 0.3, "eval_every": 200, "eval_max_tokens": 512,
     "output_dir": "runs/sft_demo", "num_threads": 1,
 }
 
