@@ -18,11 +18,11 @@ DEMO_TEMPLATE = {"text": "\n\nTime is up. The final answer is \\boxed{", "answer
 DEMO_TRAIN = {
     "model": {"name": "demo", "device": "cpu"},
     "data": {"task": "chain", "difficulty": "easy", "num_train": 512, "num_eval": 48, "seed": 1},
-    "rollout": {"backend": "engine", "group_size": 4, "max_tokens": 512, "temperature": 0.9},
+    "rollout": {"backend": "engine", "group_size": 4, "max_tokens": 512, "temperature": 0.7},
     "algo": {"name": "mrt_dense", "alpha": 1.0, "template": DEMO_TEMPLATE, "max_cuts": 6, "num_branches": 4,
              "answer_max_tokens": 8, "advantage_scale": "std", "aggregation": "grpo"},
-    "optim": {"lr": 5e-5, "warmup_ratio": 0.1, "weight_decay": 0.0, "grad_clip": 1.0, "micro_batch_size": 32},
-    "steps": 30, "prompts_per_step": 8, "seed": 0, "output_dir": "runs/demo", "num_threads": 1,
+    "optim": {"lr": 1e-4, "warmup_ratio": 0.1, "weight_decay": 0.0, "grad_clip": 1.0, "micro_batch_size": 32},
+    "steps": 16, "prompts_per_step": 8, "seed": 0, "output_dir": "runs/demo", "num_threads": 1,
     "tensorboard": True, "progress_bar": True,
 }
 
