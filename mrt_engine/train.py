@@ -119,10 +119,10 @@ class Trainer:
                 metrics = self.rl_step(problems)
             else:
                 metrics = self.star_round(problems)
+            metrics["lr"] = self.optimizer.param_groups[0]["lr"]  # the rate this step used
             self.scheduler.step()
             self.backend.weights_updated()
             self.step += 1
-            metrics["lr"] = self.scheduler.get_last_lr()[0]
             metrics["step_time_s"] = time.perf_counter() - t0
             metrics = dist.mean_metrics(metrics)
             logger.log(self.step, metrics)
