@@ -30,7 +30,9 @@ def _one_thread():
 
 def small_config(tmp_path, algo: str, **over) -> TrainConfig:
     d = copy.deepcopy(DEMO_TRAIN)
-    d["data"].update(num_train=16, num_eval=0)
+    # the warm start's own training problems (data seed of DEMO_SFT): the weak demo model gets
+    # some of them right, so every algorithm sees a learning signal within 3 small steps
+    d["data"].update(num_train=16, num_eval=0, seed=123)
     d["rollout"].update(group_size=2, max_tokens=512, temperature=0.7)
     d["algo"].update(name=algo, num_branches=2, max_cuts=3, star_num_samples=2, num_continuations=3, num_terminate=1)
     d["optim"].update(lr=1e-3, weight_decay=0.0, micro_batch_size=4, warmup_ratio=0.0)
