@@ -48,7 +48,7 @@ def format_table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(before: dict, after: dict, history: list[dict], path: str | Path) -> None:
+def plot(before: dict, after: dict, history: list[dict], path: str | Path, *, algo: str = "MRT") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,7 +58,7 @@ def plot(before: dict, after: dict, history: list[dict], path: str | Path) -> No
     keys = [k for k, _, _ in ROWS if k in before and k in after and k != "tokens"]
     x = range(len(keys))
     axes[0].bar([i - 0.2 for i in x], [before[k] for k in keys], width=0.4, label="before")
-    axes[0].bar([i + 0.2 for i in x], [after[k] for k in keys], width=0.4, label="after MRT")
+    axes[0].bar([i + 0.2 for i in x], [after[k] for k in keys], width=0.4, label=f"after {algo}")
     axes[0].set_xticks(list(x), keys)
     axes[0].set_title(f"held-out (tokens {before.get('tokens', 0):.0f} -> {after.get('tokens', 0):.0f})")
     axes[0].legend()
@@ -113,9 +113,9 @@ def run_demo(*, output_dir: str = "runs/demo", steps: int | None = None, algo: s
     result = train(config)
     before, after = result.eval_before or {}, result.eval_after or {}
     table = format_table(before, after)
-    print("\nHeld-out problems, before vs after MRT:\n" + table)
+    print(f"\nHeld-out problems, before vs after {config.algo.name} ({result.steps} steps):\n" + table)
     png = out / "demo.png"
-    plot(before, after, result.history, png)
+    plot(before, after, result.history, png, algo=config.algo.name)
     elapsed = time.perf_counter() - t0
     report = {"before": before, "after": after, "steps": result.steps, "seconds": elapsed, "png": str(png),
               "algo": config.algo.name}
