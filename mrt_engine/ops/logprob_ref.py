@@ -65,6 +65,7 @@ class _SelectiveLogProbReference(torch.autograd.Function):
         ctx.save_for_backward(hidden, weight, bias, targets, lse, entropy)
         ctx.temperature = temperature
         ctx.chunk_size = chunk_size
+        ctx.set_materialize_grads(False)  # an unused entropy output costs nothing in backward
         return logp, entropy
 
     @staticmethod
@@ -74,6 +75,8 @@ class _SelectiveLogProbReference(torch.autograd.Function):
         w = weight.float()
         b = None if bias is None else bias.float()
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        if grad_logp is None and grad_entropy is None:
+            return None, None, None, None, None, None
         grad_h = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device) if need_h else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
         grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if need_b else None
