@@ -18,12 +18,19 @@ def _attend(q, k, v, mask, scale):
 
     q [..., Hkv, R, Nq, D], k/v [..., Hkv, Nk, D] (broadcast over R), mask [..., 1|Hkv, 1|R, Nq, Nk]
     -> (out [..., Hkv, R, Nq, D] fp32, lse [..., Hkv, R, Nq]); fully masked rows -> (0, -inf).
+    Few passes over the score matrix (this is the CPU hot path): scale folded into q, an
+    additive mask (faster than a broadcast masked_fill), in-place exp.
     """
-    s = torch.einsum("...hrqd,...hkd->...hrqk", q.float(), k.float()) * scale
-    s = s.masked_fill(~mask, float("-inf"))
-    lse = torch.logsumexp(s, dim=-1)
-    p = torch.exp(s - torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))[..., None])
+    s = torch.einsum("...hrqd,...hkd->...hrqk", q.float() * scale, k.float())
+    s += torch.zeros(mask.shape, dtype=s.dtype, device=s.device).masked_fill_(~mask, float("-inf"))
+    m = s.amax(dim=-1)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # fully masked rows: exp(-inf) = 0
+    p = s.sub_(m[..., None]).exp_()
+    denom = p.sum(dim=-1)
     out = torch.einsum("...hrqk,...hkd->...hrqd", p, v.float())
+    empty = denom == 0
+    out = out / torch.where(empty, torch.ones_like(denom), denom)[..., None]
+    lse = torch.where(empty, torch.full_like(denom, float("-inf")), m + torch.log(denom))
     return out, lse
 
 
