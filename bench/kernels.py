@@ -77,8 +77,9 @@ def _logprob_inputs(m, v, h, dtype, device, seed=0):
 
 
 def _plain_logprob(hidden, weight, targets):
-    logits = hidden.float() @ weight.float().T  # [M, V]: what the fused op avoids
-    return torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1)
+    """The usual path: logits [M, V] in the model dtype (what the fused op avoids), fp32 log_softmax."""
+    logits = hidden @ weight.T  # [M, V]
+    return torch.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None]).squeeze(1)
 
 
 def _logprob_step(kind, hidden, weight, targets):
@@ -87,9 +88,12 @@ def _logprob_step(kind, hidden, weight, targets):
     w = weight.detach().requires_grad_()
     if kind == "plain":
         out = _plain_logprob(h, w, targets)
+    elif kind == "reference":  # on CUDA, bigger chunks: the reference is only a baseline there
+        out = selective_log_prob(h, w, targets, backend="torch", chunk_size=1024 if h.is_cuda else None)
     else:
-        out = selective_log_prob(h, w, targets, backend="torch" if kind == "reference" else "triton")
+        out = selective_log_prob(h, w, targets, backend="triton")
     out.sum().backward()
+    return out.detach()
 
 
 def _rss_child(kind, m, v, h, queue):
@@ -157,6 +161,10 @@ def bench_logprob(device, dtype, shapes, repeats, cpu_mem_m=None):
             peaks = {k: cuda_peak_bytes(lambda k=k: _logprob_step(k, hidden, weight, targets)) for k in kinds}
         else:
             peaks = {k: cpu_peak_bytes(k, cpu_mem_m or m, v, h) for k in kinds}
+        errs = {}
+        if device == "cuda":  # correctness at the benchmark shape: Triton vs the fp32 reference
+            ref = selective_log_prob(hidden.float(), weight.float(), targets, backend="torch", chunk_size=512)
+            errs = {k: (_logprob_step(k, hidden, weight, targets) - ref).abs().max().item() for k in kinds}
         flops = 8.0 * m * v * h  # fwd 2MVH; bwd: recompute 2MVH + d hidden 2MVH + d weight 2MVH
         for k in kinds:
             mem_note = f" (memory at M={cpu_mem_m})" if device == "cpu" and cpu_mem_m else ""
@@ -164,7 +172,7 @@ def bench_logprob(device, dtype, shapes, repeats, cpu_mem_m=None):
                              ms=times[k] * 1e3, rate=flops / times[k] / 1e12, unit="TFLOP/s",
                              pct_roofline=100 * flops / times[k] / H200_BF16_FLOPS if device == "cuda" else None,
                              peak_mib=peaks[k] / 2 ** 20, vs_plain=times["plain"] / times[k],
-                             mem_vs_plain=peaks[k] / max(1, peaks["plain"])))
+                             mem_vs_plain=peaks[k] / max(1, peaks["plain"]), max_err=errs.get(k)))
     return rows
 
 
@@ -208,12 +216,13 @@ def bench_scoring(device, dtype, cfg, repeats):
     if device == "cuda":
         fns["triton"] = lambda: prefix_suffix_attention(**args, **meta, max_suffix_len=plan.max_suffix_len)
     times = time_interleaved(fns, device, repeats)
+    errs = _errors(fns, lambda: prefix_suffix_attention(**_f32(args), **meta, backend="torch"), device)
     keys = sum(c * suffix_len + suffix_len * (suffix_len + 1) / 2 for c in plan.cuts.tolist())  # (query, key) pairs
     flops = 4.0 * keys * hq * d
     shape = f"{num_traces}x{trace_len} tok, {num_cuts} cuts, suffix {suffix_len}, Hq={hq} Hkv={hkv} D={d} {_dt(dtype)}"
     return [dict(op="prefix_suffix_attention", impl=k, shape=shape, ms=t * 1e3, rate=flops / t / 1e12,
                  unit="TFLOP/s", pct_roofline=100 * flops / t / H200_BF16_FLOPS if device == "cuda" else None,
-                 vs_plain=times["plain"] / t) for k, t in times.items()]
+                 vs_plain=times["plain"] / t, max_err=errs.get(k)) for k, t in times.items()]
 
 
 def _branch_inputs(num_groups, branches, shared_len, tail_len, block_size, hq, hkv, d, dtype, device):
@@ -246,6 +255,8 @@ def bench_branch(device, dtype, cfg, repeats):
         fns["triton"] = lambda: branch_decode_attention(q, kc, vc, **cascade)
         fns["triton_no_cascade"] = lambda: paged_decode_attention(q, kc, vc, **paged)
     times = time_interleaved(fns, device, repeats)
+    errs = _errors(fns, lambda: branch_decode_attention(q.float(), kc.float(), vc.float(), **cascade, backend="torch"),
+                   device)
     per_token = 2 * hkv * d * q.element_size()  # k and v
     cascade_bytes = (num_groups * shared_len + num_groups * branches * tail_len) * per_token
     plain_bytes = num_groups * branches * (shared_len + tail_len) * per_token
@@ -256,8 +267,20 @@ def bench_branch(device, dtype, cfg, repeats):
         moved = plain_bytes if k in ("plain", "triton_no_cascade") else cascade_bytes
         rows.append(dict(op="branch_decode_attention", impl=k, shape=shape, ms=t * 1e3, rate=moved / t / 1e9,
                          unit="GB/s", pct_roofline=100 * moved / t / H200_BYTES_PER_S if device == "cuda" else None,
-                         vs_plain=times["plain"] / t))
+                         vs_plain=times["plain"] / t, max_err=errs.get(k)))
     return rows
+
+
+def _f32(tensors: dict) -> dict:
+    return {k: v.float() for k, v in tensors.items()}
+
+
+def _errors(fns, reference_fn, device):
+    """Max |out - fp32 reference| of each impl (CUDA only: a correctness check at bench shapes)."""
+    if device != "cuda":
+        return {}
+    ref = reference_fn().float()
+    return {k: (fn().float() - ref).abs().max().item() for k, fn in fns.items()}
 
 
 def _dt(dtype):
@@ -266,7 +289,8 @@ def _dt(dtype):
 
 # ---------------------------------------------------------------- output
 
-COLUMNS = ["op", "impl", "shape", "ms", "rate", "unit", "pct_roofline", "vs_plain", "peak_mib", "mem_vs_plain"]
+COLUMNS = ["op", "impl", "shape", "ms", "rate", "unit", "pct_roofline", "vs_plain", "peak_mib", "mem_vs_plain",
+           "max_err"]
 
 
 def _fmt(v):
@@ -323,12 +347,12 @@ def main(argv=None):
         os.environ.setdefault("TRITON_INTERPRET", "0")
         if os.environ.get("TRITON_INTERPRET") == "1":
             sys.exit("TRITON_INTERPRET=1 would run the kernels in the CPU interpreter: unset it for a GPU benchmark")
-    repeats = args.repeats or (20 if device == "cuda" else 3)
+    repeats = args.repeats or (10 if device == "cuda" else 3)
     only = set(args.only.split(","))
     rows = []
     if device == "cuda":
         dtype = torch.bfloat16
-        if "logprob" in only:  # Llama-3-8B LM head; and a SmolLM2-sized one
+        if "logprob" in only:  # Llama-3-8B LM head at 2K and 8K tokens; a SmolLM2-sized one
             rows += bench_logprob(device, dtype, [(2048, 128256, 4096), (8192, 128256, 4096), (4096, 49152, 576)],
                                   repeats)
         if "scoring" in only:  # 4 traces of 4K tokens, 16 cuts each, 32-token suffixes, Llama-8B heads

@@ -12,7 +12,7 @@ from .logprob_ref import check_logprob_inputs
 _GPU_TILES = (64, 128, 64, 8, 3)
 _CPU_TILES = (16, 32, 16, 1, 1)
 _GPU_TARGET_PROGRAMS = 2 * 132  # ~2 waves on an H100/H200
-_GPU_DZ_BYTES = 256 << 20  # per backward chunk of d loss / d logits
+_GPU_DZ_BYTES = 512 << 20  # per backward chunk of d loss / d logits
 _CPU_DZ_BYTES = 16 << 20
 
 
@@ -95,13 +95,15 @@ class _SelectiveLogProbTriton(torch.autograd.Function):
             return None, None, None, None, None, None
         h, w, b = _prepare(hidden, weight, bias)
         m, v = h.shape[0], w.shape[0]
-        dz_dtype = torch.float32 if w.dtype == torch.float32 else w.dtype
+        dz_dtype = w.dtype  # d loss / d logits in the matmul dtype (fp32 accumulate inside the matmuls)
         budget = _GPU_DZ_BYTES if h.is_cuda else _CPU_DZ_BYTES
         chunk = ctx.chunk_size or max(1, budget // (v * dz_dtype.itemsize))
         g_logp = None if g_logp is None else g_logp.float().contiguous()
         g_ent = None if g_ent is None else g_ent.float().contiguous()
         grad_h = torch.empty_like(h) if need_h else None
-        grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if need_w else None
+        # d weight accumulates in the weight's dtype (as Liger does): an fp32 [V, H] buffer would
+        # cost more memory than the whole chunked pass. Each chunk's product is fp32 inside cuBLAS.
+        grad_w = torch.zeros_like(w) if need_w else None
         grad_b = torch.zeros(v, dtype=torch.float32, device=w.device) if need_b else None
         dz_buf = torch.empty(min(chunk, m), v, dtype=dz_dtype, device=h.device)  # [chunk, V], reused
         for i in range(0, m, chunk):
@@ -111,10 +113,7 @@ class _SelectiveLogProbTriton(torch.autograd.Function):
             if need_h:
                 torch.matmul(dz, w, out=grad_h[rows])
             if need_w:
-                if dz.dtype == torch.float32:
-                    grad_w.addmm_(dz.T, h[rows])
-                else:  # half-precision matmul (tensor cores), fp32 accumulation across chunks
-                    grad_w += (dz.T @ h[rows]).float()
+                grad_w.addmm_(dz.T, h[rows])
             if need_b:
                 grad_b += dz.float().sum(0)
         return (
