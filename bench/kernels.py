@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import multiprocessing as mp
 import os
 import statistics
