@@ -199,3 +199,14 @@ def test_cuda_kernels_match_reference(dtype):
     pcase = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in pcase.items()}
     p32 = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in pcase.items()}
     close(paged_decode_attention(**pcase), paged_decode_attention_with_lse(**p32)[0], dtype, what="cuda paged")
+
+
+def test_kernel_launchers_reject_out_of_range_metadata():
+    case = scoring_case([4], [(0, 3)], [2], 2, 2, 8)
+    case["cuts"] = torch.tensor([5], dtype=torch.int32)
+    with pytest.raises(ValueError, match="prefix rows"):
+        prefix_suffix_attention(**case, backend="triton")
+    case = paged_case([5, 3], 4, 2, 2, 8)
+    case["block_tables"][1, 0] = case["k_cache"].shape[0]  # one past the last block
+    with pytest.raises(ValueError, match="block ids"):
+        paged_decode_attention(**case, backend="triton")
