@@ -152,22 +152,43 @@ def check_paged_inputs(q, k_cache, v_cache, block_tables, lens, what):
 
 
 def _paged_state(q_rows, k_cache, v_cache, block_tables, lens, scale):
-    """q_rows [n, M, Hq, D] (M queries per table row) -> (out [n, M, Hq, D], lse [n, M, Hq])."""
+    """q_rows [n, M, Hq, D] (M queries per table row) -> (out [n, M, Hq, D], lse [n, M, Hq]).
+
+    CPU hot path of decode: one gather of the used blocks, then per kv head a batched matmul
+    on strided views (rows of one kv head are Hkv*D apart; BLAS takes that stride as is, so
+    no permuted copy of the gathered K/V is made).
+    """
     n, mq, hq, d = q_rows.shape
     bs, hkv = k_cache.shape[1], k_cache.shape[2]
+    ratio = hq // hkv
     dev = q_rows.device
     max_len = int(lens.max()) if lens.numel() else 0
     if n == 0 or max_len == 0:  # nothing to attend: the empty state
         return (torch.zeros(q_rows.shape, dtype=torch.float32, device=dev),
                 torch.full((n, mq, hq), float("-inf"), dtype=torch.float32, device=dev))
-    num_blocks = max(1, -(-max_len // bs))
-    tables = block_tables[:, :num_blocks].long().clamp(min=0)  # unused entries may be padding (-1)
-    k = k_cache[tables].reshape(n, num_blocks * bs, hkv, d).permute(0, 2, 1, 3)  # [n, Hkv, L, D]
-    v = v_cache[tables].reshape(n, num_blocks * bs, hkv, d).permute(0, 2, 1, 3)
-    qg = _split_heads(q_rows, hkv).permute(0, 2, 3, 1, 4)  # [n, Hkv, R, M, D]
-    mask = torch.arange(num_blocks * bs, device=dev)[None, :] < lens.to(dev)[:, None]  # [n, L]
-    out, lse = _attend(qg, k, v, mask[:, None, None, None, :], scale)  # [n, Hkv, R, M, D]
-    return out.permute(0, 3, 1, 2, 4).reshape(n, mq, hq, d), lse.permute(0, 3, 1, 2).reshape(n, mq, hq)
+    num_blocks = -(-max_len // bs)
+    tables = block_tables[:, :num_blocks].to(dev).long().clamp(min=0)  # unused entries may be padding (-1)
+    flat = tables.reshape(-1)
+    k = torch.index_select(k_cache, 0, flat).view(n, num_blocks * bs, hkv, d).float()  # [n, L, Hkv, D]
+    v = torch.index_select(v_cache, 0, flat).view(n, num_blocks * bs, hkv, d).float()
+    pos = torch.arange(num_blocks * bs, device=dev)
+    bias = torch.zeros(n, num_blocks * bs, device=dev).masked_fill_(pos[None, :] >= lens.to(dev)[:, None], float("-inf"))
+    qg = q_rows.float().reshape(n, mq, hkv, ratio, d)
+    out = torch.empty(n, mq, hkv, ratio, d, dtype=torch.float32, device=dev)
+    lse = torch.empty(n, mq, hkv, ratio, dtype=torch.float32, device=dev)
+    for g in range(hkv):
+        qh = (qg[:, :, g] * scale).reshape(n, mq * ratio, d)  # [n, M*R, D] small copy
+        s = torch.bmm(qh, k[:, :, g].transpose(1, 2))  # [n, M*R, L]
+        s += bias[:, None, :]
+        m = s.amax(dim=-1)
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        p = s.sub_(m[..., None]).exp_()
+        denom = p.sum(dim=-1)  # [n, M*R]; 0 for a row whose own length is 0
+        o = torch.bmm(p, v[:, :, g])  # [n, M*R, D]
+        empty = denom == 0
+        out[:, :, g] = (o / torch.where(empty, torch.ones_like(denom), denom)[..., None]).view(n, mq, ratio, d)
+        lse[:, :, g] = torch.where(empty, torch.full_like(denom, float("-inf")), m + torch.log(denom)).view(n, mq, ratio)
+    return out.reshape(n, mq, hq, d), lse.reshape(n, mq, hq)
 
 
 def paged_decode_attention_with_lse(q, k_cache, v_cache, *, block_tables, context_lens, scale):
