@@ -349,7 +349,12 @@ def decode_with_spans(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tu
         spans.append((length, length + len(piece)))
         length += len(piece)
         prefix_offset, read_offset = max(0, i + 1 - 4), i + 1
-    if "".join(pieces) != full:
+    emitted = "".join(pieces)
+    if read_offset < len(ids) and full.startswith(emitted):
+        # Trailing tokens never completed a character: they end with the text.
+        spans[read_offset:] = [(length, len(full))] * (len(ids) - read_offset)
+        emitted = full
+    if emitted != full:
         spans = []
         prev = 0
         for i in range(len(ids)):
