@@ -100,30 +100,7 @@ def _r1_cuts_py(text: str, keywords: Sequence[str], min_paragraphs: int) -> list
         index += 1
 
 
-def _char_to_token_offsets_py(char_offsets: Sequence[int], token_ends: Sequence[int]) -> list[int]:
-    return [bisect.bisect_right(token_ends, c) for c in char_offsets]
-
-
-# ---------------------------------------------------------------- public scan helpers
-def r1_cuts(text: str, *, keywords: Sequence[str] = R1_KEYWORDS, min_paragraphs: int = R1_MIN_PARAGRAPHS) -> list[int]:
-    """Char offsets where the R1 rule starts a new episode (no ``max_steps`` limit)."""
-    keywords = tuple(keywords)
-    if not keywords or any(not isinstance(k, str) or not k for k in keywords):
-        raise ValueError(f"keywords must be non-empty strings, got {keywords!r}")
-    if min_paragraphs < 1:
-        raise ValueError(f"min_paragraphs must be >= 1, got {min_paragraphs}")
-    if _USE_NATIVE:
-        return list(_native.r1_cuts(text, list(keywords), int(min_paragraphs)))
-    return _r1_cuts_py(text, keywords, min_paragraphs)
-
-
-def char_to_token_offsets(char_offsets: Sequence[int], token_char_spans: Sequence[Sequence[int]]) -> list[int]:
-    """Map char offsets to token offsets: ``t(c) = min{i : token_end[i] > c}`` (else the count).
-
-    ``token_char_spans`` is a tokenizer offset mapping (``[(start, end), ...]`` in code points,
-    no special tokens). The ids ``[:t(c)]`` are the longest token prefix whose text ends at or
-    before ``c``; a token straddling ``c`` goes to the later side.
-    """
+def _char_to_token_offsets_py(char_offsets: Sequence[int], token_char_spans) -> list[int]:
     ends = []
     prev_end = 0
     for i, span in enumerate(token_char_spans):
@@ -136,12 +113,44 @@ def char_to_token_offsets(char_offsets: Sequence[int], token_char_spans: Sequenc
             )
         ends.append(end)
         prev_end = end
-    offsets = [int(c) for c in char_offsets]
-    if any(c < 0 for c in offsets):
-        raise ValueError(f"char offsets must be >= 0, got {offsets}")
+    out = []
+    for c in char_offsets:
+        if c < 0:
+            raise ValueError("char offsets must be >= 0")
+        out.append(bisect.bisect_right(ends, c))
+    return out
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+# ---------------------------------------------------------------- public scan helpers
+def r1_cuts(text: str, *, keywords: Sequence[str] = R1_KEYWORDS, min_paragraphs: int = R1_MIN_PARAGRAPHS) -> list[int]:
+    """Char offsets where the R1 rule starts a new episode (no ``max_steps`` limit)."""
+    keywords = tuple(keywords)
+    if not keywords or any(not isinstance(k, str) or not k for k in keywords):
+        raise ValueError(f"keywords must be non-empty strings, got {keywords!r}")
+    if min_paragraphs < 1:
+        raise ValueError(f"min_paragraphs must be >= 1, got {min_paragraphs}")
     if _USE_NATIVE:
-        return list(_native.char_to_token_offsets(offsets, ends))
-    return _char_to_token_offsets_py(offsets, ends)
+        # UTF-8 bytes in, code-point offsets out ("surrogatepass" keeps lone surrogates 1 code point).
+        return list(_native.r1_cuts(_utf8(text), [_utf8(k) for k in keywords], int(min_paragraphs)))
+    return _r1_cuts_py(text, keywords, min_paragraphs)
+
+
+def char_to_token_offsets(char_offsets: Sequence[int], token_char_spans: Sequence[Sequence[int]]) -> list[int]:
+    """Map char offsets to token offsets: ``t(c) = min{i : token_end[i] > c}`` (else the count).
+
+    ``token_char_spans`` is a tokenizer offset mapping (``[(start, end), ...]`` in code points,
+    no special tokens). The ids ``[:t(c)]`` are the longest token prefix whose text ends at or
+    before ``c``; a token straddling ``c`` goes to the later side.
+    """
+    offsets = [int(c) for c in char_offsets]
+    spans = [(int(a), int(b)) for a, b in token_char_spans]
+    if _USE_NATIVE:
+        return list(_native.char_to_token_offsets(offsets, spans))
+    return _char_to_token_offsets_py(offsets, spans)
 
 
 # ---------------------------------------------------------------- schemes
