@@ -400,3 +400,13 @@ def token_cut_points(episodes: Sequence[Episode]) -> list[int]:
     if any(e.token_end is None for e in episodes):
         raise ValueError("episodes have no token spans: call segment(..., tokenizer=tok) or segment_ids(tok, ids)")
     return [e.token_end for e in episodes[:-1]]
+
+
+def token_cuts(tokenizer, token_ids: Sequence[int], scheme: str | SchemeFn = "r1", **opts) -> list[int]:
+    """Token cut positions for a trace given as the model's token ids: ``ids[:cut]`` are prefixes.
+
+    ``token_cut_points(segment_ids(tokenizer, token_ids, scheme, **opts))``. Two char cuts that
+    fall inside one token map to the same token cut; duplicates are kept so the list stays
+    aligned with the episodes (drop them if you fork the meta-prover per distinct prefix).
+    """
+    return token_cut_points(segment_ids(tokenizer, token_ids, scheme, **opts))

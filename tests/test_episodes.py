@@ -16,6 +16,7 @@ from mrt_engine.episodes import (
     segment,
     segment_ids,
     token_cut_points,
+    token_cuts,
 )
 
 
@@ -227,6 +228,8 @@ def test_segment_ids_maps_onto_the_models_ids(tokenizer):
     cut = token_cut_points(eps)[0]
     assert tokenizer.decode(ids[:cut]) == text[: eps[0].char_end]
     assert eps[-1].token_end == len(ids)
+    assert token_cuts(tokenizer, ids) == [cut]
+    assert token_cuts(tokenizer, ids, "regex", pattern="Check") == [ids.index(tokenizer.convert_tokens_to_ids("Check"))]
 
 
 # ---------------------------------------------------------------- properties
