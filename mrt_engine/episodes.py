@@ -161,25 +161,27 @@ SchemeFn = Callable[..., Sequence[int]]
 class _Scheme:
     fn: SchemeFn
     needs_tokens: bool
-    options: tuple[str, ...]
+    options: tuple[str, ...] | None  # None: any keyword options go to fn
 
 
 SCHEMES: dict[str, _Scheme] = {}
 
 
-def register_scheme(name: str, fn: SchemeFn, *, needs_tokens: bool = False, options: Sequence[str] = ()) -> None:
+def register_scheme(name: str, fn: SchemeFn, *, needs_tokens: bool = False,
+                    options: Sequence[str] | None = None) -> None:
     """Plug in a segmentation scheme: ``fn(text, **options) -> cuts`` (char offsets).
 
     Cuts are where new episodes start; 0 and ``len(text)`` are ignored, the rest must be
     strictly increasing inside the text. With ``needs_tokens=True`` the function also receives
     ``token_char_spans=[(start, end), ...]`` (``segment`` then requires a tokenizer).
-    ``options`` names the keyword options the scheme accepts (others are rejected).
+    ``options`` names the keyword options the scheme accepts (others are rejected with a
+    clear error); ``None`` passes any keyword options through to ``fn``.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"scheme name must be a non-empty string, got {name!r}")
     if not callable(fn):
         raise TypeError(f"scheme {name!r}: fn must be callable, got {type(fn).__name__}")
-    SCHEMES[name] = _Scheme(fn, needs_tokens, tuple(options))
+    SCHEMES[name] = _Scheme(fn, needs_tokens, None if options is None else tuple(options))
 
 
 def _r1_scheme(text: str, *, keywords: Sequence[str] = R1_KEYWORDS, min_paragraphs: int = R1_MIN_PARAGRAPHS) -> list[int]:
@@ -215,7 +217,7 @@ def _tokens_scheme(text: str, *, token_char_spans, window: int | None = None) ->
 
 
 register_scheme("r1", _r1_scheme, options=("keywords", "min_paragraphs"))
-register_scheme("backtrack", _backtrack_scheme)
+register_scheme("backtrack", _backtrack_scheme, options=())
 register_scheme("regex", _regex_scheme, options=("pattern", "flags"))
 register_scheme("tokens", _tokens_scheme, needs_tokens=True, options=("window",))
 
@@ -264,7 +266,7 @@ def _check_common(scheme, max_steps, group_size) -> _Scheme:
             raise ValueError(f"unknown scheme {scheme!r}; known: {sorted(SCHEMES)} (add one with register_scheme)")
         entry = SCHEMES[scheme]
     elif callable(scheme):
-        entry = _Scheme(scheme, False, ())
+        entry = _Scheme(scheme, False, None)
     else:
         raise TypeError(f"scheme must be a registered name or a callable text -> cuts, got {type(scheme).__name__}")
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
@@ -276,7 +278,7 @@ def _check_common(scheme, max_steps, group_size) -> _Scheme:
 
 def _scheme_cuts(text: str, scheme, entry: _Scheme, opts: dict, spans) -> list[int]:
     name = scheme if isinstance(scheme, str) else getattr(scheme, "__name__", "custom")
-    if isinstance(scheme, str):
+    if entry.options is not None:
         unknown = set(opts) - set(entry.options)
         if unknown:
             raise ValueError(
@@ -295,7 +297,8 @@ def _episodes(text: str, cuts: list[int], spans) -> list[Episode]:
     if spans is None:
         return [Episode(text[a:b], a, b) for a, b in zip(bounds[:-1], bounds[1:])]
     tokens = char_to_token_offsets(bounds, spans)
-    tokens[-1] = len(spans)  # the trace end covers every token, including trailing empty spans
+    # The trace covers every token, including zero-width spans at either end.
+    tokens[0], tokens[-1] = 0, len(spans)
     return [
         Episode(text[a:b], a, b, ta, tb)
         for a, b, ta, tb in zip(bounds[:-1], bounds[1:], tokens[:-1], tokens[1:])

@@ -168,8 +168,15 @@ def test_registry_and_callables():
         assert texts(segment("a\nb\nc\n", "lines")) == ["a\n", "b\n", "c\n"]
         assert texts(segment("a\nb", every_line)) == ["a\n", "b"]
         assert "lines" in SCHEMES
+        register_scheme("every", lambda text, n: list(range(n, len(text), n)))  # options pass through
+        assert texts(segment("abcdefg", "every", n=3)) == ["abc", "def", "g"]
+        register_scheme("every", lambda text, n: list(range(n, len(text), n)), options=("n",))
+        with pytest.raises(ValueError, match="unknown option"):
+            segment("abcdefg", "every", m=3)
+        assert texts(segment("abcd", lambda text, n: [n], n=1)) == ["a", "bcd"]
     finally:
         SCHEMES.pop("lines")
+        SCHEMES.pop("every", None)
 
 
 def test_bad_options_have_clear_errors():
@@ -203,6 +210,18 @@ def test_char_to_token_offsets_rule():
     # t(c) = first token whose end is past c: a straddling token goes to the later side.
     assert char_to_token_offsets([0, 4, 5, 6, 7, 10, 11, 12], spans) == [0, 1, 2, 2, 4, 4, 5, 5]
     assert char_to_token_offsets([3], []) == [0]
+
+
+def test_zero_width_tokens_at_the_ends_stay_inside_the_trace():
+    class ZeroWidthEdges:  # a tokenizer whose first and last tokens have empty spans
+        def __call__(self, text, add_special_tokens, return_offsets_mapping):
+            spans = [(0, 0)] + [(i, i + 1) for i in range(len(text))] + [(len(text), len(text))]
+            return {"input_ids": list(range(len(spans))), "offset_mapping": spans}
+
+    text = paras("A", "B", "C", "Wait")
+    eps = segment(text, tokenizer=ZeroWidthEdges())
+    assert (eps[0].token_start, eps[0].token_end) == (0, eps[1].char_start + 1)
+    assert eps[-1].token_end == len(text) + 2
 
 
 def test_token_spans_on_a_real_trace(tokenizer):
