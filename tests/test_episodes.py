@@ -323,3 +323,14 @@ def test_decode_with_spans_is_linear_on_normal_text(tokenizer):
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     # Same ends as the offset mapping, except byte pieces of one char (they all end at its end).
     assert [e for _, e in spans] == [max(e for _, e in enc["offset_mapping"][: i + 1]) for i in range(len(ids))]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(TRACE, RANDOM_TEXT), group_size=st.integers(1, 2))
+def test_segment_ids_agrees_with_segment_on_retokenized_text(tokenizer, text, group_size):
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    from_text = segment(text, tokenizer=tokenizer, group_size=group_size)
+    from_ids = segment_ids(tokenizer, ids, group_size=group_size)
+    assert [(e.char_start, e.char_end, e.token_start, e.token_end) for e in from_ids] == [
+        (e.char_start, e.char_end, e.token_start, e.token_end) for e in from_text
+    ]
