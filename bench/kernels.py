@@ -5,8 +5,10 @@
 
 On CPU the Triton kernels only run in the interpreter, which says nothing about speed, so
 they are left out there. Times are medians of interleaved repeats. Peak memory: on CUDA
-``torch.cuda.max_memory_allocated`` above the inputs; on CPU the ru_maxrss rise of a fresh
-spawned process that runs forward+backward once (a high-water mark, so nothing is missed).
+``torch.cuda.max_memory_allocated`` above the inputs; on CPU the peak rise of the resident
+set of a fresh spawned process that runs forward+backward once (sampled every 0.5 ms, with
+large buffers mmapped so freed memory leaves the RSS). "plain" is plain torch: the
+``log_softmax(x @ W.T).gather`` path, per-suffix SDPA, and paged decode without the cascade.
 Writes ``kernels.csv``, ``kernels_summary.txt`` and (with matplotlib) ``kernels.png`` to --out.
 """
 from __future__ import annotations
