@@ -8,6 +8,7 @@ the device once per step.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -92,8 +93,8 @@ def plan_scoring(trace_lens: Sequence[int], cuts_per_trace: Sequence[Sequence[in
     check(len(cuts_per_trace) == len(trace_lens),
           f"cuts_per_trace has {len(cuts_per_trace)} entries for {len(trace_lens)} traces")
     cuts = [[int(c) for c in cs] for cs in cuts_per_trace]
-    if isinstance(suffix_lens, int):
-        sl = [[suffix_lens] * len(cs) for cs in cuts]
+    if isinstance(suffix_lens, numbers.Integral) or (torch.is_tensor(suffix_lens) and suffix_lens.dim() == 0):
+        sl = [[int(suffix_lens)] * len(cs) for cs in cuts]
     else:
         sl = [[int(n) for n in ns] for ns in suffix_lens]
         check(len(sl) == len(cuts) and all(len(a) == len(b) for a, b in zip(sl, cuts)),
