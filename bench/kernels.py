@@ -31,6 +31,7 @@ from mrt_engine.ops import (  # noqa: E402
     prefix_suffix_attention,
     selective_log_prob,
 )
+from mrt_engine.ops.logprob_triton import selective_log_prob_triton  # noqa: E402
 from mrt_engine.ops.plan import plan_scoring  # noqa: E402
 
 H200_BYTES_PER_S = 4.8e12
@@ -91,6 +92,8 @@ def _logprob_step(kind, hidden, weight, targets):
         out = _plain_logprob(h, w, targets)
     elif kind == "reference":  # on CUDA, bigger chunks: the reference is only a baseline there
         out = selective_log_prob(h, w, targets, backend="torch", chunk_size=1024 if h.is_cuda else None)
+    elif kind == "triton_matmul":
+        out = selective_log_prob_triton(h, w, targets, impl="matmul")
     else:
         out = selective_log_prob(h, w, targets, backend="triton")
     out.sum().backward()
@@ -155,7 +158,7 @@ def bench_logprob(device, dtype, shapes, repeats, cpu_mem_m=None):
     rows = []
     for m, v, h in shapes:
         hidden, weight, targets = _logprob_inputs(m, v, h, dtype, device)
-        kinds = ["reference", "plain"] + (["triton"] if device == "cuda" else [])
+        kinds = ["reference", "plain"] + (["triton", "triton_matmul"] if device == "cuda" else [])
         times = time_interleaved({k: (lambda k=k: _logprob_step(k, hidden, weight, targets)) for k in kinds},
                                  device, repeats)
         if device == "cuda":
