@@ -1,4 +1,8 @@
-"""Launchers and autograd wrapper of the fused selective log-prob kernels (kernels/logprob.py)."""
+"""Launchers and autograd wrapper of the selective log-prob kernels (kernels/logprob.py).
+
+Two variants share one autograd function: ``fused`` (logit tiles inside the kernels) and
+``matmul`` (BLAS logits per chunk of rows, row kernels for the LSE and the gradient).
+"""
 from __future__ import annotations
 
 import torch
@@ -75,7 +79,7 @@ def _dot_precision(dtype):
 
 
 def _prepare(hidden, weight, bias):
-    check(hidden.is_cuda or hidden.dtype != torch.bfloat16,
+    check(hidden.is_cuda or torch.bfloat16 not in (hidden.dtype, weight.dtype),
           "bf16 is not supported by the Triton CPU interpreter (numpy has no bf16): use fp16/fp32 or backend='torch'")
     dtype = weight.dtype
     h = hidden.to(dtype)
