@@ -218,7 +218,8 @@ def bench_scoring(device, dtype, cfg, repeats):
     fns = {"reference": lambda: prefix_suffix_attention(**args, **meta, backend="torch"),
            "plain": lambda: _plain_scoring(plan, args, meta)}
     if device == "cuda":
-        fns["triton"] = lambda: prefix_suffix_attention(**args, **meta, max_suffix_len=plan.max_suffix_len)
+        fns["triton"] = lambda: prefix_suffix_attention(**args, **meta, max_suffix_len=plan.max_suffix_len,
+                                                        validate=False)  # no host sync per call
     times = time_interleaved(fns, device, repeats)
     errs = _errors(fns, lambda: prefix_suffix_attention(**_f32(args), **meta, backend="torch"), device)
     keys = sum(c * suffix_len + suffix_len * (suffix_len + 1) / 2 for c in plan.cuts.tolist())  # (query, key) pairs
@@ -256,8 +257,10 @@ def bench_branch(device, dtype, cfg, repeats):
     fns = {"reference": lambda: branch_decode_attention(q, kc, vc, **cascade, backend="torch"),
            "plain": lambda: paged_decode_attention(q, kc, vc, **paged, backend="torch")}
     if device == "cuda":
-        fns["triton"] = lambda: branch_decode_attention(q, kc, vc, **cascade)
-        fns["triton_no_cascade"] = lambda: paged_decode_attention(q, kc, vc, **paged)
+        hints = dict(max_shared_len=shared_len, max_tail_len=tail_len, max_group_size=branches, validate=False)
+        fns["triton"] = lambda: branch_decode_attention(q, kc, vc, **cascade, **hints)
+        fns["triton_no_cascade"] = lambda: paged_decode_attention(q, kc, vc, **paged, validate=False,
+                                                                  max_context_len=shared_len + tail_len)
     times = time_interleaved(fns, device, repeats)
     errs = _errors(fns, lambda: branch_decode_attention(q.float(), kc.float(), vc.float(), **cascade, backend="torch"),
                    device)

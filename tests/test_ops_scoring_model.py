@@ -33,9 +33,7 @@ def test_planned_scoring_matches_hf_on_each_prefix(tiny, backend):
     # Score every suffix against its cut through the shared prefix rows.
     def score(layer, q, k, v):
         kp, vp = cache[layer]
-        return prefix_suffix_attention(q, k, v, kp, vp, suffix_indptr=plan.suffix_indptr, prefix_start=plan.prefix_start,
-                                       cuts=plan.cuts, scale=fwd.shape.scale, max_suffix_len=plan.max_suffix_len,
-                                       backend=backend)
+        return prefix_suffix_attention(q, k, v, kp, vp, **plan.attention_args(), scale=fwd.shape.scale, backend=backend)
 
     flat = [s for ss in suffixes for s in ss]  # plan order: trace by trace, cut by cut
     with torch.no_grad():

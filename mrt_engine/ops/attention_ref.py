@@ -43,7 +43,8 @@ def _split_heads(q, num_kv_heads):
 
 # ---------------------------------------------------------------- prefix + suffix scoring
 
-def check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indptr, prefix_start, cuts):
+def check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indptr, prefix_start, cuts, values=True):
+    """Shape checks always; value checks (ranges) when ``values`` (they sync the host for GPU tensors)."""
     check(q.dim() == 3 and k_suffix.dim() == 3 and k_prefix.dim() == 3,
           "q [S, Hq, D], k_suffix/v_suffix [S, Hkv, D], k_prefix/v_prefix [L, Hkv, D] must be 3-D")
     check(k_suffix.shape == v_suffix.shape and k_prefix.shape == v_prefix.shape,
@@ -57,7 +58,8 @@ def check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indpt
     check(suffix_indptr.dim() == 1 and suffix_indptr.shape[0] == n + 1 and cuts.shape == prefix_start.shape,
           f"suffix_indptr [N+1], prefix_start [N], cuts [N] disagree: {tuple(suffix_indptr.shape)}, "
           f"{tuple(prefix_start.shape)}, {tuple(cuts.shape)}")
-    # Value checks (host syncs when these live on the GPU: pass plan tensors on the CPU).
+    if not values:
+        return
     S, L = q.shape[0], k_prefix.shape[0]
     indptr, starts, cuts_l = (t.long() for t in (suffix_indptr, prefix_start, cuts))
     check(int(indptr[0]) == 0 and int(indptr[-1]) == S and bool((indptr[1:] >= indptr[:-1]).all()),
@@ -130,7 +132,8 @@ def prefix_suffix_attention_reference(q, k_suffix, v_suffix, k_prefix, v_prefix,
 
 # ---------------------------------------------------------------- paged decode
 
-def check_paged_inputs(q, k_cache, v_cache, block_tables, lens, what):
+def check_paged_inputs(q, k_cache, v_cache, block_tables, lens, what, values=True):
+    """Shape checks always; value checks (ranges, block ids) when ``values``."""
     check(q.dim() == 3, f"q must be [B, Hq, D]; got {tuple(q.shape)}")
     check(k_cache.dim() == 4 and k_cache.shape == v_cache.shape,
           f"k_cache/v_cache must be [num_blocks, block_size, Hkv, D] and equal; got {tuple(k_cache.shape)}, "
@@ -139,7 +142,7 @@ def check_paged_inputs(q, k_cache, v_cache, block_tables, lens, what):
           f"q {tuple(q.shape)} does not fit cache heads/dim {tuple(k_cache.shape[2:])}")
     check(block_tables.dim() == 2 and lens.dim() == 1 and block_tables.shape[0] == lens.shape[0],
           f"{what}: block tables [n, max_blocks] and lens [n] disagree: {tuple(block_tables.shape)}, {tuple(lens.shape)}")
-    if lens.numel():
+    if values and lens.numel():
         bs, num_blocks = k_cache.shape[1], k_cache.shape[0]
         cap = block_tables.shape[1] * bs
         check(int(lens.min()) >= 0 and int(lens.max()) <= cap,
