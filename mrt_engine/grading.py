@@ -374,6 +374,8 @@ def grade(
     if isinstance(reference, bool) or not isinstance(reference, (str, int)):
         raise TypeError(f"grade: reference must be a str or int, got {type(reference).__name__}")
     reference = str(reference)
+    if not reference.strip():
+        raise ValueError("grade: the reference answer is empty; fix the data set row")
     extracted = extract_boxed(response)
     if extracted is None:
         return Grade(0.0, NO_BOXED, None)

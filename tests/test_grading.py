@@ -4,6 +4,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mrt_engine.grading import (
     CORRECT,
@@ -276,6 +278,8 @@ def test_grade_type_errors():
         grade(None, "1")
     with pytest.raises(TypeError, match="reference must be"):
         grade(r"\boxed{1}", None)
+    with pytest.raises(ValueError, match="reference answer is empty"):
+        grade(r"\boxed{1}", " ")
 
 
 def test_grade_batch():
@@ -311,3 +315,21 @@ def test_integer_sets():
     assert not verify_integer_set("{2}", r"\{1,2\}")
     with pytest.raises(ValueError):
         verify_integer_set("{a, b}", "{1}")
+
+
+# ---------------------------------------------------------------- fuzz
+
+_PIECES = st.sampled_from(
+    ["\\boxed{", "\\fbox{", "{", "}", "\\", "\\frac", "\\sqrt", "^", "1", "2", "x", "/",
+     ",", "(", ")", "[", "]", "\\{", "\\}", " ", "-", ".", "$", "\\left", "\\right", "a", "!"]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_PIECES, max_size=30).map("".join), st.sampled_from(["1", "1/2", "[0,1)", "x+1"]))
+def test_grade_never_crashes_on_garbage(response, reference):
+    g = grade(response, reference, timeout=1.0)
+    assert g.reason in REASONS
+    assert g.score in (0.0, 1.0)
+    assert (g.score == 1.0) == (g.reason == CORRECT)
+    assert g.extracted == extract_boxed(response)

@@ -345,6 +345,9 @@ def test_load_bad_inputs(tmp_path):
     (tmp_path / "obj.jsonl").write_text('{"problem": "a", "answer": {"x": 1}}\n')
     with pytest.raises(ValueError, match="'answer' must be text or a number"):
         load_problems(tmp_path / "obj.jsonl")
+    (tmp_path / "empty.jsonl").write_text('{"problem": "a", "answer": " "}\n')
+    with pytest.raises(ValueError, match="empty.jsonl:1: field 'answer' is empty"):
+        load_problems(tmp_path / "empty.jsonl")
     with pytest.raises(ValueError, match="limit must be"):
         load_problems(bad, limit=-2)
 
