@@ -18,6 +18,7 @@ from mrt_engine.grading import (
     TOO_LONG,
     UNPARSEABLE,
     Grade,
+    answer_forms,
     extract_boxed,
     grade,
     grade_batch,
@@ -291,6 +292,33 @@ def test_grade_batch():
         grade_batch(["a", "b"], ["1"])
     with pytest.raises(ValueError, match="1 verifiers for 2 responses"):
         grade_batch(["a", "b"], ["1", "2"], verifier=[None])
+
+
+# ---------------------------------------------------------------- answer forms
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("1/2", ["1/2", r"\frac{1}{2}", r"\dfrac{1}{2}", "0.5"]),
+        ("0.5", ["0.5", "1/2", r"\frac{1}{2}", r"\dfrac{1}{2}"]),
+        (r"\dfrac{2}{6}", [r"\dfrac{2}{6}", "1/3", r"\frac{1}{3}", r"\dfrac{1}{3}"]),
+        ("-0.125", ["-0.125", "-1/8", r"-\frac{1}{8}", r"-\dfrac{1}{8}"]),
+        ("24", ["24"]),
+        ("-3/1", ["-3/1", "-3"]),
+        ("1/1099511627776", ["1/1099511627776", r"\frac{1}{1099511627776}",
+                             r"\dfrac{1}{1099511627776}", "0.0000000000009094947017729282379150390625"]),
+        (r"\sqrt{2}", [r"\sqrt{2}"]),
+        ("[0,1)", ["[0,1)"]),
+        ("1/0", ["1/0"]),
+    ],
+)
+def test_answer_forms(answer, expected):
+    forms = answer_forms(answer)
+    assert forms == expected
+    assert len(set(forms)) == len(forms)
+    for f in forms[:4]:
+        assert is_equiv(answer, f), f
 
 
 # ---------------------------------------------------------------- exact verifiers

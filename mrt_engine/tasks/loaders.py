@@ -128,7 +128,9 @@ def load_problems(
                 f"{where}: field {answer_field!r} must be text or a number, got {type(answer).__name__}"
             )
         if not str(answer).strip():
-            raise ValueError(f"{where}: field {answer_field!r} is empty; every problem needs a reference answer")
+            raise ValueError(
+                f"{where}: field {answer_field!r} is empty; every problem needs a reference answer"
+            )
         pid = str(row[id_field]) if id_field is not None else f"{task}-{i}"
         used = {problem_field, answer_field, id_field}
         meta = {k: _jsonable(v) for k, v in row.items() if k not in used}
