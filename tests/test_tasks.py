@@ -126,6 +126,14 @@ def test_answers_are_right(problems, task, difficulty):
         assert TASKS[task].verifier(p.answer, p.answer)
 
 
+def test_search_answers_unique_at_scale():
+    from mrt_engine.tasks.search import _solutions
+
+    for d in DIFFICULTIES:
+        for p in make_problems("search", 500, seed=11, difficulty=d):
+            assert _solutions(p.meta["lo"], p.meta["hi"], p.meta["rules"]) == [int(p.answer)]
+
+
 def test_problem_text_examples():
     p = make_problems("chain", 1, seed=0)[0]
     assert p.problem.startswith("Start with ") and p.problem.endswith("What is the result?")
