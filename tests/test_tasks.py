@@ -185,6 +185,21 @@ def first_commitment(task, trace):
 
 
 @pytest.mark.parametrize("task", SYNTHETIC)
+def test_traces_match_the_episode_segmenter(problems, task):
+    """The package's own R1 segmenter cuts our traces where the restated rule does."""
+    from mrt_engine.episodes import segment
+
+    for i, p in enumerate(problems[(task, "easy")] + problems[(task, "hard")]):
+        trace = solution_trace(p, seed=i)
+        episodes = segment(trace, scheme="r1")
+        assert "".join(e.text for e in episodes) == trace
+        expected = r1_episodes(trace)
+        assert len(episodes) == len(expected) >= 2
+        for e, paragraphs in zip(episodes[1:], expected[1:]):
+            assert e.text.lstrip("\n").startswith(paragraphs[0])
+
+
+@pytest.mark.parametrize("task", SYNTHETIC)
 def test_mistakes_are_caught(problems, task):
     """With a mistake, an early episode commits to a wrong answer and a later check
     catches it; the last commitment is right. This is what makes forced-answer success
