@@ -300,6 +300,21 @@ def test_load_jsonl(tmp_path):
     assert load_problems(path, problem_field="question", answer_field="final")[1].id == "toy-1"
 
 
+def test_load_json_array_and_gzip(tmp_path):
+    import gzip
+
+    (tmp_path / "toy.json").write_text(json.dumps(ROWS, indent=2))
+    _check_loaded(load_problems(tmp_path / "toy.json", problem_field="question", answer_field="final",
+                                id_field="uid"), "toy")
+    with gzip.open(tmp_path / "toy.jsonl.gz", "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in ROWS))
+    _check_loaded(load_problems(tmp_path / "toy.jsonl.gz", problem_field="question", answer_field="final",
+                                id_field="uid"), "toy")
+    (tmp_path / "bad.json").write_text('[{"problem": "a", "answer": "1"}, 3]')
+    with pytest.raises(ValueError, match="bad.json item 1: expected a JSON object"):
+        load_problems(tmp_path / "bad.json")
+
+
 def test_load_parquet(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
