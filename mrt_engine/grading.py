@@ -162,6 +162,8 @@ def _can_use_itimer() -> bool:
         return False
     if not hasattr(signal, "setitimer"):
         return False
+    if signal.getsignal(signal.SIGALRM) is None:  # a handler set from C: cannot restore it
+        return False
     return signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
@@ -187,8 +189,10 @@ def run_with_timeout(fn: Callable[[], object], timeout: float | None):
         try:
             return fn()
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0.0)
-            signal.signal(signal.SIGALRM, old_handler)
+            try:  # the alarm may fire right here; the handler is restored regardless
+                signal.setitimer(signal.ITIMER_REAL, 0.0)
+            finally:
+                signal.signal(signal.SIGALRM, old_handler)
     box: dict[str, object] = {}
 
     def target():
