@@ -361,3 +361,19 @@ def test_grade_never_crashes_on_garbage(response, reference):
     assert g.score in (0.0, 1.0)
     assert (g.score == 1.0) == (g.reason == CORRECT)
     assert g.extracted == extract_boxed(response)
+
+
+_MATH_PIECES = st.sampled_from(
+    ["\\frac", "\\sqrt", "^", "{", "}", "1", "2", "x", "/", ",", "(", ")", "[", "]", "\\{", "\\}",
+     " ", "-", ".", "\\left", "\\right", "\\pi", "\\infty", "=", "<", "\\cup", "\\text{", "_",
+     "\\%", "&", "\\\\", "9", "\\dfrac", "\\log", "|", "'"]
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_MATH_PIECES, min_size=1, max_size=12).map("".join))
+def test_grade_never_crashes_inside_math_verify(body):
+    # braces may be unbalanced, so the box may be unclosed: either way a Grade comes back
+    g = grade("\\boxed{" + body + "}", "1/2", timeout=1.0)
+    assert g.reason in REASONS
+    assert (g.score == 1.0) == (g.reason == CORRECT)
