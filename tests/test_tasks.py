@@ -126,6 +126,14 @@ def test_answers_are_right(problems, task, difficulty):
         assert TASKS[task].verifier(p.answer, p.answer)
 
 
+def test_search_answers_unique_at_scale():
+    from mrt_engine.tasks.search import _solutions
+
+    for d in DIFFICULTIES:
+        for p in make_problems("search", 500, seed=11, difficulty=d):
+            assert _solutions(p.meta["lo"], p.meta["hi"], p.meta["rules"]) == [int(p.answer)]
+
+
 def test_problem_text_examples():
     p = make_problems("chain", 1, seed=0)[0]
     assert p.problem.startswith("Start with ") and p.problem.endswith("What is the result?")
@@ -174,6 +182,21 @@ def first_commitment(task, trace):
     paragraphs = trace.split("\n\n")
     i = next(i for i, par in enumerate(paragraphs) if par.startswith("That makes "))
     return re.search(r"(?:[Tt]ry|about) (.+?)[.?]$", paragraphs[i - 2]).group(1)
+
+
+@pytest.mark.parametrize("task", SYNTHETIC)
+def test_traces_match_the_episode_segmenter(problems, task):
+    """The package's own R1 segmenter cuts our traces where the restated rule does."""
+    from mrt_engine.episodes import segment
+
+    for i, p in enumerate(problems[(task, "easy")] + problems[(task, "hard")]):
+        trace = solution_trace(p, seed=i)
+        episodes = segment(trace, scheme="r1")
+        assert "".join(e.text for e in episodes) == trace
+        expected = r1_episodes(trace)
+        assert len(episodes) == len(expected) >= 2
+        for e, paragraphs in zip(episodes[1:], expected[1:]):
+            assert e.text.lstrip("\n").startswith(paragraphs[0])
 
 
 @pytest.mark.parametrize("task", SYNTHETIC)
@@ -277,6 +300,21 @@ def test_load_jsonl(tmp_path):
     assert load_problems(path, problem_field="question", answer_field="final")[1].id == "toy-1"
 
 
+def test_load_json_array_and_gzip(tmp_path):
+    import gzip
+
+    (tmp_path / "toy.json").write_text(json.dumps(ROWS, indent=2))
+    _check_loaded(load_problems(tmp_path / "toy.json", problem_field="question", answer_field="final",
+                                id_field="uid"), "toy")
+    with gzip.open(tmp_path / "toy.jsonl.gz", "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in ROWS))
+    _check_loaded(load_problems(tmp_path / "toy.jsonl.gz", problem_field="question", answer_field="final",
+                                id_field="uid"), "toy")
+    (tmp_path / "bad.json").write_text('[{"problem": "a", "answer": "1"}, 3]')
+    with pytest.raises(ValueError, match="bad.json item 1: expected a JSON object"):
+        load_problems(tmp_path / "bad.json")
+
+
 def test_load_parquet(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -345,6 +383,9 @@ def test_load_bad_inputs(tmp_path):
     (tmp_path / "obj.jsonl").write_text('{"problem": "a", "answer": {"x": 1}}\n')
     with pytest.raises(ValueError, match="'answer' must be text or a number"):
         load_problems(tmp_path / "obj.jsonl")
+    (tmp_path / "empty.jsonl").write_text('{"problem": "a", "answer": " "}\n')
+    with pytest.raises(ValueError, match="empty.jsonl:1: field 'answer' is empty"):
+        load_problems(tmp_path / "empty.jsonl")
     with pytest.raises(ValueError, match="limit must be"):
         load_problems(bad, limit=-2)
 
