@@ -82,7 +82,6 @@ class AlgoConfig:
     template: object = "boxed"         # termination template: a name in mrt_engine.prompts.TEMPLATES or
                                        # a dict of TerminationTemplate fields (text, answer_prefix, ...)
     segment_options: dict = field(default_factory=dict)
-    progress_mode: str = "sample"      # "sample" (paper: forced-termination branches) or "score"
     # mrt_scalar: one prefix per prompt, num_continuations continuations of which num_terminate terminate
     num_continuations: int = 4         # paper m = 4
     num_terminate: int = 2
@@ -100,7 +99,6 @@ class AlgoConfig:
             (self.name in ALGORITHMS, f"algo.name={self.name!r}; use one of {ALGORITHMS}"),
             (self.advantage_scale in ("std", "none"), f"algo.advantage_scale={self.advantage_scale!r}; use 'std' or 'none'"),
             (self.aggregation in ("grpo", "dr_grpo", "dapo"), f"algo.aggregation={self.aggregation!r}; use grpo, dr_grpo or dapo"),
-            (self.progress_mode in ("sample", "score"), f"algo.progress_mode={self.progress_mode!r}; use 'sample' or 'score'"),
             (0 <= self.clip_low < 1 and self.clip_high >= 0, "algo.clip_low must be in [0, 1) and clip_high >= 0"),
             (self.num_updates >= 1, "algo.num_updates must be >= 1"),
             (1 <= self.num_terminate < self.num_continuations or self.name != "mrt_scalar",
