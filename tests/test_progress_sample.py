@@ -51,9 +51,9 @@ def test_exact_j_of_the_coin_model(coin_model):
 
 def test_naive_sample_reproducible(coin_model):
     model, tok = coin_model
-    a = _sample(model, tok, "naive", seed=3, n=8)
-    b = _sample(model, tok, "naive", seed=3, n=8)
-    c = _sample(model, tok, "naive", seed=4, n=8)
+    a = _sample(model, tok, "naive", seed=3, n=8, traces=(ONE,))
+    b = _sample(model, tok, "naive", seed=3, n=8, traces=(ONE,))
+    c = _sample(model, tok, "naive", seed=4, n=8, traces=(ONE,))
     assert [r.samples for r in a] == [r.samples for r in b]
     assert [r.j for r in a] == [r.j for r in b]
     assert [r.samples for r in a] != [r.samples for r in c]
