@@ -35,16 +35,24 @@ def mean_and_stderr(scores: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
-def _grade_cut(tokenizer, grade, suffix_ids, answers, references) -> tuple[list[str], list[float]]:
-    # The suffix ends where the answer begins (e.g. "\boxed{"): grade suffix text + sample.
+def _grade_cut(tokenizer, grade, suffix_ids, answers, references):
+    """(texts, scores, extracted answers) of one cut's samples.
+
+    The suffix ends where the answer begins (e.g. ``\\boxed{``): each sample is graded as
+    suffix text + sample text, against every accepted reference form (best grade counts).
+    """
     head = tokenizer.decode(suffix_ids, skip_special_tokens=False)
-    scores = [max(float(grade(head + a, r).score) for r in references) for a in answers]
-    return answers, scores
+    scores, extracted = [], []
+    for a in answers:
+        grades = [grade(head + a, r) for r in references]
+        scores.append(max(float(g.score) for g in grades))
+        extracted.append(grades[0].extracted)
+    return answers, scores, extracted
 
 
 def sample_fast(generator, tokenizer, items: list[TraceInputs], *, config, stop_ids: list[int],
                 on_cuts: Callable[[int], None] | None = None):
-    """Per item, per cut: (answer texts, scores, mean answer tokens).
+    """Per item, per cut: (answer texts, scores, extracted answers, mean answer tokens).
 
     Items go to the engine in groups (``batches_by_tokens`` of ``max_batch_tokens``); one
     ``branch_many`` call per group runs every cut of every trace in it together, so decode
@@ -69,8 +77,9 @@ def sample_fast(generator, tokenizer, items: list[TraceInputs], *, config, stop_
         for it, per_item in zip(group, outputs):
             per_cut = []
             for c, outs in enumerate(per_item):
-                texts, scores = _grade_cut(tokenizer, grade, it.suffix_ids[c], [o.text for o in outs], it.references)
-                per_cut.append((texts, scores, sum(len(o.token_ids) for o in outs) / len(outs)))
+                texts, scores, extracted = _grade_cut(tokenizer, grade, it.suffix_ids[c], [o.text for o in outs],
+                                                      it.references)
+                per_cut.append((texts, scores, extracted, sum(len(o.token_ids) for o in outs) / len(outs)))
             out.append(per_cut)
             if on_cuts is not None:
                 on_cuts(it.num_cuts)
@@ -103,8 +112,8 @@ def sample_naive(model, tokenizer, items: list[TraceInputs], *, config, stop_ids
                 row = row[:cut_at]
                 lens.append(len(row))
                 texts.append(tokenizer.decode([t for t in row if t not in stop_ids], skip_special_tokens=False))
-            texts, scores = _grade_cut(tokenizer, grade, it.suffix_ids[c], texts, it.references)
-            per_cut.append((texts, scores, sum(lens) / len(lens)))
+            texts, scores, extracted = _grade_cut(tokenizer, grade, it.suffix_ids[c], texts, it.references)
+            per_cut.append((texts, scores, extracted, sum(lens) / len(lens)))
             if on_cuts is not None:
                 on_cuts(1)
         out.append(per_cut)
