@@ -110,7 +110,12 @@ def export_checkpoint(model, tok, path: Path) -> Path:
         return path
     from transformers import AutoModelForCausalLM
 
-    copy = AutoModelForCausalLM.from_config(model.config)
+    import copy as _copy
+
+    cfg = _copy.deepcopy(model.config)
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config  # weights are already dequantised to fp32: save them plain
+    copy = AutoModelForCausalLM.from_config(cfg)
     copy.load_state_dict(model.state_dict())
     path.mkdir(parents=True, exist_ok=True)
     copy.save_pretrained(path)
