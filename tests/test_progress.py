@@ -174,3 +174,11 @@ def test_think_close_splits_thinking_from_answer(tiny):
     ids = tok(trace, add_special_tokens=False).input_ids
     by_ids = ProgressEstimator(model, tok, template="boxed").estimate([PROBLEM], [ids], ["5"])[0]
     assert by_ids.episodes == res.episodes and by_ids.outcome == 1.0
+
+
+@pytest.mark.cuda
+def test_fast_matches_naive_on_cuda(tiny):
+    # On CUDA the fast path runs the Triton scoring-attention and log-prob kernels.
+    model, tok = tiny
+    model = copy.deepcopy(model).to("cuda")
+    assert_same(_estimate(model, tok, "fast"), _estimate(model, tok, "naive"))
