@@ -1,0 +1,171 @@
+"""Turn (problem, trace, answer) items into token-level work: one tokenization, shared by
+the fast and the naive paths so both see exactly the same ids.
+
+Sequence scored at cut c of a trace: ``prompt_ids + trace_ids[:c] + suffix_ids + answer_ids``
+where ``suffix_ids`` is the termination text (or, at the last cut with ``natural_end``, the
+natural close) and ``answer_ids`` one accepted form of the reference followed by ``}``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from . import _compat
+
+
+@dataclass
+class TraceInputs:
+    index: int                      # position of the item in the caller's lists
+    prompt_ids: list[int]
+    trace_ids: list[int]            # the thinking text, tokenized once, no special tokens
+    thinking: str
+    episodes: list[str]
+    cut_chars: list[int]            # [num_cuts]
+    cut_tokens: list[int]           # [num_cuts], offsets into trace_ids
+    suffix_ids: list[list[int]]     # [num_cuts][*]: termination (or natural close at the end)
+    answer_ids: list[list[int]]     # [num_forms][*]: accepted answer forms + "}"
+    natural_end_included: bool
+    outcome: float | None
+    references: list[str]
+
+    @property
+    def num_cuts(self) -> int:
+        return len(self.cut_tokens)
+
+    def context_len(self, cut: int) -> int:
+        """Tokens before the suffix at cut index ``cut``: prompt + trace prefix."""
+        return len(self.prompt_ids) + self.cut_tokens[cut]
+
+
+def _as_forms(answer, index: int) -> list[str]:
+    forms = [answer] if isinstance(answer, str) else list(answer)
+    if not forms:
+        raise ValueError(f"item {index}: no reference answer given")
+    for form in forms:
+        if not isinstance(form, str):
+            raise TypeError(f"item {index}: reference answers must be str, got {type(form).__name__}")
+        if not form.strip():
+            raise ValueError(f"item {index}: the reference answer is empty; an empty answer cannot be scored "
+                             "(give the answer string that goes inside \\boxed{{}})")
+    return forms
+
+
+def _answer_ids(tokenizer, prompts, form: str, template, index: int) -> list[int]:
+    ids = list(prompts.answer_ids(tokenizer, form, template))
+    text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    if text != form + "}":
+        raise ValueError(
+            f"item {index}: the reference answer {form!r} does not round-trip through the tokenizer "
+            f"(decodes to {text[:-1]!r}); its probability would be of a different string. Normalise the "
+            "answer to text the tokenizer can represent, or use mode='sample' with a grader.")
+    if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+        raise ValueError(f"item {index}: the reference answer {form!r} tokenizes to the unknown token")
+    return ids
+
+
+def _token_cuts(episodes, thinking: str, trace_ids: list[int], tokenizer, index: int) -> list[int]:
+    """Token offset at the end of each episode; from the segmenter's spans when it gave them."""
+    ends = [e.token_end for e in episodes]
+    if all(t is not None for t in ends):
+        if ends[-1] != len(trace_ids):
+            raise ValueError(f"item {index}: the segmenter's token spans end at {ends[-1]} but the trace has "
+                             f"{len(trace_ids)} tokens; segment with the same tokenizer (no special tokens)")
+        return ends
+    # Map char cuts to tokens: a cut inside a token moves to that token's end (the prefix
+    # keeps every char before the cut).
+    offsets = tokenizer(thinking, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    out = []
+    for e in episodes:
+        out.append(sum(1 for start, _ in offsets if start < e.char_end))
+    return out
+
+
+def _ids_trace(tokenizer, ids, close: str, index: int) -> tuple[str, list[int], str]:
+    """(full text, thinking ids, thinking text) of a trace given as token ids (kept exactly)."""
+    from mrt_engine.episodes import decode_with_spans
+
+    ids = [int(t) for t in ids]
+    text, spans = decode_with_spans(tokenizer, ids)
+    if close and close in text:
+        at = text.index(close)
+        keep = sum(1 for _, end in spans if end <= at)
+        ids = ids[:keep]
+        return text, ids, decode_with_spans(tokenizer, ids)[0]
+    return text, ids, text
+
+
+def _prompt(tokenizer, prompts, problem, index: int) -> list[int]:
+    if isinstance(problem, str):
+        return list(prompts.prompt_ids(tokenizer, problem))
+    if isinstance(problem, (list, tuple)) and all(isinstance(t, int) for t in problem):
+        return list(problem)  # prompt token ids, used as given (chat template already applied)
+    raise TypeError(f"item {index}: problem must be a str or a list of prompt token ids, got {type(problem).__name__}")
+
+
+def prepare(index: int, problem, trace, answer, *, tokenizer, template, config,
+            segmenter: Callable | None, max_positions: int, grade: bool = True) -> TraceInputs:
+    """Tokenize one item, find its cuts, check it fits the model. Raises ValueError on bad input.
+
+    ``problem``: text (the chat template is applied) or prompt token ids (used as given).
+    ``trace``: text (tokenized once, no special tokens) or token ids (kept exactly, e.g. the
+    engine's output, and segmented with ``mrt_engine.episodes.segment_ids``), so no
+    decode/re-encode round trip can change what the policy generated.
+    """
+    prompts = _compat.prompts()
+    forms = _as_forms(answer, index)
+    close = config.think_close
+    if isinstance(trace, str):
+        full = trace
+        thinking = trace.split(close, 1)[0] if close and close in trace else trace
+        trace_ids = list(tokenizer(thinking, add_special_tokens=False).input_ids)
+        seg = segmenter or (lambda text: _compat.segment_fn()(text, config.scheme, tokenizer=tokenizer,
+                                                             **config.segment_options))
+    elif isinstance(trace, (list, tuple)) and all(isinstance(t, int) for t in trace):
+        if segmenter is not None:
+            raise ValueError(f"item {index}: a custom segmenter needs text traces; token-id traces use "
+                             "mrt_engine.episodes.segment_ids with scheme/segment_options")
+        full, trace_ids, thinking = _ids_trace(tokenizer, trace, close, index)
+        from mrt_engine.episodes import segment_ids
+
+        seg = lambda text: segment_ids(tokenizer, trace_ids, config.scheme, **config.segment_options)  # noqa: E731
+    else:
+        raise TypeError(f"item {index}: trace must be a str or a list of token ids, got {type(trace).__name__}")
+    episodes = list(seg(thinking)) if trace_ids else []
+    if episodes and "".join(e.text for e in episodes) != thinking:
+        raise ValueError(f"item {index}: the segmenter's episodes do not join back to the trace")
+    prompt = _prompt(tokenizer, prompts, problem, index)
+    term = list(prompts.termination_ids(tokenizer, template))
+    if not term:
+        raise ValueError("the termination text tokenizes to nothing; the first answer token needs a suffix token")
+
+    if episodes:
+        ends = _token_cuts(episodes, thinking, trace_ids, tokenizer, index)
+        cut_chars = [0] + [e.char_end for e in episodes]
+        cut_tokens = [0] + list(ends)
+        natural = bool(config.natural_end)
+        close_ids = list(prompts.natural_close_ids(tokenizer, template)) if natural else term
+        suffix_ids = [term] * len(episodes) + [close_ids]
+    else:
+        cut_chars, cut_tokens, natural, suffix_ids = [0], [0], False, [term]
+
+    answers = [_answer_ids(tokenizer, prompts, f, template, index) for f in forms]
+    tail = max(len(a) for a in answers) if config.mode == "score" else config.max_answer_tokens
+    need = len(prompt) + len(trace_ids) + max(len(s) for s in suffix_ids) + tail
+    if need > max_positions:
+        raise ValueError(
+            f"item {index}: prompt ({len(prompt)}) + trace ({len(trace_ids)}) + termination + answer needs {need} "
+            f"positions but the model has {max_positions}; shorten the trace (e.g. keep its first "
+            f"{max_positions - need + len(trace_ids)} tokens) or use a longer-context model")
+    outcome = None
+    if grade:
+        outcome = max(float(_compat.grade_fn()(full, f).score) for f in forms)
+    return TraceInputs(index=index, prompt_ids=prompt, trace_ids=trace_ids, thinking=thinking,
+                       episodes=[e.text for e in episodes], cut_chars=cut_chars, cut_tokens=cut_tokens,
+                       suffix_ids=suffix_ids, answer_ids=answers, natural_end_included=natural,
+                       outcome=outcome, references=forms)
+
+
+def check_lengths(problems: Sequence, traces: Sequence, answers: Sequence) -> None:
+    if not (len(problems) == len(traces) == len(answers)):
+        raise ValueError(f"problems ({len(problems)}), traces ({len(traces)}) and answers ({len(answers)}) "
+                         "must have one entry per item")
