@@ -11,6 +11,7 @@ The code here must also run inside the verl virtualenv (transformers < 5.11): it
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import importlib.util
 import math
@@ -32,22 +33,27 @@ def require(module: str, *, package: str, purpose: str) -> None:
             f"pip install {package}")
 
 
-def column(values: dict, name: str, num: int, *, what: str, available: Sequence[str] | None = None) -> list:
+def column(values: dict, name: str, num: int, *, what: str, holds: str = "reference answer",
+           option: str = "answer_column") -> list:
     """``values[name]`` as a list of length ``num``, or a clear error naming the missing column."""
     if name not in values or values[name] is None:
-        cols = sorted(available if available is not None else values)
         raise KeyError(
-            f"{what} needs the reference answer of every example in the column {name!r}, but the batch has "
-            f"only {cols}. Add that column to the data set, or pass answer_column=<the column that holds "
-            f"the reference answers>.")
+            f"{what} needs the {holds} of every example in the column {name!r}, but the batch has only the "
+            f"columns {sorted(values)}. Add that column to the data set, or pass {option}=<the column that "
+            f"holds the {holds}s>.")
     col = list(values[name])
     if len(col) != num:
         raise ValueError(f"column {name!r} has {len(col)} entries for {num} completions")
     missing = [i for i, a in enumerate(col) if a is None or (isinstance(a, str) and not a.strip())]
     if missing:
-        raise ValueError(f"column {name!r} has no reference answer for examples {missing[:10]}; "
+        raise ValueError(f"column {name!r} has no {holds} for examples {missing[:10]}; "
                          "every example needs one to score progress")
     return col
+
+
+def answer_column(values: dict, name: str, num: int, *, what: str) -> list:
+    """The reference answers of a batch, checked and normalised (see :func:`reference_answer`)."""
+    return [reference_answer(a, index=i) for i, a in enumerate(column(values, name, num, what=what))]
 
 
 # -- text of prompts and completions ----------------------------------------------------------
@@ -89,40 +95,62 @@ def token_char_ends(tokenizer, token_ids: Sequence[int]) -> list[int]:
     return ends
 
 
-def char_span_to_tokens(char_start: int, char_end: int, ends: Sequence[int]) -> tuple[int, int]:
-    """Tokens ``[start, end)`` that cover chars ``[char_start, char_end)``.
+def first_token_past(char_offset: int, ends: Sequence[int]) -> int:
+    """Index of the first token whose last character lies past ``char_offset`` (len(ends) if none)."""
+    return bisect.bisect_right(list(ends), char_offset)
 
-    A token belongs to the episode in which its last character falls (a token that straddles
-    an episode boundary goes to the later episode only if it ends past the boundary).
+
+def episode_char_spans(result) -> list[tuple[int, int]]:
+    """Char span ``[start, end)`` of each episode in the trace, from ``result.cut_chars``.
+
+    ``cut_chars`` holds the empty prefix (0) and the end of every episode, so episode k spans
+    ``cut_chars[k] : cut_chars[k+1]``. Text after the thinking (past ``</think>``) belongs to
+    no episode.
     """
-    start = next((t for t, e in enumerate(ends) if e > char_start), len(ends))
-    end = next((t for t, e in enumerate(ends) if e >= char_end), len(ends) - 1) + 1
-    return start, max(start, min(end, len(ends)))
+    cuts = [int(c) for c in result.cut_chars]
+    num_episodes = len(result.progress)
+    if len(cuts) != num_episodes + 1:
+        raise ValueError(f"ProgressResult has {len(cuts)} cut offsets for {num_episodes} episodes; expected one more")
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def episode_token_spans(result, ends: Sequence[int]) -> list[tuple[int, int]]:
-    """Token span of each episode of ``result`` within the completion tokens whose char ends are ``ends``.
+    """Token span ``[start, end)`` of each episode of ``result`` within the completion tokens.
 
-    Episodes are contiguous and joined give back the completion text, so the spans tile
-    ``[0, T)`` except for special tokens that decode to nothing past the last episode.
+    ``ends`` are the tokens' char ends (:func:`token_char_ends`). A token belongs to the
+    episode its last character falls in (``cut_chars[k] < ends[t] <= cut_chars[k+1]``), so a
+    token straddling a boundary goes to the later episode, tokens that decode to nothing join
+    the token before them, and tokens past the thinking (after ``</think>``) belong to none.
     """
-    spans = [char_span_to_tokens(ep.char_start, ep.char_end, ends) for ep in result.episodes]
-    # Consecutive episodes must not share a token: give a straddling token to the later one.
-    fixed, prev_end = [], 0
-    for start, end in spans:
-        start = max(start, prev_end)
-        end = max(end, start)
-        fixed.append((start, end))
-        prev_end = end
-    return fixed
+    return [(first_token_past(a, ends), first_token_past(b, ends)) for a, b in episode_char_spans(result)]
+
+
+def reference_answer(value, *, index: int):
+    """A data set's answer cell as the estimator takes it: str, or a list of accepted str forms."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, int, float)) for v in value):
+        return [str(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays from verl's non_tensor_batch
+        return reference_answer(value.tolist(), index=index)
+    raise TypeError(f"example {index}: reference answer {value!r} ({type(value).__name__}) is not a string, a "
+                    "number or a list of accepted forms")
 
 
 # -- rewards from estimator results -----------------------------------------------------------
 
 def total_progress(result) -> float:
-    """Sum of per-episode progress: ``J(last cut) - J(empty prefix)``."""
-    prg = [float(p) for p in result.progress]
-    return float(sum(prg))
+    """Sum of per-episode progress: ``J(last cut) - J(empty prefix)`` (0 for an empty trace)."""
+    return float(sum(float(p) for p in result.progress))
+
+
+def outcome_of(result) -> float:
+    if result.outcome is None:
+        raise ValueError("the estimator returned no outcome grade for a trace; MRT rewards need it "
+                         "(the estimator grades traces by default)")
+    return float(result.outcome)
 
 
 def scalar_reward(result, *, form: str, alpha: float, include_outcome: bool) -> float:
@@ -137,7 +165,7 @@ def scalar_reward(result, *, form: str, alpha: float, include_outcome: bool) -> 
     """
     if form not in FORMS:
         raise ValueError(f"form={form!r}; use one of {FORMS}")
-    outcome = float(result.outcome)
+    outcome = outcome_of(result)
     if form == "progress":
         return alpha * total_progress(result) + (outcome if include_outcome else 0.0)
     if form == "termination_baseline":
@@ -176,7 +204,7 @@ def last_token_rewards(result, spans: Sequence[tuple[int, int]], num_tokens: int
     for k, (start, end) in enumerate(spans):
         last = min(max(end - 1, start), outcome_index)
         out[last] += alpha * prg[k]
-    out[outcome_index] += float(result.outcome)
+    out[outcome_index] += outcome_of(result)
     return out
 
 

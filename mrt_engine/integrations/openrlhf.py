@@ -27,7 +27,13 @@ import os
 
 import torch
 
-from mrt_engine.integrations._common import EstimatorOptions, ProgressScorer, scalar_reward
+from mrt_engine.integrations._common import (
+    EstimatorOptions,
+    ProgressScorer,
+    outcome_of,
+    reference_answer,
+    scalar_reward,
+)
 
 __all__ = ["reward_func", "split_response", "make_reward_func"]
 
@@ -79,10 +85,10 @@ def make_reward_func(scorer: ProgressScorer, *, alpha: float = 1.0, form: str = 
         responses = [split_response(q, p, special_tokens=specials) for q, p in zip(queries, prompts)]
         to_problem = problem_from_prompt or functools.partial(_problem_text, tok)
         problems = [to_problem(p) for p in prompts]
-        results = scorer.estimate(problems, responses, list(labels))
+        results = scorer.estimate(problems, responses, [reference_answer(a, index=i) for i, a in enumerate(labels)])
         rewards = torch.tensor([scalar_reward(r, form=form, alpha=alpha, include_outcome=include_outcome)
                                 for r in results], dtype=torch.float32)  # [B]
-        outcome = torch.tensor([float(r.outcome) for r in results], dtype=torch.float32)  # [B]
+        outcome = torch.tensor([outcome_of(r) for r in results], dtype=torch.float32)  # [B]
         progress = torch.tensor([float(sum(r.progress)) for r in results], dtype=torch.float32)  # [B]
         j0 = torch.tensor([float(r.j[0]) for r in results], dtype=torch.float32)  # [B]
         return {

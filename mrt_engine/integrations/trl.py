@@ -31,6 +31,7 @@ from mrt_engine.integrations._common import (
     FORMS,
     EstimatorOptions,
     ProgressScorer,
+    answer_column,
     column,
     dense_rewards,
     episode_token_spans,
@@ -97,9 +98,10 @@ class MRTProgressReward:
         if len(prompts) != num:
             raise ValueError(f"{len(prompts)} prompts for {num} completions")
         columns = {k: v for k, v in kwargs.items() if k not in _CONTROL_KWARGS}
-        answers = column(columns, self.answer_column, num, what="MRTProgressReward")
+        answers = answer_column(columns, self.answer_column, num, what="MRTProgressReward")
         if self.problem_column is not None:
-            problems = [str(p) for p in column(columns, self.problem_column, num, what="MRTProgressReward")]
+            problems = [str(p) for p in column(columns, self.problem_column, num, what="MRTProgressReward",
+                                                   holds="problem text", option="problem_column")]
         else:
             problems = [message_text(p, role="user") if not isinstance(p, str) else p for p in prompts]
         texts = [message_text(c, role="assistant") if not isinstance(c, str) else c for c in completions]

@@ -46,6 +46,8 @@ from mrt_engine.integrations._common import (
     episode_token_spans,
     last_token_rewards,
     message_text,
+    outcome_of,
+    reference_answer,
     require,
     scalar_reward,
     token_char_ends,
@@ -89,7 +91,7 @@ def _row_parts(data: DataProto, i: int, tokenizer) -> tuple[str, list[int], Any]
         prompt_ids = batch["prompts"][i]
         valid_prompt = int(batch["attention_mask"][i, :prompt_len].sum())
         problem = tokenizer.decode(prompt_ids[prompt_len - valid_prompt:].tolist(), skip_special_tokens=True)
-    return problem, response_ids, truth
+    return problem, response_ids, reference_answer(truth, index=i)
 
 
 def score_batch(data: DataProto, scorer: ProgressScorer, *, form: str, alpha: float):
@@ -127,7 +129,7 @@ def score_batch(data: DataProto, scorer: ProgressScorer, *, form: str, alpha: fl
 def _extra_info(results) -> dict[str, list]:
     # Scalars only: verl stacks each key over the batch into a numpy array.
     return {
-        "mrt_outcome": [float(r.outcome) for r in results],
+        "mrt_outcome": [outcome_of(r) for r in results],
         "mrt_progress": [float(sum(r.progress)) for r in results],
         "mrt_j0": [float(r.j[0]) for r in results],
     }
