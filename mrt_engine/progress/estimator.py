@@ -29,9 +29,10 @@ class ProgressEstimator:
         tokenizer: the model's tokenizer.
         generator: an existing ``mrt_engine.engine.Generator`` to run sample mode on (its
             ``forward`` is reused for score mode too). Built lazily from the model otherwise.
-        template: a termination template from ``mrt_engine.prompts`` (its text must end
-            where the answer begins, e.g. with ``\\boxed{``); default: the prompts module's
-            boxed template.
+        template: a ``mrt_engine.prompts.TerminationTemplate`` or its name. Default: the R1
+            text of mrt.md for sample mode (``"r1"``) and its scoring form ending in
+            ``\\boxed{`` for score mode (``"r1_scoring"``); ``"boxed"`` suits models without
+            a think tag. Score mode needs a template that ends where the answer begins.
         segmenter: ``callable(text) -> list[Episode]``; default
             ``mrt_engine.episodes.segment(text, scheme, tokenizer=tokenizer, **segment_options)``.
         **options: fields of ``EstimatorConfig`` (mode, method, scheme, num_samples, ...).
@@ -54,7 +55,7 @@ class ProgressEstimator:
         self.model = model if model is not None else generator.forward.model
         self.tokenizer = tokenizer
         self.generator = generator
-        self.template = template if template is not None else _compat.prompts().BOXED_TERMINATION
+        self.template = _compat.prompts().get_template(template, scoring=self.config.mode == "score")
         self.segmenter = segmenter
         self._forward = None
 

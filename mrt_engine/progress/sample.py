@@ -5,9 +5,10 @@ once and forks n continuations at every cut (``prefix[:cut] + suffix``), the pre
 blocks shared by all branches. Naive path (``sample_naive``): ``model.generate`` on the
 re-encoded ``prompt + prefix + suffix`` of every cut with ``num_return_sequences=n``.
 
-Seeds: every cut draws from its own seed ``cut_seed(seed, item, cut)``, so a result does not
-depend on how items are batched. Fast and naive use different random streams, so they agree
-in distribution (within standard errors), not sample by sample.
+Seeds: both paths are reproducible for the same inputs, settings and seed. The naive path
+draws every cut from its own seed ``cut_seed(seed, item, cut)``; the fast path seeds the
+engine once per group of items (see ``sample_fast``). Fast and naive use different random
+streams, so they agree in distribution (within standard errors), not sample by sample.
 """
 from __future__ import annotations
 
@@ -43,36 +44,37 @@ def _grade_cut(tokenizer, grade, suffix_ids, answers, references) -> tuple[list[
 
 def sample_fast(generator, tokenizer, items: list[TraceInputs], *, config, stop_ids: list[int],
                 on_cuts: Callable[[int], None] | None = None):
-    """Per item, per cut: (answer texts, scores, mean answer tokens)."""
+    """Per item, per cut: (answer texts, scores, mean answer tokens).
+
+    Items go to the engine in groups (``batches_by_tokens`` of ``max_batch_tokens``); one
+    ``branch_many`` call per group runs every cut of every trace in it together, so decode
+    batches hold all branches. Seeds: the engine draws one seed per cut from torch's RNG,
+    which is seeded here with ``cut_seed(seed, first item of the group, 0)`` inside a forked
+    RNG state (the caller's global RNG is left alone).
+    """
     from mrt_engine.engine import SamplingParams
 
+    from .score import batches_by_tokens
+
     grade = _compat.grade_fn()
+    params = SamplingParams(n=config.num_samples, temperature=config.temperature, top_p=config.top_p,
+                            max_tokens=config.max_answer_tokens, stop_token_ids=tuple(stop_ids))
     out = []
-    for it in items:
-        prefix = it.prompt_ids + it.trace_ids
-        cuts = [it.context_len(c) for c in range(it.num_cuts)]
-        per_cut = []
-        # One branch call per cut keeps the per-cut seed contract; the engine still shares the
-        # trace's prefix blocks across calls through its prefix cache.
-        params = [SamplingParams(n=config.num_samples, temperature=config.temperature, top_p=config.top_p,
-                                 max_tokens=config.max_answer_tokens, stop_token_ids=tuple(stop_ids),
-                                 seed=cut_seed(config.seed, it.index, c)) for c in range(it.num_cuts)]
-        outputs = _branch(generator, prefix, cuts, it.suffix_ids, params)
-        for c, outs in enumerate(outputs):
-            texts = [o.text for o in outs]
-            texts, scores = _grade_cut(tokenizer, grade, it.suffix_ids[c], texts, it.references)
-            per_cut.append((texts, scores, sum(len(o.token_ids) for o in outs) / len(outs)))
-        if on_cuts is not None:
-            on_cuts(it.num_cuts)
-        out.append(per_cut)
+    for group in batches_by_tokens(items, config.max_batch_tokens):
+        work = [(it.prompt_ids + it.trace_ids, [it.context_len(c) for c in range(it.num_cuts)], it.suffix_ids)
+                for it in group]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cut_seed(config.seed, group[0].index, 0))
+            outputs = generator.branch_many(work, params)  # [item][cut][sample]
+        for it, per_item in zip(group, outputs):
+            per_cut = []
+            for c, outs in enumerate(per_item):
+                texts, scores = _grade_cut(tokenizer, grade, it.suffix_ids[c], [o.text for o in outs], it.references)
+                per_cut.append((texts, scores, sum(len(o.token_ids) for o in outs) / len(outs)))
+            out.append(per_cut)
+            if on_cuts is not None:
+                on_cuts(it.num_cuts)
     return out
-
-
-def _branch(generator, prefix, cuts, suffixes, params):
-    """All cuts of one trace in one engine call when the engine takes per-cut params."""
-    if len({(p.seed) for p in params}) == 1 or not getattr(generator, "branch_accepts_param_list", False):
-        return [generator.branch(prefix, [c], [s], p)[0] for c, s, p in zip(cuts, suffixes, params)]
-    return generator.branch(prefix, cuts, suffixes, params)
 
 
 def sample_naive(model, tokenizer, items: list[TraceInputs], *, config, stop_ids: list[int],
