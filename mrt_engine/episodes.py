@@ -100,30 +100,7 @@ def _r1_cuts_py(text: str, keywords: Sequence[str], min_paragraphs: int) -> list
         index += 1
 
 
-def _char_to_token_offsets_py(char_offsets: Sequence[int], token_ends: Sequence[int]) -> list[int]:
-    return [bisect.bisect_right(token_ends, c) for c in char_offsets]
-
-
-# ---------------------------------------------------------------- public scan helpers
-def r1_cuts(text: str, *, keywords: Sequence[str] = R1_KEYWORDS, min_paragraphs: int = R1_MIN_PARAGRAPHS) -> list[int]:
-    """Char offsets where the R1 rule starts a new episode (no ``max_steps`` limit)."""
-    keywords = tuple(keywords)
-    if not keywords or any(not isinstance(k, str) or not k for k in keywords):
-        raise ValueError(f"keywords must be non-empty strings, got {keywords!r}")
-    if min_paragraphs < 1:
-        raise ValueError(f"min_paragraphs must be >= 1, got {min_paragraphs}")
-    if _USE_NATIVE:
-        return list(_native.r1_cuts(text, list(keywords), int(min_paragraphs)))
-    return _r1_cuts_py(text, keywords, min_paragraphs)
-
-
-def char_to_token_offsets(char_offsets: Sequence[int], token_char_spans: Sequence[Sequence[int]]) -> list[int]:
-    """Map char offsets to token offsets: ``t(c) = min{i : token_end[i] > c}`` (else the count).
-
-    ``token_char_spans`` is a tokenizer offset mapping (``[(start, end), ...]`` in code points,
-    no special tokens). The ids ``[:t(c)]`` are the longest token prefix whose text ends at or
-    before ``c``; a token straddling ``c`` goes to the later side.
-    """
+def _char_to_token_offsets_py(char_offsets: Sequence[int], token_char_spans) -> list[int]:
     ends = []
     prev_end = 0
     for i, span in enumerate(token_char_spans):
@@ -136,12 +113,44 @@ def char_to_token_offsets(char_offsets: Sequence[int], token_char_spans: Sequenc
             )
         ends.append(end)
         prev_end = end
-    offsets = [int(c) for c in char_offsets]
-    if any(c < 0 for c in offsets):
-        raise ValueError(f"char offsets must be >= 0, got {offsets}")
+    out = []
+    for c in char_offsets:
+        if c < 0:
+            raise ValueError("char offsets must be >= 0")
+        out.append(bisect.bisect_right(ends, c))
+    return out
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+# ---------------------------------------------------------------- public scan helpers
+def r1_cuts(text: str, *, keywords: Sequence[str] = R1_KEYWORDS, min_paragraphs: int = R1_MIN_PARAGRAPHS) -> list[int]:
+    """Char offsets where the R1 rule starts a new episode (no ``max_steps`` limit)."""
+    keywords = tuple(keywords)
+    if not keywords or any(not isinstance(k, str) or not k for k in keywords):
+        raise ValueError(f"keywords must be non-empty strings, got {keywords!r}")
+    if min_paragraphs < 1:
+        raise ValueError(f"min_paragraphs must be >= 1, got {min_paragraphs}")
     if _USE_NATIVE:
-        return list(_native.char_to_token_offsets(offsets, ends))
-    return _char_to_token_offsets_py(offsets, ends)
+        # UTF-8 bytes in, code-point offsets out ("surrogatepass" keeps lone surrogates 1 code point).
+        return list(_native.r1_cuts(_utf8(text), [_utf8(k) for k in keywords], int(min_paragraphs)))
+    return _r1_cuts_py(text, keywords, min_paragraphs)
+
+
+def char_to_token_offsets(char_offsets: Sequence[int], token_char_spans: Sequence[Sequence[int]]) -> list[int]:
+    """Map char offsets to token offsets: ``t(c) = min{i : token_end[i] > c}`` (else the count).
+
+    ``token_char_spans`` is a tokenizer offset mapping (``[(start, end), ...]`` in code points,
+    no special tokens). The ids ``[:t(c)]`` are the longest token prefix whose text ends at or
+    before ``c``; a token straddling ``c`` goes to the later side.
+    """
+    offsets = [int(c) for c in char_offsets]
+    spans = [(int(a), int(b)) for a, b in token_char_spans]
+    if _USE_NATIVE:
+        return list(_native.char_to_token_offsets(offsets, spans))
+    return _char_to_token_offsets_py(offsets, spans)
 
 
 # ---------------------------------------------------------------- schemes
@@ -152,25 +161,27 @@ SchemeFn = Callable[..., Sequence[int]]
 class _Scheme:
     fn: SchemeFn
     needs_tokens: bool
-    options: tuple[str, ...]
+    options: tuple[str, ...] | None  # None: any keyword options go to fn
 
 
 SCHEMES: dict[str, _Scheme] = {}
 
 
-def register_scheme(name: str, fn: SchemeFn, *, needs_tokens: bool = False, options: Sequence[str] = ()) -> None:
+def register_scheme(name: str, fn: SchemeFn, *, needs_tokens: bool = False,
+                    options: Sequence[str] | None = None) -> None:
     """Plug in a segmentation scheme: ``fn(text, **options) -> cuts`` (char offsets).
 
     Cuts are where new episodes start; 0 and ``len(text)`` are ignored, the rest must be
     strictly increasing inside the text. With ``needs_tokens=True`` the function also receives
     ``token_char_spans=[(start, end), ...]`` (``segment`` then requires a tokenizer).
-    ``options`` names the keyword options the scheme accepts (others are rejected).
+    ``options`` names the keyword options the scheme accepts (others are rejected with a
+    clear error); ``None`` passes any keyword options through to ``fn``.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"scheme name must be a non-empty string, got {name!r}")
     if not callable(fn):
         raise TypeError(f"scheme {name!r}: fn must be callable, got {type(fn).__name__}")
-    SCHEMES[name] = _Scheme(fn, needs_tokens, tuple(options))
+    SCHEMES[name] = _Scheme(fn, needs_tokens, None if options is None else tuple(options))
 
 
 def _r1_scheme(text: str, *, keywords: Sequence[str] = R1_KEYWORDS, min_paragraphs: int = R1_MIN_PARAGRAPHS) -> list[int]:
@@ -206,7 +217,7 @@ def _tokens_scheme(text: str, *, token_char_spans, window: int | None = None) ->
 
 
 register_scheme("r1", _r1_scheme, options=("keywords", "min_paragraphs"))
-register_scheme("backtrack", _backtrack_scheme)
+register_scheme("backtrack", _backtrack_scheme, options=())
 register_scheme("regex", _regex_scheme, options=("pattern", "flags"))
 register_scheme("tokens", _tokens_scheme, needs_tokens=True, options=("window",))
 
@@ -255,7 +266,7 @@ def _check_common(scheme, max_steps, group_size) -> _Scheme:
             raise ValueError(f"unknown scheme {scheme!r}; known: {sorted(SCHEMES)} (add one with register_scheme)")
         entry = SCHEMES[scheme]
     elif callable(scheme):
-        entry = _Scheme(scheme, False, ())
+        entry = _Scheme(scheme, False, None)
     else:
         raise TypeError(f"scheme must be a registered name or a callable text -> cuts, got {type(scheme).__name__}")
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
@@ -267,7 +278,7 @@ def _check_common(scheme, max_steps, group_size) -> _Scheme:
 
 def _scheme_cuts(text: str, scheme, entry: _Scheme, opts: dict, spans) -> list[int]:
     name = scheme if isinstance(scheme, str) else getattr(scheme, "__name__", "custom")
-    if isinstance(scheme, str):
+    if entry.options is not None:
         unknown = set(opts) - set(entry.options)
         if unknown:
             raise ValueError(
@@ -286,7 +297,8 @@ def _episodes(text: str, cuts: list[int], spans) -> list[Episode]:
     if spans is None:
         return [Episode(text[a:b], a, b) for a, b in zip(bounds[:-1], bounds[1:])]
     tokens = char_to_token_offsets(bounds, spans)
-    tokens[-1] = len(spans)  # the trace end covers every token, including trailing empty spans
+    # The trace covers every token, including zero-width spans at either end.
+    tokens[0], tokens[-1] = 0, len(spans)
     return [
         Episode(text[a:b], a, b, ta, tb)
         for a, b, ta, tb in zip(bounds[:-1], bounds[1:], tokens[:-1], tokens[1:])
@@ -349,7 +361,12 @@ def decode_with_spans(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tu
         spans.append((length, length + len(piece)))
         length += len(piece)
         prefix_offset, read_offset = max(0, i + 1 - 4), i + 1
-    if "".join(pieces) != full:
+    emitted = "".join(pieces)
+    if read_offset < len(ids) and full.startswith(emitted):
+        # Trailing tokens never completed a character: they end with the text.
+        spans[read_offset:] = [(length, len(full))] * (len(ids) - read_offset)
+        emitted = full
+    if emitted != full:
         spans = []
         prev = 0
         for i in range(len(ids)):
@@ -386,3 +403,13 @@ def token_cut_points(episodes: Sequence[Episode]) -> list[int]:
     if any(e.token_end is None for e in episodes):
         raise ValueError("episodes have no token spans: call segment(..., tokenizer=tok) or segment_ids(tok, ids)")
     return [e.token_end for e in episodes[:-1]]
+
+
+def token_cuts(tokenizer, token_ids: Sequence[int], scheme: str | SchemeFn = "r1", **opts) -> list[int]:
+    """Token cut positions for a trace given as the model's token ids: ``ids[:cut]`` are prefixes.
+
+    ``token_cut_points(segment_ids(tokenizer, token_ids, scheme, **opts))``. Two char cuts that
+    fall inside one token map to the same token cut; duplicates are kept so the list stays
+    aligned with the episodes (drop them if you fork the meta-prover per distinct prefix).
+    """
+    return token_cut_points(segment_ids(tokenizer, token_ids, scheme, **opts))
