@@ -13,14 +13,13 @@ import math
 import pytest
 import torch
 
-pytest.importorskip("trl")
-from datasets import Dataset  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
-from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer  # a dev dependency: this test must run, not skip
 
-from mrt_engine.integrations._common import token_char_ends  # noqa: E402
-from mrt_engine.integrations.trl import MRTGRPOTrainer, MRTProgressReward  # noqa: E402
-from mrt_engine.progress import ProgressEstimator  # noqa: E402
+from mrt_engine.integrations._common import token_char_ends
+from mrt_engine.integrations.trl import MRTGRPOTrainer, MRTProgressReward
+from mrt_engine.progress import ProgressEstimator
 
 ALPHA = 1e10
 ESTIMATOR = {"scheme": "tokens", "segment_options": {"window": 3}}  # several episodes per completion
