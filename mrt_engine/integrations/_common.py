@@ -27,7 +27,11 @@ FORMS = ("progress", "termination_baseline", "dense")
 
 def require(module: str, *, package: str, purpose: str) -> None:
     """Raise a ModuleNotFoundError that says what to install when ``module`` is missing."""
-    if importlib.util.find_spec(module) is None:
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ValueError, ImportError):  # e.g. sys.modules[module] is None: import blocked
+        found = False
+    if not found:
         raise ModuleNotFoundError(
             f"{purpose} needs the package {package!r}, which is not installed; install it with: "
             f"pip install {package}")
