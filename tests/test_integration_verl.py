@@ -29,6 +29,7 @@ def _venv_python() -> Path | None:
     return None
 
 
+@pytest.mark.slow  # ~1 min: starts verl and loads the tiny model twice in the venv
 def test_verl_checks_pass_inside_the_verl_venv():
     python = _venv_python()
     env = dict(os.environ)
