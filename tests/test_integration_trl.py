@@ -183,6 +183,17 @@ def test_dense_trainer_needs_matching_reward(tiny, tmp_path):
                        args=_args(tmp_path, 1), train_dataset=_dataset(), processing_class=tok)
 
 
+def test_termination_baseline_trainer_refuses_other_rewards(tiny, tmp_path):
+    model, tok = tiny
+    def other(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    with pytest.raises(ValueError, match="only reward function"):
+        MRTGRPOTrainer(model=copy.deepcopy(model), args=_args(tmp_path, 1), train_dataset=_dataset(),
+                       processing_class=tok, advantage="termination_baseline",
+                       reward_funcs=[MRTProgressReward(form="termination_baseline"), other])
+
+
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="form="):
         MRTProgressReward(form="sparse")

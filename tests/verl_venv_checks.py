@@ -201,6 +201,37 @@ def test_reward_loop_manager_through_load_reward_manager(tiny):
         assert rm_scores[b].count_nonzero() <= 1
 
 
+def test_reward_loop_manager_on_the_agent_loop_layout(tiny):
+    """The single-row DataProto verl's AgentLoopWorker._compute_score sends to run_single:
+    unpadded prompt and response, an all-ones mask, and every data set field replicated
+    with ``np.array([v] * n)`` (so raw_prompt becomes a 2-D object array of messages)."""
+    from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
+
+    model, tok = tiny
+    config = OmegaConf.create({"reward": {"reward_kwargs": {"mrt_form": "termination_baseline"}}})
+    manager = get_reward_manager_cls("mrt")(config, tok, None, scorer=_scorer(tiny))
+    q, a, r = PROBLEMS[0], ANSWERS[0], RESPONSES[0]
+    p_ids = tok(tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True),
+                add_special_tokens=False)["input_ids"]
+    r_ids = tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    prompts, responses = torch.tensor([p_ids]), torch.tensor([r_ids])
+    input_ids = torch.cat([prompts, responses], 1)
+    kwargs = {"raw_prompt": [{"role": "user", "content": q}], "data_source": "synthetic",
+              "reward_model": {"style": "rule", "ground_truth": a}, "extra_info": {"index": 0}}
+    data = DataProto(
+        batch=TensorDict({"prompts": prompts, "responses": responses, "attention_mask": torch.ones_like(input_ids),
+                          "input_ids": input_ids, "position_ids": torch.arange(input_ids.shape[1])[None]},
+                         batch_size=1),
+        non_tensor_batch={**{k: np.array([v] * 1) for k, v in kwargs.items()},
+                          "__num_turns__": np.array([1]), "prompt_len": np.array([len(p_ids)]),
+                          "response_len": np.array([len(r_ids)])})
+    assert data.non_tensor_batch["raw_prompt"].shape == (1, 1)  # what np.array([messages]) makes
+    out = asyncio.new_event_loop().run_until_complete(manager.run_single(data))
+    ref = ProgressEstimator(model, tok, **ESTIMATOR).estimate([q], [tok.decode(r_ids, skip_special_tokens=True)], [a])[0]
+    assert out["reward_score"] == pytest.approx(ref.outcome - ref.j[0], rel=1e-6, abs=1e-12)
+    assert out["reward_extra_info"]["mrt_outcome"] == ref.outcome == 1.0
+
+
 def test_reward_loop_manager_refuses_dense(tiny):
     from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
 

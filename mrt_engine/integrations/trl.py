@@ -154,8 +154,10 @@ class MRTGRPOTrainer(GRPOTrainer):
             self.mrt_reward.bind(self.model, self.processing_class)
         elif self.mrt_reward.scorer.tokenizer is None:
             self.mrt_reward.scorer.tokenizer = self.processing_class
-        if self.accelerator.num_processes != 1 and advantage == "termination_baseline":
-            raise NotImplementedError("advantage='termination_baseline' is single-process for now")
+        if advantage == "termination_baseline" and len(self.reward_funcs) != 1:
+            # The advantage is R - J0 from our reward alone; other rewards would be dropped silently.
+            raise ValueError("advantage='termination_baseline' uses MRTProgressReward's R - J(empty prefix) as the "
+                             "advantage; pass it as the only reward function")
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
