@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from mrt_engine.integrations import _common as C
 from mrt_engine.progress import ProgressResult

@@ -86,7 +86,8 @@ def test_progress_reward_in_grpo_trainer_logs_estimator_values(tiny, policy, tmp
     trainer.train()
 
     assert len(rec.steps) == 2
-    logged_means = [h["rewards/mrt_progress/mean"] for h in trainer.state.log_history if "rewards/mrt_progress/mean" in h]
+    key = "rewards/mrt_progress/mean"
+    logged_means = [h[key] for h in trainer.state.log_history if key in h]
     assert len(logged_means) == 2
     for step, logged_mean in zip(rec.steps, logged_means):
         expected = [ALPHA * sum(r.progress) for r in _recompute(tiny, step, _answers())]

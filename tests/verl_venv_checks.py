@@ -227,7 +227,8 @@ def test_reward_loop_manager_on_the_agent_loop_layout(tiny):
                           "response_len": np.array([len(r_ids)])})
     assert data.non_tensor_batch["raw_prompt"].shape == (1, 1)  # what np.array([messages]) makes
     out = asyncio.new_event_loop().run_until_complete(manager.run_single(data))
-    ref = ProgressEstimator(model, tok, **ESTIMATOR).estimate([q], [tok.decode(r_ids, skip_special_tokens=True)], [a])[0]
+    text = tok.decode(r_ids, skip_special_tokens=True)
+    ref = ProgressEstimator(model, tok, **ESTIMATOR).estimate([q], [text], [a])[0]
     assert out["reward_score"] == pytest.approx(ref.outcome - ref.j[0], rel=1e-6, abs=1e-12)
     assert out["reward_extra_info"]["mrt_outcome"] == ref.outcome == 1.0
 

@@ -78,7 +78,8 @@ def _row_parts(data: DataProto, i: int, tokenizer) -> tuple[str, list[int], Any]
     valid_len = int(batch["attention_mask"][i, prompt_len:].sum())
     response_ids = batch["responses"][i, :valid_len].tolist()
     reward_model = extra.get("reward_model")
-    truth = reward_model[i].get("ground_truth") if reward_model is not None and isinstance(reward_model[i], dict) else None
+    cell = reward_model[i] if reward_model is not None else None
+    truth = cell.get("ground_truth") if isinstance(cell, dict) else None
     if truth is None or (isinstance(truth, str) and not truth.strip()):
         raise KeyError(
             "the MRT reward manager needs the reference answer of every example in "
@@ -152,7 +153,8 @@ def _scorer_from_config(config, tokenizer) -> ProgressScorer:
         try:
             name = config.actor_rollout_ref.model.path
         except AttributeError as exc:
-            raise ValueError("set +reward.reward_kwargs.mrt_model=<checkpoint> (the model that estimates progress)") from exc
+            raise ValueError("set +reward.reward_kwargs.mrt_model=<checkpoint> (the model that estimates "
+                             "progress)") from exc
     model, _ = load_model(name, device=opts.get("mrt_device", "cpu"), dtype=opts.get("mrt_dtype", "float32"))
     return ProgressScorer(model, tokenizer, EstimatorOptions(mode=opts.get("mrt_mode", "score")))
 
