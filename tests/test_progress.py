@@ -57,9 +57,9 @@ def test_fast_matches_naive_tiny(tiny):
 def test_fast_matches_naive_when_split_small(tiny):
     # A tiny budget forces chunked prefill of each trace and one suffix per pass.
     model, tok = tiny
-    naive = _estimate(model, tok, "naive")
-    assert_same(_estimate(model, tok, "fast", max_batch_tokens=16), naive)
-    assert_same(_estimate(model, tok, "fast", max_batch_tokens=100), naive)
+    naive = _estimate(model, tok, "naive", traces=[MANY, ONE])
+    assert_same(_estimate(model, tok, "fast", traces=[MANY, ONE], max_batch_tokens=32), naive)
+    assert_same(_estimate(model, tok, "fast", traces=[MANY, ONE], max_batch_tokens=120), naive)
 
 
 def test_answer_forms_sum(tiny):

@@ -5,6 +5,7 @@ which tests set); ``backend="torch"`` forces the reference.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import torch
@@ -30,11 +31,7 @@ def use_triton(backend: str | None, *tensors: torch.Tensor) -> bool:
 
 
 def _triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("triton") is not None
 
 
 def check(cond: bool, msg: str) -> None:

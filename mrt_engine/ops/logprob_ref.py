@@ -28,6 +28,8 @@ def check_logprob_inputs(hidden, weight, targets, bias, temperature):
     check(targets.dim() == 1 and targets.shape[0] == hidden.shape[0],
           f"targets must be [M={hidden.shape[0]}]; got shape {tuple(targets.shape)}")
     check(not targets.is_floating_point(), f"targets must be integer token ids; got {targets.dtype}")
+    check(targets.device == hidden.device == weight.device,
+          f"hidden ({hidden.device}), weight ({weight.device}) and targets ({targets.device}) must share a device")
     check(bias is None or tuple(bias.shape) == (weight.shape[0],),
           f"bias must be [V={weight.shape[0]}]; got {None if bias is None else tuple(bias.shape)}")
     check(float(temperature) > 0.0, f"temperature must be > 0; got {temperature}")
@@ -37,34 +39,39 @@ def check_logprob_inputs(hidden, weight, targets, bias, temperature):
               f"targets must lie in [0, V={weight.shape[0]}); got min {lo}, max {hi} (mask padding before scoring)")
 
 
-def _chunk_stats(h, w, b, t, temperature):
-    """Logits chunk -> (z [c, V] fp32 scaled logits, lse [c], entropy [c], logp [c])."""
+def _chunk_logits(h, w, b, temperature):
+    """Scaled logits of one chunk: z [c, V] fp32."""
     z = h.float() @ w.T  # [c, V]
     if b is not None:
         z = z + b
-    z = z / temperature
-    lse = torch.logsumexp(z, dim=-1)  # [c]
-    p = torch.exp(z - lse[:, None])
-    entropy = lse - (p * z).sum(-1)
-    logp = z.gather(1, t[:, None]).squeeze(1) - lse
-    return z, lse, entropy, logp, p
+    return z / temperature
+
+
+def _entropy(z, lse):
+    """H = lse - sum p z (natural log); one exp pass over the chunk."""
+    return lse - (torch.exp(z - lse[:, None]) * z).sum(-1)
 
 
 class _SelectiveLogProbReference(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, temperature, chunk_size):
+    def forward(ctx, hidden, weight, bias, targets, temperature, chunk_size, with_entropy):
         m = hidden.shape[0]
         w = weight.float()  # no-op when already fp32
         b = None if bias is None else bias.float()
         logp = torch.empty(m, dtype=torch.float32, device=hidden.device)  # [M]
         lse = torch.empty_like(logp)
-        entropy = torch.empty_like(logp)
+        entropy = torch.empty_like(logp) if with_entropy else torch.empty(0, device=hidden.device)
         for i in range(0, m, chunk_size):
             j = min(m, i + chunk_size)
-            _, lse[i:j], entropy[i:j], logp[i:j], _ = _chunk_stats(hidden[i:j], w, b, targets[i:j], temperature)
+            z = _chunk_logits(hidden[i:j], w, b, temperature)
+            lse[i:j] = torch.logsumexp(z, dim=-1)
+            logp[i:j] = z.gather(1, targets[i:j, None]).squeeze(1) - lse[i:j]
+            if with_entropy:
+                entropy[i:j] = _entropy(z, lse[i:j])
         ctx.save_for_backward(hidden, weight, bias, targets, lse, entropy)
         ctx.temperature = temperature
         ctx.chunk_size = chunk_size
+        ctx.set_materialize_grads(False)  # an unused entropy output costs nothing in backward
         return logp, entropy
 
     @staticmethod
@@ -74,14 +81,18 @@ class _SelectiveLogProbReference(torch.autograd.Function):
         w = weight.float()
         b = None if bias is None else bias.float()
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        if grad_logp is None and grad_entropy is None:
+            return (None,) * 7
         grad_h = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device) if need_h else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
         grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if need_b else None
         m = hidden.shape[0]
         for i in range(0, m, chunk_size):
             j = min(m, i + chunk_size)
-            z, _, ent, _, p = _chunk_stats(hidden[i:j], w, b, targets[i:j], temperature)
-            g = grad_z(z, p, ent, targets[i:j], _or_zero(grad_logp, i, j), _or_zero(grad_entropy, i, j))
+            z = _chunk_logits(hidden[i:j], w, b, temperature)
+            p = torch.exp(z - lse[i:j, None])
+            ent = entropy[i:j] if grad_entropy is not None else None
+            g = grad_z(z, p, lse[i:j], ent, targets[i:j], _slice(grad_logp, i, j), _slice(grad_entropy, i, j))
             g = g / temperature  # d z / d logits
             if need_h:
                 grad_h[i:j] = g @ w
@@ -93,26 +104,26 @@ class _SelectiveLogProbReference(torch.autograd.Function):
             None if grad_h is None else grad_h.to(hidden.dtype),
             None if grad_w is None else grad_w.to(weight.dtype),
             None if grad_b is None else grad_b.to(bias.dtype),
-            None, None, None,
+            None, None, None, None,
         )
 
 
-def _or_zero(g, i, j):
+def _slice(g, i, j):
     return None if g is None else g[i:j].float()
 
 
-def grad_z(z, p, entropy, targets, g_logp, g_entropy):
+def grad_z(z, p, lse, entropy, targets, g_logp, g_entropy):
     """d loss / d z for scaled logits z [c, V]; p = softmax(z); natural log.
 
     d logp_t / d z = onehot(t) - p;  d H / d z = -p * (log p + H).
     """
-    g = torch.zeros_like(z)
     if g_logp is not None:
-        g = g - p * g_logp[:, None]
+        g = p * (-g_logp[:, None])
         g.scatter_add_(1, targets[:, None], g_logp[:, None])
+    else:
+        g = torch.zeros_like(z)
     if g_entropy is not None:
-        logp_all = z - (entropy + (p * z).sum(-1))[:, None]  # z - lse
-        g = g - p * (logp_all + entropy[:, None]) * g_entropy[:, None]
+        g -= p * (z - lse[:, None] + entropy[:, None]) * g_entropy[:, None]
     return g
 
 
@@ -126,5 +137,6 @@ def selective_log_prob_reference(hidden, weight, targets, *, bias=None, temperat
     check_logprob_inputs(hidden, weight, targets, bias, temperature)
     chunk = int(chunk_size or default_chunk_size(weight.shape[0]))
     check(chunk > 0, f"chunk_size must be > 0; got {chunk_size}")
-    logp, entropy = _SelectiveLogProbReference.apply(hidden, weight, bias, targets.long(), float(temperature), chunk)
+    logp, entropy = _SelectiveLogProbReference.apply(hidden, weight, bias, targets.long(), float(temperature), chunk,
+                                                     bool(return_entropy))
     return (logp, entropy) if return_entropy else logp

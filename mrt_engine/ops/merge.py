@@ -26,3 +26,12 @@ def merge_state(v_a: torch.Tensor, s_a: torch.Tensor, v_b: torch.Tensor, s_b: to
     w_b = torch.where(finite, torch.exp(s_b - safe), torch.zeros_like(s))
     v = v_a.float() * w_a[..., None] + v_b.float() * w_b[..., None]
     return v.to(v_a.dtype), s
+
+
+def merge_states(v: torch.Tensor, s: torch.Tensor):
+    """Merge K partial states stacked on dim 0: v [K, ..., H, D], s [K, ..., H] -> (v, s) fp32."""
+    s = s.float()
+    lse = torch.logsumexp(s, dim=0)  # [..., H]; all -inf -> -inf
+    safe = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
+    w = torch.exp(s - safe)  # [K, ..., H]; -inf parts -> 0
+    return (v.float() * w[..., None]).sum(0), lse

@@ -4,6 +4,6 @@
 """
 from .config import EstimatorConfig
 from .estimator import ProgressEstimator
-from .result import ProgressResult, progress_from_j
+from .result import ProgressResult, progress_from_j, token_curve
 
-__all__ = ["ProgressEstimator", "ProgressResult", "EstimatorConfig", "progress_from_j"]
+__all__ = ["ProgressEstimator", "ProgressResult", "EstimatorConfig", "progress_from_j", "token_curve"]

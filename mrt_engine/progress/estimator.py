@@ -134,22 +134,24 @@ class ProgressEstimator:
             episodes=it.episodes, cut_chars=it.cut_chars, cut_tokens=it.cut_tokens, j=j, j_stderr=[0.0] * len(j),
             progress=progress_from_j(j), tokens_at_cut=[t + answer_len for t in self._base_tokens(it)],
             outcome=it.outcome, natural_end_included=it.natural_end_included, mode="score",
-            method=self.config.method, log_j=log_j)
+            method=self.config.method, log_j=log_j, answer_tokens=[answer_len] * len(j))
 
     def _sample_result(self, it: TraceInputs, per_cut) -> ProgressResult:
-        j, err, samples, scores, ans_len = [], [], [], [], []
-        for texts, sc, mean_len in per_cut:
+        j, err, samples, scores, answers, ans_len = [], [], [], [], [], []
+        for texts, sc, extracted, mean_len in per_cut:
             m, e = mean_and_stderr(sc)
             j.append(m)
             err.append(e)
             samples.append(texts)
             scores.append(sc)
+            answers.append(extracted)
             ans_len.append(mean_len)
         return ProgressResult(
             episodes=it.episodes, cut_chars=it.cut_chars, cut_tokens=it.cut_tokens, j=j, j_stderr=err,
             progress=progress_from_j(j), tokens_at_cut=[t + a for t, a in zip(self._base_tokens(it), ans_len)],
             outcome=it.outcome, natural_end_included=it.natural_end_included, mode="sample",
-            method=self.config.method, samples=samples, scores=scores)
+            method=self.config.method, samples=samples, scores=scores, answers=answers,
+            answer_tokens=ans_len)
 
     def _stop_ids(self) -> list[int]:
         eos = self.tokenizer.eos_token_id

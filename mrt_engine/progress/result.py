@@ -35,6 +35,10 @@ class ProgressResult:
         mode, method: how J was estimated.
         samples: sample mode only, per cut the sampled answers (text), else None.
         scores: sample mode only, per cut the grade of each sample, else None.
+        answer_tokens: answer tokens counted in ``tokens_at_cut`` at each cut (score: the
+            reference's, mean over forms; sample: mean sampled length).
+        answers: sample mode only, per cut the answer extracted from each sample (None when
+            none was found), for maj@k; else None.
     """
 
     episodes: list[str]
@@ -51,6 +55,8 @@ class ProgressResult:
     log_j: list[float] | None = None
     samples: list[list[str]] | None = None
     scores: list[list[float]] | None = None
+    answers: list[list[str | None]] | None = None
+    answer_tokens: list[float] | None = None
     meta: dict = field(default_factory=dict)
 
     @property
@@ -58,11 +64,14 @@ class ProgressResult:
         return len(self.progress)
 
     def to_json(self, *, include_samples: bool = False) -> dict:
-        """A JSON-ready dict (the ``progress.jsonl`` schema of docs/progress.md)."""
+        """A JSON-ready dict (the ``progress.jsonl`` schema of docs/progress.md).
+
+        Sample texts are left out unless ``include_samples``; scores and extracted answers
+        (small, and what maj@k needs) are always kept.
+        """
         out = asdict(self)
         if not include_samples:
             out.pop("samples")
-            out.pop("scores")
         out["num_episodes"] = self.num_episodes
         # JSON has no NaN: write null for an undefined standard error.
         out["j_stderr"] = [None if (isinstance(x, float) and math.isnan(x)) else x for x in self.j_stderr]
@@ -79,6 +88,20 @@ class ProgressResult:
         kwargs.setdefault("outcome", None)
         kwargs.setdefault("natural_end_included", len(obj["j"]) > 1)
         return cls(**kwargs)
+
+
+def token_curve(result: ProgressResult) -> tuple[list[float], list[float]]:
+    """(tokens, J) points for regret curves: tokens made non-decreasing by a running max.
+
+    The natural close at the last cut is shorter than the forced termination, so its token
+    count can be below the previous cut's; the budget needed to reach a cut is at least
+    that of the cuts before it.
+    """
+    tokens, run = [], 0.0
+    for t in result.tokens_at_cut:
+        run = max(run, float(t))
+        tokens.append(run)
+    return tokens, list(result.j)
 
 
 def progress_from_j(j: list[float]) -> list[float]:
