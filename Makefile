@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 VERL_VENV ?= $(CURDIR)/.venv-verl
 
-.PHONY: setup verl-venv test test-fast demo bench bench-kernels gpu-check clean
+.PHONY: setup verl-venv test test-fast demo bench bench-kernels bench-progress gpu-check clean
 
 setup:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH_SPEC)
@@ -32,6 +32,9 @@ bench: setup
 
 bench-kernels: setup
 	$(PYTHON) bench/kernels.py
+
+bench-progress: setup
+	$(PYTHON) bench/progress.py
 
 # On a CUDA machine: CUDA tests + kernel benchmarks, short table last (< 6 min).
 gpu-check:
