@@ -1,0 +1,76 @@
+"""Model runner: packs a scheduled batch, runs the shared forward over the paged KV cache
+and returns the logits of the rows that sample.
+
+The forward is ``DecoderForward(model)``: the model's own parameter tensors, so an optimizer
+step on the model is seen by the next generation step with no copy and no sync.
+"""
+from __future__ import annotations
+
+import torch
+
+from .attention import DecodeAttention, PagedKVCache, PrefillAttention, group_order
+from .config import EngineConfig
+from .forward import DecoderForward
+from .scheduler import ScheduledBatch
+from .sequence import Sequence
+
+
+def resolve_backend(requested: str, device: torch.device) -> str:
+    """'ops' (the Triton kernels of mrt_engine.ops) on CUDA when they are importable,
+    else 'torch' (the engine's batched torch attention, the CPU path)."""
+    if requested != "auto":
+        return requested
+    if device.type != "cuda":
+        return "torch"
+    try:
+        from mrt_engine import ops  # noqa: F401
+
+        return "ops" if hasattr(ops, "branch_decode_attention") else "torch"
+    except ImportError:
+        return "torch"
+
+
+class ModelRunner:
+    def __init__(self, forward: DecoderForward, config: EngineConfig, num_blocks: int):
+        shape = forward.shape
+        self.forward = forward
+        self.config = config
+        self.block_size = config.block_size
+        self.backend = resolve_backend(config.attention_backend, forward.device)
+        self.cache = PagedKVCache(num_layers=shape.num_layers, num_blocks=num_blocks, block_size=config.block_size,
+                                  num_kv_heads=shape.num_kv_heads, head_dim=shape.head_dim,
+                                  dtype=forward.dtype, device=forward.device)
+
+    @torch.inference_mode()
+    def execute(self, batch: ScheduledBatch) -> tuple[list[Sequence], list[Sequence], torch.Tensor | None]:
+        """Run one step. Returns (the batch's sequences in the order run, the sequences
+        that sample, their logits [R, V] fp32 or None)."""
+        device = self.forward.device
+        scale = self.forward.shape.scale
+        if batch.is_prefill:
+            seqs, counts = batch.seqs, batch.num_new_tokens
+            ids, pos = [], []
+            for seq, n in zip(seqs, counts):
+                start = seq.num_computed_tokens
+                ids += seq.token_ids[start:start + n]
+                pos += range(start, start + n)
+            attend = PrefillAttention(self.cache, seqs, counts, scale)
+            ends = torch.tensor(attend.indptr[1:], device=device) - 1
+            sampling = [s.num_computed_tokens + n == len(s) and not s.prefill_only for s, n in zip(seqs, counts)]
+            rows = ends[torch.tensor(sampling, device=device)]
+            samplers = [s for s, keep in zip(seqs, sampling) if keep]
+        else:
+            seqs = group_order(batch.seqs)
+            ids = [s.token_ids[-1] for s in seqs]
+            pos = [len(s) - 1 for s in seqs]
+            attend = DecodeAttention(self.cache, seqs, scale, cascade=self.config.cascade, backend=self.backend)
+            rows = None
+            samplers = seqs
+        input_ids = torch.tensor(ids, device=device)  # [T]
+        positions = torch.tensor(pos, device=device)  # [T]
+        hidden = self.forward.hidden_states(input_ids, positions, attend)  # [T, H]
+        if not samplers:
+            return seqs, samplers, None
+        if rows is not None:
+            hidden = hidden[rows]
+        return seqs, samplers, self.forward.logits(hidden).float()  # [R, V]
