@@ -1,0 +1,120 @@
+"""Sample mode: n answers per cut, graded; J = mean grade (the paper's estimator).
+
+Fast path (``sample_fast``): the engine's ``Generator.branch`` prefills ``prompt + trace``
+once and forks n continuations at every cut (``prefix[:cut] + suffix``), the prefix KV
+blocks shared by all branches. Naive path (``sample_naive``): ``model.generate`` on the
+re-encoded ``prompt + prefix + suffix`` of every cut with ``num_return_sequences=n``.
+
+Seeds: both paths are reproducible for the same inputs, settings and seed. The naive path
+draws every cut from its own seed ``cut_seed(seed, item, cut)``; the fast path seeds the
+engine once per group of items (see ``sample_fast``). Fast and naive use different random
+streams, so they agree in distribution (within standard errors), not sample by sample.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from . import _compat
+from .inputs import TraceInputs
+
+
+def cut_seed(seed: int, item: int, cut: int) -> int:
+    return (seed * 1_000_003 + item * 10_007 + cut) % (2 ** 31 - 1)
+
+
+def mean_and_stderr(scores: list[float]) -> tuple[float, float]:
+    """Mean and its standard error (sample std with n-1 / sqrt(n)); NaN error for one sample."""
+    n = len(scores)
+    mean = sum(scores) / n
+    if n < 2:
+        return mean, float("nan")
+    var = sum((x - mean) ** 2 for x in scores) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def _grade_cut(tokenizer, grade, suffix_ids, answers, references):
+    """(texts, scores, extracted answers) of one cut's samples.
+
+    The suffix ends where the answer begins (e.g. ``\\boxed{``): each sample is graded as
+    suffix text + sample text, against every accepted reference form (best grade counts).
+    """
+    head = tokenizer.decode(suffix_ids, skip_special_tokens=False)
+    scores, extracted = [], []
+    for a in answers:
+        grades = [grade(head + a, r) for r in references]
+        scores.append(max(float(g.score) for g in grades))
+        extracted.append(grades[0].extracted)
+    return answers, scores, extracted
+
+
+def sample_fast(generator, tokenizer, items: list[TraceInputs], *, config, stop_ids: list[int],
+                on_cuts: Callable[[int], None] | None = None):
+    """Per item, per cut: (answer texts, scores, extracted answers, mean answer tokens).
+
+    Items go to the engine in groups (``batches_by_tokens`` of ``max_batch_tokens``); one
+    ``branch_many`` call per group runs every cut of every trace in it together, so decode
+    batches hold all branches. Seeds: the engine draws one seed per cut from torch's RNG,
+    which is seeded here with ``cut_seed(seed, first item of the group, 0)`` inside a forked
+    RNG state (the caller's global RNG is left alone).
+    """
+    from mrt_engine.engine import SamplingParams
+
+    from .score import batches_by_tokens
+
+    grade = _compat.grade_fn()
+    params = SamplingParams(n=config.num_samples, temperature=config.temperature, top_p=config.top_p,
+                            max_tokens=config.max_answer_tokens, stop_token_ids=tuple(stop_ids))
+    out = []
+    for group in batches_by_tokens(items, config.max_batch_tokens):
+        work = [(it.prompt_ids + it.trace_ids, [it.context_len(c) for c in range(it.num_cuts)], it.suffix_ids)
+                for it in group]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cut_seed(config.seed, group[0].index, 0))
+            outputs = generator.branch_many(work, params)  # [item][cut][sample]
+        for it, per_item in zip(group, outputs):
+            per_cut = []
+            for c, outs in enumerate(per_item):
+                texts, scores, extracted = _grade_cut(tokenizer, grade, it.suffix_ids[c], [o.text for o in outs],
+                                                      it.references)
+                per_cut.append((texts, scores, extracted, sum(len(o.token_ids) for o in outs) / len(outs)))
+            out.append(per_cut)
+            if on_cuts is not None:
+                on_cuts(it.num_cuts)
+    return out
+
+
+def sample_naive(model, tokenizer, items: list[TraceInputs], *, config, stop_ids: list[int],
+                 on_cuts: Callable[[int], None] | None = None):
+    """Same output as ``sample_fast`` with plain ``model.generate`` on every re-encoded prefix."""
+    grade = _compat.grade_fn()
+    dev = next(model.parameters()).device
+    out = []
+    greedy = config.temperature == 0
+    for it in items:
+        per_cut = []
+        for c in range(it.num_cuts):
+            context = it.prompt_ids + it.trace_ids[:it.cut_tokens[c]] + it.suffix_ids[c]
+            ids = torch.tensor([context], device=dev)  # [1, L]
+            torch.manual_seed(cut_seed(config.seed, it.index, c))
+            gen = model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=not greedy,
+                temperature=config.temperature if not greedy else None, top_p=config.top_p if not greedy else None,
+                top_k=0 if not greedy else None,
+                max_new_tokens=config.max_answer_tokens, num_return_sequences=config.num_samples,
+                eos_token_id=list(stop_ids), pad_token_id=tokenizer.pad_token_id)
+            new = gen[:, ids.shape[1]:].tolist()
+            texts, lens = [], []
+            for row in new:
+                cut_at = next((k + 1 for k, t in enumerate(row) if t in stop_ids), len(row))
+                row = row[:cut_at]
+                lens.append(len(row))
+                texts.append(tokenizer.decode([t for t in row if t not in stop_ids], skip_special_tokens=False))
+            texts, scores, extracted = _grade_cut(tokenizer, grade, it.suffix_ids[c], texts, it.references)
+            per_cut.append((texts, scores, extracted, sum(lens) / len(lens)))
+            if on_cuts is not None:
+                on_cuts(1)
+        out.append(per_cut)
+    return out
