@@ -1,0 +1,128 @@
+"""Generation on the live policy weights: the in-process engine, or plain transformers.
+
+Both backends run the policy's own parameter tensors (no copy), so the next rollout after an
+optimizer step samples from the updated policy. Outputs are normalised to :class:`Completion`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Completion:
+    token_ids: list[int]
+    text: str
+    finish_reason: str  # "stop" (EOS or stop string) or "length"
+
+
+@dataclass
+class Sampling:
+    n: int = 1
+    max_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+class EngineBackend:
+    """:class:`mrt_engine.engine.Generator` (paged KV cache, continuous batching)."""
+
+    def __init__(self, model, tokenizer, **engine_kwargs):
+        from mrt_engine.engine import Generator
+
+        self.generator = Generator(model, tokenizer, **engine_kwargs)
+        self.tokenizer = tokenizer
+
+    def shares_weights_with(self, model) -> bool:
+        fwd = self.generator.forward
+        return fwd.embed_tokens.weight is model.get_input_embeddings().weight
+
+    def weights_updated(self) -> None:
+        """Cached prefix KV was computed with the old weights: drop it after every update."""
+        gen = self.generator
+        for name in ("reset_prefix_cache", "clear_prefix_cache"):
+            fn = getattr(gen, name, None)
+            if callable(fn):
+                fn()
+                return
+        # TRANSITIONAL until the engine has a public reset: forget every cached block hash
+        # (between steps no request holds blocks, so only the lookup tables change).
+        bm = getattr(gen, "block_manager", None)
+        if bm is not None and hasattr(bm, "hash_to_block"):
+            if any(bm.ref_count):
+                raise RuntimeError("weights changed while the generator still holds sequences")
+            bm.hash_to_block.clear()
+            bm.block_hash = [None] * bm.num_blocks
+            bm.block_tokens = [None] * bm.num_blocks
+
+    def generate(self, prompts: list[list[int]], s: Sampling) -> list[list[Completion]]:
+        from mrt_engine.engine import SamplingParams
+
+        params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed)
+        outs = self.generator.generate(prompts, params)
+        return [[Completion(list(o.token_ids), o.text, _finish(o.finish_reason)) for o in group] for group in outs]
+
+
+class HFBackend:
+    """``model.generate`` with left padding (any transformers causal LM; slower)."""
+
+    def __init__(self, model, tokenizer):
+        self.model = model
+        self.tokenizer = tokenizer
+
+    def shares_weights_with(self, model) -> bool:
+        return self.model is model
+
+    def weights_updated(self) -> None:
+        pass
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], s: Sampling) -> list[list[Completion]]:
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        device = self.model.get_input_embeddings().weight.device
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)  # [B, T] left padded
+        attn = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p)
+            attn[i, width - len(p):] = 1
+        greedy = s.temperature == 0
+        kwargs = dict(max_new_tokens=s.max_tokens, do_sample=not greedy, num_return_sequences=s.n,
+                      pad_token_id=pad, eos_token_id=tok.eos_token_id)
+        if not greedy:
+            kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=0)
+        was_training = self.model.training
+        self.model.eval()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if s.seed is not None:
+                torch.manual_seed(s.seed)
+            out = self.model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), **kwargs)
+        self.model.train(was_training)
+        new = out[:, width:].tolist()
+        result = []
+        for i in range(len(prompts)):
+            group = []
+            for row in new[i * s.n:(i + 1) * s.n]:
+                finish = "length"
+                if tok.eos_token_id in row:
+                    row = row[:row.index(tok.eos_token_id) + 1]
+                    finish = "stop"
+                text = tok.decode([t for t in row if t != tok.eos_token_id], skip_special_tokens=False)
+                group.append(Completion(row, text, finish))
+            result.append(group)
+        return result
+
+
+def _finish(reason) -> str:
+    return "length" if str(reason) == "length" else "stop"
+
+
+def make_backend(name: str, model, tokenizer):
+    if name == "engine":
+        return EngineBackend(model, tokenizer)
+    if name == "hf":
+        return HFBackend(model, tokenizer)
+    raise ValueError(f"rollout.backend={name!r}; use 'engine' or 'hf'")

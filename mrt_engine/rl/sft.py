@@ -1,0 +1,168 @@
+"""Supervised warm start on the synthetic tasks (``mrt-engine sft``).
+
+Examples are ``prompt -> solution_trace(problem)`` (multi-episode reasoning ending in
+``\\boxed{answer}``) plus, with ``termination_fraction > 0``, meta-prover examples
+``prompt + trace prefix + termination text -> answer}`` at episode cuts whose prefix already
+states the answer. The latter teach the model to answer when forced to stop, so that J (and
+hence progress) is measurable on a small model; a cut whose prefix does not yet contain the
+answer gets no example (we never teach a guess).
+"""
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from mrt_engine.rl.config import DataConfig, ModelConfig, _build
+from mrt_engine.rl.rollout import Sample, encode_prompts, pack
+
+
+@dataclass
+class SFTConfig:
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="demo-init"))
+    data: DataConfig = field(default_factory=lambda: DataConfig(num_train=2000, num_eval=32))
+    steps: int = 300
+    batch_size: int = 32
+    micro_batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    output_dir: str = "runs/sft"
+    template: object = "boxed"          # termination template for the meta-prover examples
+    scheme: str = "r1"
+    segment_options: dict = field(default_factory=dict)
+    termination_fraction: float = 0.3   # share of examples that are meta-prover examples
+    eval_every: int = 100
+    eval_max_tokens: int = 256
+    export: str | None = None           # also write compact fp16 weights here (the demo asset)
+    num_threads: int | None = None
+    precision: str = "auto"
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = _build(ModelConfig, self.model, "model")
+        if isinstance(self.data, dict):
+            self.data = _build(DataConfig, self.data, "data")
+        if self.steps < 1 or self.batch_size < 1 or self.micro_batch_size < 1:
+            raise ValueError("steps, batch_size and micro_batch_size must be >= 1")
+        if not 0 <= self.termination_fraction < 1:
+            raise ValueError(f"termination_fraction={self.termination_fraction} must be in [0, 1)")
+
+    @classmethod
+    def from_yaml(cls, path) -> "SFTConfig":
+        import yaml
+
+        with open(path) as f:
+            return _build(cls, yaml.safe_load(f) or {}, "sft config")
+
+
+def _answer_stated(answer: str, text: str) -> bool:
+    return re.search(r"(?<![\w.])" + re.escape(str(answer)) + r"(?![\w.])", text) is not None
+
+
+def build_examples(problems, tokenizer, *, seed: int, template, scheme: str = "r1", segment_options=None,
+                   termination_fraction: float = 0.0, system=None) -> list[Sample]:
+    """Teacher-forced examples (see the module docstring); deterministic in ``seed``."""
+    from mrt_engine.episodes import segment
+    from mrt_engine.prompts import encode
+    from mrt_engine.tasks import solution_trace
+
+    rng = random.Random(seed)
+    prompts = encode_prompts(tokenizer, problems, system=system)
+    term_ids = encode(tokenizer, template.text)
+    eos = [tokenizer.eos_token_id]
+    examples: list[Sample] = []
+    meta_pool: list[Sample] = []
+    for i, (problem, prompt) in enumerate(zip(problems, prompts)):
+        trace = solution_trace(problem, seed=seed * 100_003 + i)
+        examples.append(Sample(problem, i, list(prompt), encode(tokenizer, trace) + eos, trace))
+        if termination_fraction <= 0:
+            continue
+        episodes = segment(trace, scheme, **(segment_options or {}))
+        cuts = [e.char_end for e in episodes[:-1]]
+        stated = [c for c in cuts if _answer_stated(problem.answer, trace[:c])]
+        if stated:
+            c = rng.choice(stated)
+            answer = encode(tokenizer, str(problem.answer) + (template.answer_suffix or ""))
+            meta_pool.append(Sample(problem, i, list(prompt) + encode(tokenizer, trace[:c]) + term_ids, answer + eos,
+                                    template.text + str(problem.answer) + (template.answer_suffix or "")))
+    num_meta = min(len(meta_pool), int(round(termination_fraction / (1 - termination_fraction) * len(examples))))
+    return examples + rng.sample(meta_pool, num_meta)
+
+
+def run_sft(cfg: SFTConfig, *, log=print) -> dict:
+    """Train, evaluate (greedy pass@1 on held-out problems), save; returns a summary."""
+    from mrt_engine.rl.checkpoint import save_checkpoint
+    from mrt_engine.rl.config import OptimConfig
+    from mrt_engine.rl.demo_model import export_weights
+    from mrt_engine.rl.generation import make_backend
+    from mrt_engine.rl.logger import MetricsLogger
+    from mrt_engine.rl.optim import build_optimizer, build_scheduler
+    from mrt_engine.rl.setup import build_model, build_problems, build_template
+    from mrt_engine.rl.update import sft_update
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    model, tok = build_model(cfg.model, seed=cfg.seed)
+    train_problems, eval_problems = build_problems(cfg.data)
+    template = build_template(cfg.template)
+    examples = build_examples(train_problems, tok, seed=cfg.seed, template=template, scheme=cfg.scheme,
+                              segment_options=cfg.segment_options, termination_fraction=cfg.termination_fraction,
+                              system=cfg.data.system_prompt)
+    optim_cfg = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
+                            grad_clip=cfg.grad_clip, micro_batch_size=cfg.micro_batch_size)
+    optimizer = build_optimizer(model, optim_cfg)
+    scheduler = build_scheduler(optimizer, optim_cfg, cfg.steps)
+    backend = make_backend("engine" if _engine_available() else "hf", model, tok)
+    logger = MetricsLogger(cfg.output_dir, total_steps=cfg.steps, progress_bar=False, tensorboard=False)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    rng = random.Random(cfg.seed)
+    order: list[int] = []
+    t0 = time.perf_counter()
+    summary: dict = {"num_examples": len(examples)}
+    for step in range(1, cfg.steps + 1):
+        if len(order) < cfg.batch_size:
+            order += rng.sample(range(len(examples)), len(examples))
+        chosen, order = order[:cfg.batch_size], order[cfg.batch_size:]
+        out = sft_update(model, optimizer, pack([examples[i] for i in chosen], pad),
+                         micro_batch_size=cfg.micro_batch_size, grad_clip=cfg.grad_clip, precision=cfg.precision)
+        scheduler.step()
+        backend.weights_updated()
+        logger.log(step, {"loss": out["loss"], "lr": scheduler.get_last_lr()[0]})
+        if step % max(1, cfg.steps // 20) == 0:
+            log(f"sft step {step}/{cfg.steps} loss {out['loss']:.4f} ({time.perf_counter() - t0:.0f}s)")
+        if eval_problems and (step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0)):
+            acc = sft_eval(backend, tok, eval_problems, max_tokens=cfg.eval_max_tokens, system=cfg.data.system_prompt)
+            logger.log(step, {"pass@1": acc}, prefix="eval/")
+            log(f"sft step {step}: held-out greedy pass@1 {acc:.3f}")
+            summary["pass@1"] = acc
+    summary["loss"] = out["loss"]
+    summary["checkpoint"] = str(save_checkpoint(cfg.output_dir, cfg.steps, model=model))
+    if cfg.export:
+        export_weights(model, cfg.export)
+        summary["export"] = cfg.export
+    logger.close()
+    return summary
+
+
+def sft_eval(backend, tok, problems, *, max_tokens: int, system=None) -> float:
+    from mrt_engine.rl.generation import Sampling
+    from mrt_engine.rl.rollout import sample_groups
+
+    samples = sample_groups(backend, tok, problems, n=1, sampling=Sampling(max_tokens=max_tokens, temperature=0.0),
+                            system=system)
+    return sum(s.reward for s in samples) / len(samples)
+
+
+def _engine_available() -> bool:
+    try:
+        from mrt_engine.engine import Generator  # noqa: F401
+    except ImportError:
+        return False
+    return True

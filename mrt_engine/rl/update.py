@@ -1,0 +1,102 @@
+"""One policy update over a packed rollout batch: micro-batches, gradient accumulation,
+clipping, optimizer and scheduler steps. Also the supervised (SFT) step."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from mrt_engine.rl.dist import all_reduce_grads
+from mrt_engine.rl.logprobs import token_log_probs
+from mrt_engine.rl.losses import policy_loss, sft_loss
+from mrt_engine.rl.rollout import Batch
+
+
+def autocast_context(precision: str, device: torch.device):
+    """bf16 autocast where the device supports it ("auto": CUDA with bf16), else nothing."""
+    if precision == "no" or (precision == "auto" and not (device.type == "cuda" and torch.cuda.is_bf16_supported())):
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _micro_ranges(n: int, size: int):
+    return [(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def _to(batch: Batch, device) -> Batch:
+    return Batch(batch.input_ids.to(device), batch.attention_mask.to(device), batch.loss_mask.to(device),
+                 batch.completion_start)
+
+
+@torch.no_grad()
+def batch_log_probs(model, batch: Batch, *, micro_batch_size: int, precision: str = "no") -> torch.Tensor:
+    """Log-probs ``[N, T]`` of the completion tokens without gradients (old / reference policy)."""
+    device = model.get_input_embeddings().weight.device
+    out = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
+    for a, b in _micro_ranges(batch.num_sequences, micro_batch_size):
+        mb = _to(batch.rows(a, b), device)
+        with autocast_context(precision, device):
+            lp = token_log_probs(model, mb.input_ids, mb.attention_mask, mb.loss_mask)
+        out[a:b, :lp.shape[1]] = lp.float().cpu()
+    return out
+
+
+def policy_update(model, optimizer, batch: Batch, advantages: torch.Tensor, *, algo, optim, max_tokens: int,
+                  precision: str = "no", ref_logp: torch.Tensor | None = None) -> dict:
+    """``algo.num_updates`` optimizer steps over ``batch``; returns averaged loss metrics."""
+    device = model.get_input_embeddings().weight.device
+    model.train()
+    old_logp = batch_log_probs(model, batch, micro_batch_size=optim.micro_batch_size, precision=precision) \
+        if algo.num_updates > 1 else None
+    total_tokens = float(batch.loss_mask.sum().clamp(min=1))
+    sums = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
+    ranges = _micro_ranges(batch.num_sequences, optim.micro_batch_size)
+    for _ in range(algo.num_updates):
+        optimizer.zero_grad(set_to_none=True)
+        for a, b in ranges:
+            mb = _to(batch.rows(a, b), device)
+            width = mb.input_ids.shape[1]
+            adv = advantages[a:b, :width].to(device)
+            with autocast_context(precision, device):
+                logp = token_log_probs(model, mb.input_ids, mb.attention_mask, mb.loss_mask)
+            old = old_logp[a:b, :width].to(device) if old_logp is not None else logp.detach()
+            ref = ref_logp[a:b, :width].to(device) if ref_logp is not None else None
+            out = policy_loss(logp, old, adv, mb.loss_mask, clip_low=algo.clip_low, clip_high=algo.clip_high,
+                              ref_logp=ref, kl_coef=algo.kl_coef, aggregation=algo.aggregation,
+                              max_tokens=max_tokens, total_sequences=batch.num_sequences, total_tokens=total_tokens)
+            out.loss.backward()
+            share = (b - a) / batch.num_sequences
+            sums["loss"] += out.loss.item()
+            sums["kl"] += out.kl.item() * share
+            sums["clip_frac"] += out.clip_frac.item() * share
+        sums["grad_norm"] += _step(model, optimizer, optim.grad_clip)
+    return {k: v / algo.num_updates for k, v in sums.items()}
+
+
+def _step(model, optimizer, grad_clip: float) -> float:
+    all_reduce_grads(model)
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    optimizer.step()
+    return float(norm)
+
+
+def sft_update(model, optimizer, batch: Batch, *, micro_batch_size: int, grad_clip: float,
+               precision: str = "no") -> dict:
+    """One supervised step (teacher forcing) on the completion tokens of ``batch``."""
+    device = model.get_input_embeddings().weight.device
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    total_tokens = float(batch.loss_mask.sum().clamp(min=1))
+    loss_sum = 0.0
+    for a, b in _micro_ranges(batch.num_sequences, micro_batch_size):
+        mb = _to(batch.rows(a, b), device)
+        with autocast_context(precision, device):
+            logp = token_log_probs(model, mb.input_ids, mb.attention_mask, mb.loss_mask)
+        # token mean over the whole batch: each micro-batch adds its share
+        loss = sft_loss(logp, mb.loss_mask) * (float(mb.loss_mask.sum()) / total_tokens)
+        loss.backward()
+        loss_sum += loss.item()
+    norm = _step(model, optimizer, grad_clip)
+    return {"loss": loss_sum, "grad_norm": norm}

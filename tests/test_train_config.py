@@ -1,0 +1,76 @@
+"""Config dataclasses, YAML mapping, cross-field checks, example configs, CLI wiring."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mrt_engine.rl.config import TrainConfig
+from mrt_engine.rl.sft import SFTConfig
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def test_yaml_maps_onto_dataclasses(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("algo: {name: mrt_dense, alpha: 0.5}\nrollout: {group_size: 3}\nsteps: 7\n")
+    cfg = TrainConfig.from_yaml(p, {"optim.lr": 1e-4})
+    assert (cfg.algo.name, cfg.algo.alpha, cfg.rollout.group_size, cfg.steps, cfg.optim.lr) == ("mrt_dense", 0.5, 3, 7, 1e-4)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("d, match", [
+    ({"algo": {"nme": "grpo"}}, r"unknown key\(s\) \['nme'\]"),
+    ({"lr": 1.0}, "unknown key"),
+    ({"algo": {"name": "ppo"}}, "algo.name"),
+    ({"algo": {"aggregation": "dr_grpo"}}, "advantage_scale: none"),
+    ({"algo": {"name": "mrt_scalar", "num_terminate": 4, "num_continuations": 4}}, "num_terminate"),
+    ({"rollout": {"group_size": 1}}, "group_size >= 2"),
+    ({"data": {"num_train": 2}, "prompts_per_step": 4}, "prompts_per_step"),
+    ({"model": {"name": "demo", "tiny_config": {"hidden_size": 8}}}, "tiny_config"),
+    ({"precision": "fp8"}, "precision"),
+])
+def test_cross_field_checks_say_what_to_change(d, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_dict(d)
+
+
+def test_example_configs_parse():
+    names = sorted(p.name for p in CONFIGS.glob("*.yaml"))
+    assert {"demo.yaml", "sft_demo.yaml", "r1_distill_1p5b_mrt.yaml", "compare_grpo.yaml", "compare_mrt_dense.yaml"} <= set(names)
+    for p in CONFIGS.glob("*.yaml"):
+        if p.name.startswith("sft"):
+            SFTConfig.from_yaml(p)
+        else:
+            TrainConfig.from_yaml(p)
+    algos = {TrainConfig.from_yaml(p).algo.name for p in CONFIGS.glob("compare_*.yaml")}
+    assert algos == {"grpo", "mrt_scalar", "mrt_dense", "length_penalty", "star", "mrt_star"}
+
+
+def test_demo_yaml_mirrors_code():
+    from mrt_engine.rl.demo import DEMO_SFT, DEMO_TRAIN
+
+    assert yaml.safe_load((CONFIGS / "demo.yaml").read_text()) == DEMO_TRAIN
+    assert yaml.safe_load((CONFIGS / "sft_demo.yaml").read_text()) == DEMO_SFT
+
+
+def test_cli_has_train_sft_demo():
+    from mrt_engine.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--config", "x.yaml", "--set", "algo.alpha=0.5", "--resume"])
+    assert args.overrides == ["algo.alpha=0.5"] and args.resume
+    from mrt_engine.commands.train import parse_overrides
+
+    assert parse_overrides(["algo.alpha=0.5", "steps=3", "algo.name=grpo"]) == {"algo.alpha": 0.5, "steps": 3,
+                                                                               "algo.name": "grpo"}
+    assert parser.parse_args(["demo", "--steps", "2"]).steps == 2
+    assert parser.parse_args(["sft", "--export", "w.safetensors"]).export == "w.safetensors"
+
+
+def test_lr_schedule_cosine_with_warmup():
+    from mrt_engine.rl.optim import cosine_with_warmup
+
+    f = [cosine_with_warmup(s, total_steps=10, warmup_steps=2) for s in range(10)]
+    assert f[0] == pytest.approx(0.5) and f[1] == pytest.approx(1.0) and f[2] == pytest.approx(1.0)
+    assert f[6] == pytest.approx(0.5 * (1 + __import__("math").cos(__import__("math").pi * 0.5)))
+    assert all(a >= b for a, b in zip(f[1:], f[2:]))
