@@ -483,7 +483,7 @@ def format_table(results: list[Result], peaks: DevicePeaks | None = None) -> str
     lines = []
     for r in results:
         floor = floor_of(r, peaks)
-        status = r.status if r.status == OK else f"{r.status}: {r.reason}"
+        status = r.status if r.status == OK else f"{r.status}: {_one_line(r.reason)}"
         lines.append((
             r.stage, r.method, _num(r.median_s, 3), _num(r.tokens_per_s, 1), _num(r.episodes_per_s, 2),
             _speedups(r, results),
@@ -504,7 +504,7 @@ def format_markdown(results: list[Result], peaks: DevicePeaks | None = None) -> 
     for r in results:
         floor = floor_of(r, peaks)
         if r.status != OK:
-            out.append(f"| {r.stage} | {r.method} | {r.status}: {r.reason} | | | | | |")
+            out.append(f"| {r.stage} | {r.method} | {r.status}: {_one_line(r.reason).replace('|', '/')} | | | | | |")
             continue
         out.append("| " + " | ".join((
             r.stage, r.method, _num(r.median_s, 3), _num(r.tokens_per_s, 1), _num(r.episodes_per_s, 2),
@@ -512,6 +512,10 @@ def format_markdown(results: list[Result], peaks: DevicePeaks | None = None) -> 
             _num(None if r.peak_mem_bytes is None else r.peak_mem_bytes / 2**20, 0),
             _num(r.median_s / floor if (floor and r.median_s) else None, 1))) + " |")
     return "\n".join(out)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def _speedups(r: Result, results: list[Result], bold: bool = False) -> str:
@@ -734,7 +738,7 @@ class VLLMWorker:
         except queue.Empty:
             raise TimeoutError(f"vLLM did not start in {timeout:.0f} s; see {self.log_path}") from None
         if not rep.get("ok"):
-            raise RuntimeError(f"vLLM failed to start: {rep.get('error')}; log: {self.log_path}")
+            raise RuntimeError(f"{rep.get('error')}; log: {self.log_path}")
         self.init_s = rep["init_s"]
         return self.init_s
 

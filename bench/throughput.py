@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import sys
 import time
@@ -145,7 +146,7 @@ def import_or_reason(what: str):
     """(object, None) if ``module:attr`` imports, else (None, one-line reason)."""
     module, _, attr = what.partition(":")
     try:
-        mod = __import__(module, fromlist=[attr] if attr else [])
+        mod = importlib.import_module(module)
         return (getattr(mod, attr) if attr else mod), None
     except Exception as exc:  # noqa: BLE001 - any import failure makes the component unavailable
         return None, f"{what} not importable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
@@ -507,7 +508,8 @@ def stage_sample(ctx: Context) -> list[Result]:
                 (("fast", "ours"), ("naive (HF generate per prefix)", "baseline"), ("vLLM prefix caching", "baseline"))]
     problems, traces, answers = progress_inputs(ctx, trace_tokens=w.sample_trace_tokens,
                                                 num_episodes=w.sample_num_episodes)
-    opts = dict(mode="sample", num_samples=w.num_samples, max_answer_tokens=w.max_answer_tokens, temperature=0.7,
+    # "boxed": the embedded models have no think tag (the R1 text suits R1-family models).
+    opts = dict(mode="sample", template="boxed", num_samples=w.num_samples, max_answer_tokens=w.max_answer_tokens, temperature=0.7,
                 seed=0, show_progress=False)
     fast = PE(ctx.model, ctx.tokenizer, method="fast", **opts)
     naive = PE(ctx.model, ctx.tokenizer, method="naive", **opts)
@@ -634,6 +636,9 @@ def stage_step(ctx: Context) -> list[Result]:
     work = (f"mrt_dense: {w.step_num_prompts} prompts x {w.step_n} rollouts x {w.step_max_tokens} tokens, "
             f"<= {w.step_max_cuts} cuts x {w.step_num_branches} branches x {w.step_answer_tokens} tokens")
     train_module, why = import_or_reason("mrt_engine.train")
+    if train_module is not None:  # the trainer draws its prompts from the synthetic tasks
+        _, why = import_or_reason("mrt_engine.tasks:make_problems")
+        train_module = None if why else train_module
     if train_module is None or not hasattr(train_module, "Trainer"):
         why = why or "mrt_engine.train has no Trainer"
         return [unavailable(stage, "engine backend", "ours", why, workload=work),
@@ -718,7 +723,7 @@ def parse_args(argv=None):
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: fp32 on CPU, bf16 on CUDA)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 3; --quick 1)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed rounds before timing (default 1)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed rounds before timing (default 1; --quick 0)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "runs" / "throughput"),
                    help="output folder (default runs/throughput/, git-ignored)")
     p.add_argument("--no-vllm", action="store_true", help="skip the vLLM baselines even when vLLM is installed")
@@ -745,6 +750,10 @@ def parse_args(argv=None):
         args.repeats = 1 if args.quick else 3
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
+    if args.warmup is None:
+        args.warmup = 0 if args.quick else 1
+    if args.warmup < 0:
+        p.error("--warmup must be >= 0")
     if args.model is None:
         args.model = ["tiny"] if args.quick else (["smollm2-135m", "r1-1.5b-shapes"] if args.device.type == "cuda"
                                                   else ["smollm2-135m"])
@@ -772,21 +781,25 @@ def start_vllm(args, name: str, model, tokenizer, out: Path):
         return None, "skipped (--no-vllm)"
     if name in RANDOM_MODELS:
         return None, f"not run for the random-init {name} (no checkpoint to load)"
+    head_dim = H.ModelDims.from_config(model.config).head_dim
+    if args.device.type == "cpu" and head_dim % 32:
+        return None, f"vLLM's CPU attention does not support head_dim={head_dim} (this model's)"
     py, why = H.find_vllm_python(args.vllm_python)
     if py is None:
         return None, why
     try:
         ckpt = vllm_checkpoint(name, model, tokenizer)
         worker = H.VLLMWorker(py, log_path=out / f"vllm-{Path(name).name}.log")
-        extra = {"gpu_memory_utilization": 0.3} if args.device.type == "cuda" else {}
+        # CPU: vLLM disables inductor there anyway; eager mode skips a multi-minute graph capture.
+        extra = {"gpu_memory_utilization": 0.3} if args.device.type == "cuda" else {"enforce_eager": True}
         worker.start(str(ckpt), dtype=str(args.dtype).replace("torch.", ""), enable_prefix_caching=True,
-                     max_model_len=8192, extra=extra)
+                     max_model_len=min(8192, int(getattr(model.config, "max_position_embeddings", 8192))), extra=extra)
         worker.wait_started()
         return worker, ""
     except Exception as exc:  # noqa: BLE001 - the baseline is optional; say why it is missing
         with contextlib.suppress(Exception):
             worker.close()
-        return None, f"vLLM failed to start ({type(exc).__name__}: {str(exc)[:160]})"
+        return None, f"vLLM failed to start ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
 
 
 def main(argv=None) -> int:
