@@ -51,3 +51,14 @@ def test_smollm2_generates(smollm2):
     text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
     assert out.shape[1] == ids.shape[1] + 6 or tok.eos_token_id in out[0].tolist()
     assert text.strip()
+
+
+def test_byte_tokenizer_ids_are_stable_across_processes():
+    # The byte alphabet comes back in hash order; ids must not depend on the process.
+    import subprocess
+    import sys
+
+    code = "from mrt_engine.models import _byte_tokenizer; print(_byte_tokenizer()('Wait, 12+7=19')['input_ids'])"
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**__import__('os').environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
+    assert len(outs) == 1
