@@ -24,29 +24,32 @@ def prefix_suffix_attention_kernel(q_ptr, ks_ptr, vs_ptr, kp_ptr, vp_ptr, o_ptr,
                                    suffix_indptr_ptr, prefix_start_ptr, cuts_ptr,
                                    stride_q, stride_kv, stride_o, scale,
                                    NUM_Q_HEADS: tl.constexpr, GQA_RATIO: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                   BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                   BLOCK_D: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
                                    DOT_PRECISION: tl.constexpr):
-    """Grid (suffixes, query blocks of the longest suffix, q heads).
+    """Grid (suffixes, row blocks, kv heads).
 
-    Rows are token-major with heads contiguous: q [S, Hq, D] has row stride ``stride_q`` and
-    head stride D (likewise k/v with ``stride_kv``, out with ``stride_o``). lse [S, Hq] fp32.
+    A tile row is one (token, q head) pair of the suffix: row j = token j // GQA_RATIO, head
+    kv_head * GQA_RATIO + j % GQA_RATIO, so the q heads sharing a kv head share each K/V
+    load (GQA packing; any ratio). q [S, Hq, D] has row stride ``stride_q`` and head stride
+    D (likewise k/v with ``stride_kv``, out with ``stride_o``); lse [S, Hq] fp32.
     """
     i = tl.program_id(0)
-    mb = tl.program_id(1)
-    h = tl.program_id(2)
-    kvh = h // GQA_RATIO
+    qb = tl.program_id(1)
+    kvh = tl.program_id(2)
     s0 = tl.load(suffix_indptr_ptr + i)
     n = tl.load(suffix_indptr_ptr + i + 1) - s0
-    if mb * BLOCK_M < n:
-        qpos = mb * BLOCK_M + tl.arange(0, BLOCK_M)
-        q_ok = qpos < n
+    if qb * BLOCK_Q < n * GQA_RATIO:
+        j = qb * BLOCK_Q + tl.arange(0, BLOCK_Q)
+        row_ok = j < n * GQA_RATIO
+        tok = j // GQA_RATIO
+        head = kvh * GQA_RATIO + j % GQA_RATIO
         d = tl.arange(0, BLOCK_D)
         d_ok = d < HEAD_DIM
-        q = tl.load(q_ptr + (s0 + qpos)[:, None] * stride_q + h * HEAD_DIM + d[None, :],
-                    mask=q_ok[:, None] & d_ok[None, :], other=0.0)
-        m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
-        l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
-        acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+        q = tl.load(q_ptr + (s0 + tok)[:, None] * stride_q + head[:, None] * HEAD_DIM + d[None, :],
+                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+        m_i = tl.full((BLOCK_Q,), float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros((BLOCK_Q,), dtype=tl.float32)
+        acc = tl.zeros((BLOCK_Q, BLOCK_D), dtype=tl.float32)
         # Prefix part: rows prefix_start : prefix_start + cut of the packed traces, no mask.
         p0 = tl.load(prefix_start_ptr + i)
         cut = tl.load(cuts_ptr + i)
@@ -60,8 +63,8 @@ def prefix_suffix_attention_kernel(q_ptr, ks_ptr, vs_ptr, kp_ptr, vp_ptr, o_ptr,
             s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale
             s = tl.where(k_ok[None, :], s, float("-inf"))
             m_i, l_i, acc = _online_update(s, v, m_i, l_i, acc, DOT_PRECISION)
-        # Suffix part: the suffix's own rows, causal.
-        hi = tl.minimum((mb + 1) * BLOCK_M, n)
+        # Suffix part: the suffix's own rows, causal (keys up to the block's last token).
+        hi = tl.minimum(((qb + 1) * BLOCK_Q - 1) // GQA_RATIO + 1, n)
         for n0 in range(0, hi, BLOCK_N):
             kpos = n0 + tl.arange(0, BLOCK_N)
             k_ok = kpos < hi
@@ -70,12 +73,12 @@ def prefix_suffix_attention_kernel(q_ptr, ks_ptr, vs_ptr, kp_ptr, vp_ptr, o_ptr,
             k = tl.load(ks_ptr + offs, mask=kv_mask, other=0.0)
             v = tl.load(vs_ptr + offs, mask=kv_mask, other=0.0)
             s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale
-            s = tl.where(k_ok[None, :] & (kpos[None, :] <= qpos[:, None]), s, float("-inf"))
+            s = tl.where(k_ok[None, :] & (kpos[None, :] <= tok[:, None]), s, float("-inf"))
             m_i, l_i, acc = _online_update(s, v, m_i, l_i, acc, DOT_PRECISION)
-        out = acc / l_i[:, None]  # l_i >= 1: every row sees at least itself
-        tl.store(o_ptr + (s0 + qpos)[:, None] * stride_o + h * HEAD_DIM + d[None, :],
-                 out.to(o_ptr.dtype.element_ty), mask=q_ok[:, None] & d_ok[None, :])
-        tl.store(lse_ptr + (s0 + qpos) * NUM_Q_HEADS + h, m_i + tl.log(l_i), mask=q_ok)
+        out = acc / l_i[:, None]  # l_i >= 1: every row sees at least its own token
+        tl.store(o_ptr + (s0 + tok)[:, None] * stride_o + head[:, None] * HEAD_DIM + d[None, :],
+                 out.to(o_ptr.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
+        tl.store(lse_ptr + (s0 + tok) * NUM_Q_HEADS + head, m_i + tl.log(l_i), mask=row_ok)
 
 
 @triton.jit

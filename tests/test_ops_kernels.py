@@ -104,6 +104,7 @@ SCORING = {
     "one_suffix_L1": ([1], [(0, 1)], [1], 2, 2, 8),
     "cut_0_and_L_gqa4": ([6, 1], [(0, 0), (0, 6), (1, 1), (1, 0)], [1, 3, 2, 5], 4, 1, 8),
     "long_suffix_blocks": ([40, 9], [(0, 17), (0, 40), (1, 9)], [19, 2, 33], 2, 2, 16),
+    "gqa3_like_smollm2": ([10], [(0, 4), (0, 10)], [7, 3], 6, 2, 8),
 }
 
 
@@ -127,6 +128,7 @@ PAGED = {
     "one_seq_one_token": ([1], 4, 2, 2, None),
     "empty_and_gqa4": ([5, 16, 0, 9], 4, 4, 1, None),
     "block16_split3": ([45, 3], 16, 4, 2, 3),
+    "gqa3": ([7, 2], 4, 3, 1, None),
 }
 
 
@@ -197,3 +199,14 @@ def test_cuda_kernels_match_reference(dtype):
     pcase = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in pcase.items()}
     p32 = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in pcase.items()}
     close(paged_decode_attention(**pcase), paged_decode_attention_with_lse(**p32)[0], dtype, what="cuda paged")
+
+
+def test_kernel_launchers_reject_out_of_range_metadata():
+    case = scoring_case([4], [(0, 3)], [2], 2, 2, 8)
+    case["cuts"] = torch.tensor([5], dtype=torch.int32)
+    with pytest.raises(ValueError, match="prefix rows"):
+        prefix_suffix_attention(**case, backend="triton")
+    case = paged_case([5, 3], 4, 2, 2, 8)
+    case["block_tables"][1, 0] = case["k_cache"].shape[0]  # one past the last block
+    with pytest.raises(ValueError, match="block ids"):
+        paged_decode_attention(**case, backend="triton")

@@ -16,12 +16,14 @@ from .attention_ref import (
 )
 from .logprob import selective_log_prob
 from .logprob_ref import selective_log_prob_reference
-from .merge import merge_state
+from .merge import merge_state, merge_states
+from .plan import DecodePlan, ScoringPlan, plan_decode, plan_scoring
 
 __all__ = [
     "selective_log_prob", "selective_log_prob_reference",
     "prefix_suffix_attention", "prefix_suffix_attention_reference", "prefix_suffix_attention_with_lse",
     "paged_decode_attention", "paged_decode_attention_reference", "paged_decode_attention_with_lse",
     "branch_decode_attention", "branch_decode_attention_reference", "branch_decode_attention_with_lse",
-    "merge_state",
+    "merge_state", "merge_states",
+    "ScoringPlan", "DecodePlan", "plan_scoring", "plan_decode",
 ]

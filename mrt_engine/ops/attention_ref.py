@@ -57,6 +57,13 @@ def check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indpt
     check(suffix_indptr.dim() == 1 and suffix_indptr.shape[0] == n + 1 and cuts.shape == prefix_start.shape,
           f"suffix_indptr [N+1], prefix_start [N], cuts [N] disagree: {tuple(suffix_indptr.shape)}, "
           f"{tuple(prefix_start.shape)}, {tuple(cuts.shape)}")
+    # Value checks (host syncs when these live on the GPU: pass plan tensors on the CPU).
+    S, L = q.shape[0], k_prefix.shape[0]
+    indptr, starts, cuts_l = (t.long() for t in (suffix_indptr, prefix_start, cuts))
+    check(int(indptr[0]) == 0 and int(indptr[-1]) == S and bool((indptr[1:] >= indptr[:-1]).all()),
+          f"suffix_indptr must rise from 0 to S={S}; got {indptr.tolist()[:8]}...")
+    check(n == 0 or bool(((cuts_l >= 0) & (starts >= 0) & (starts + cuts_l <= L)).all()),
+          f"prefix rows prefix_start[i] : prefix_start[i]+cuts[i] must lie in [0, L={L}]")
 
 
 def prefix_suffix_attention_with_lse(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix_indptr,
@@ -70,10 +77,6 @@ def prefix_suffix_attention_with_lse(q, k_suffix, v_suffix, k_prefix, v_prefix, 
     starts = prefix_start.to(dev, torch.long)
     cuts_l = cuts.to(dev, torch.long)
     n = starts.shape[0]
-    check(int(indptr[0]) == 0 and int(indptr[-1]) == S and bool((indptr[1:] >= indptr[:-1]).all()),
-          f"suffix_indptr must rise from 0 to S={S}; got {indptr.tolist()[:8]}...")
-    check(n == 0 or bool(((cuts_l >= 0) & (starts >= 0) & (starts + cuts_l <= k_prefix.shape[0])).all()),
-          f"prefix rows prefix_start[i] : prefix_start[i]+cuts[i] must lie in [0, L={k_prefix.shape[0]}]")
     lens = indptr[1:] - indptr[:-1]  # [N]
     suffix_of_row = torch.repeat_interleave(torch.arange(n, device=dev), lens)  # [S]
     qg = _split_heads(q, hkv)  # [S, Hkv, R, D]
@@ -137,9 +140,15 @@ def check_paged_inputs(q, k_cache, v_cache, block_tables, lens, what):
     check(block_tables.dim() == 2 and lens.dim() == 1 and block_tables.shape[0] == lens.shape[0],
           f"{what}: block tables [n, max_blocks] and lens [n] disagree: {tuple(block_tables.shape)}, {tuple(lens.shape)}")
     if lens.numel():
-        cap = block_tables.shape[1] * k_cache.shape[1]
+        bs, num_blocks = k_cache.shape[1], k_cache.shape[0]
+        cap = block_tables.shape[1] * bs
         check(int(lens.min()) >= 0 and int(lens.max()) <= cap,
               f"{what}: lens must lie in [0, max_blocks*block_size={cap}]; got max {int(lens.max())}")
+        used = torch.arange(block_tables.shape[1], device=lens.device)[None, :] < (lens.long()[:, None] + bs - 1) // bs
+        ids = block_tables.to(lens.device).long()[used]
+        check(ids.numel() == 0 or (int(ids.min()) >= 0 and int(ids.max()) < num_blocks),
+              f"{what}: block ids in use must lie in [0, num_blocks={num_blocks}); got min {int(ids.min())}, "
+              f"max {int(ids.max())}")
 
 
 def _paged_state(q_rows, k_cache, v_cache, block_tables, lens, scale):

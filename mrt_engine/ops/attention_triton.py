@@ -45,17 +45,18 @@ def prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, *,
         max_suffix_len = int((suffix_indptr[1:] - suffix_indptr[:-1]).max()) if n else 0  # host sync
     if n == 0 or S == 0 or max_suffix_len == 0:
         return (out, lse) if return_lse else out
-    block_m = 64 if q.is_cuda else 16
-    block_m = min(block_m, _pow2_at_least(max_suffix_len))
+    ratio = hq // hkv
+    max_rows = max_suffix_len * ratio  # (token, q head) rows of the longest suffix
+    block_q = min(128 if q.is_cuda else 16, _pow2_at_least(max_rows))
     block_n = 64 if q.is_cuda else 16
-    grid = (n, _cdiv(max_suffix_len, block_m), hq)
+    grid = (n, _cdiv(max_rows, block_q), hkv)
     _kernels.load().prefix_suffix_attention_kernel[grid](
         q, k_suffix, v_suffix, k_prefix, v_prefix, out, lse,
         suffix_indptr.to(q.device, torch.int32).contiguous(), prefix_start.to(q.device, torch.int32).contiguous(),
         cuts.to(q.device, torch.int32).contiguous(),
         q.stride(0), k_suffix.stride(0), out.stride(0), float(scale),
-        NUM_Q_HEADS=hq, GQA_RATIO=hq // hkv, HEAD_DIM=d, BLOCK_D=_pow2_at_least(d), BLOCK_M=block_m, BLOCK_N=block_n,
-        DOT_PRECISION=_dot_precision(q.dtype), num_warps=4 if q.is_cuda else 1)
+        NUM_Q_HEADS=hq, GQA_RATIO=ratio, HEAD_DIM=d, BLOCK_D=_pow2_at_least(d), BLOCK_Q=block_q, BLOCK_N=block_n,
+        DOT_PRECISION=_dot_precision(q.dtype), num_warps=(8 if block_q >= 128 else 4) if q.is_cuda else 1)
     return (out, lse) if return_lse else out
 
 

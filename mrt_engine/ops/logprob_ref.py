@@ -28,6 +28,8 @@ def check_logprob_inputs(hidden, weight, targets, bias, temperature):
     check(targets.dim() == 1 and targets.shape[0] == hidden.shape[0],
           f"targets must be [M={hidden.shape[0]}]; got shape {tuple(targets.shape)}")
     check(not targets.is_floating_point(), f"targets must be integer token ids; got {targets.dtype}")
+    check(targets.device == hidden.device == weight.device,
+          f"hidden ({hidden.device}), weight ({weight.device}) and targets ({targets.device}) must share a device")
     check(bias is None or tuple(bias.shape) == (weight.shape[0],),
           f"bias must be [V={weight.shape[0]}]; got {None if bias is None else tuple(bias.shape)}")
     check(float(temperature) > 0.0, f"temperature must be > 0; got {temperature}")
