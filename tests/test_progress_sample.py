@@ -97,3 +97,21 @@ def test_one_sample_has_undefined_stderr(coin_model):
     res = _sample(model, tok, "naive", n=1, traces=(ONE,))[0]
     assert all(math.isnan(e) for e in res.j_stderr)
     assert res.to_json()["j_stderr"] == [None] * len(res.j)
+
+
+@pytest.mark.skipif(not _engine_available(), reason="the engine part (Generator) is not merged in this tree")
+def test_existing_generator_is_reused(coin_model):
+    from mrt_engine.engine import Generator
+
+    model, tok = coin_model
+    gen = Generator(model, tok)
+    est = ProgressEstimator(None, tok, generator=gen, mode="sample", template="boxed", num_samples=4,
+                            max_answer_tokens=3, temperature=1.0, seed=7)
+    assert est.model is model and est.forward is gen.forward
+    a = est.estimate([PROBLEM], [ONE], ["5"])[0]
+    b = ProgressEstimator(model, tok, mode="sample", template="boxed", num_samples=4, max_answer_tokens=3,
+                          temperature=1.0, seed=7).estimate([PROBLEM], [ONE], ["5"])[0]
+    assert a.samples == b.samples
+    # Score mode on the generator's forward (same tensors as the model).
+    s = ProgressEstimator(None, tok, generator=gen, mode="score", template="boxed").estimate([PROBLEM], [ONE], ["5"])[0]
+    assert s.j == pytest.approx([0.25] * len(s.j), rel=1e-4)

@@ -1,0 +1,26 @@
+"""Synthetic task families with exact verifiers, solution traces, and data set loaders."""
+
+from .base import (
+    ALLOWED_CHARS,
+    DIFFICULTIES,
+    TASKS,
+    Problem,
+    Task,
+    get_task,
+    make_problems,
+    register,
+    solution_trace,
+)
+from . import chain, search  # noqa: F401  (register "chain", "search")
+
+__all__ = [
+    "ALLOWED_CHARS",
+    "DIFFICULTIES",
+    "TASKS",
+    "Problem",
+    "Task",
+    "get_task",
+    "make_problems",
+    "register",
+    "solution_trace",
+]
