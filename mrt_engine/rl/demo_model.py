@@ -17,9 +17,29 @@ DEMO_CONFIG = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, 
 
 
 def demo_tokenizer():
-    from mrt_engine.models import _byte_tokenizer
+    """Byte-level tokenizer: 3 specials then the 256 byte symbols in code-point order.
 
-    return _byte_tokenizer()
+    Built here rather than with ``mrt_engine.models``' byte tokenizer because that one takes
+    the byte alphabet in the order ``ByteLevel.alphabet()`` returns it, which changes from one
+    process to the next (a set underneath): saved weights would not match the next process's ids.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    vocab = {s: i for i, s in enumerate(specials)}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[ch] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                  unk_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok.chat_template = (
+        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    return tok
 
 
 def build_demo_model(seed: int = 0):
