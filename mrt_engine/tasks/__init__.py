@@ -11,6 +11,7 @@ from .base import (
     register,
     solution_trace,
 )
+from .loaders import load_problems, save_problems
 from . import chain, search  # noqa: F401  (register "chain", "search")
 
 __all__ = [
@@ -20,7 +21,9 @@ __all__ = [
     "Problem",
     "Task",
     "get_task",
+    "load_problems",
     "make_problems",
     "register",
+    "save_problems",
     "solution_trace",
 ]

@@ -202,7 +202,7 @@ def _trace(problem: Problem, rng: random.Random, num_mistakes: int) -> str:
         if first == num_steps:
             paragraphs.append(f"So I get {fixed}.")
             break
-    paragraphs.append(final_line(problem.answer))
+    paragraphs.append(final_line(str(inputs[-1])))  # from meta: base checks it vs answer
     return PARAGRAPH.join(paragraphs)
 
 

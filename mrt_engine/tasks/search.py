@@ -135,9 +135,17 @@ def _check_text(c: int, rule: list, honest: bool = True) -> str:
     return f"The digit sum of {c} is {s}, {tail}."
 
 
+def _solution(meta: dict) -> int:
+    lo, hi, rules = meta["lo"], meta["hi"], meta["rules"]
+    found = [c for c in range(lo, hi + 1) if all(satisfies(c, r) for r in rules)]
+    if len(found) != 1:
+        raise ValueError(f"search problem has {len(found)} solutions in [{lo}, {hi}], not one")
+    return found[0]
+
+
 def _trace(problem: Problem, rng: random.Random, num_mistakes: int) -> str:
     lo, hi, rules = problem.meta["lo"], problem.meta["hi"], problem.meta["rules"]
-    x = int(problem.answer)
+    x = _solution(problem.meta)  # from meta, not the answer: base checks the two agree
     cands = _candidates(lo, hi, rules[0])
     tried = cands[: cands.index(x) + 1]
     slips = set(rng.sample(range(len(tried) - 1), num_mistakes))
@@ -165,13 +173,13 @@ def _trace(problem: Problem, rng: random.Random, num_mistakes: int) -> str:
                 if not satisfies(c, r):
                     break
             paragraphs.append(f"So {c} fails.")
-    paragraphs.append(final_line(problem.answer))
+    paragraphs.append(final_line(str(x)))
     return PARAGRAPH.join(paragraphs)
 
 
 def _max_mistakes(problem: Problem) -> int:
     cands = _candidates(problem.meta["lo"], problem.meta["hi"], problem.meta["rules"][0])
-    return cands.index(int(problem.answer))
+    return cands.index(_solution(problem.meta))
 
 
 SEARCH = register(
