@@ -617,12 +617,14 @@ def phase_timer(train_module, trainer, sink: dict[str, float], device):
 
 
 def step_config(ctx: Context, backend: str, out_dir: str):
+    from mrt_engine.tasks import TASKS
     from mrt_engine.train import TrainConfig
 
     w = ctx.workload
+    task = "chain" if "chain" in TASKS else sorted(TASKS)[0]  # synthetic multi-step arithmetic
     return TrainConfig.from_dict(dict(
         model=dict(name=ctx.model_name if ctx.model_name in ("tiny", "smollm2-135m") else "tiny"),
-        data=dict(task="arith", num_train=max(16, 4 * w.step_num_prompts), num_eval=0),
+        data=dict(task=task, num_train=max(16, 4 * w.step_num_prompts), num_eval=0),
         rollout=dict(group_size=w.step_n, max_tokens=w.step_max_tokens, temperature=0.9, backend=backend),
         algo=dict(name="mrt_dense", max_cuts=w.step_max_cuts, num_branches=w.step_num_branches,
                   answer_max_tokens=w.step_answer_tokens),
