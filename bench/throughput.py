@@ -122,7 +122,8 @@ class Context:
     bar: object
     vllm: "H.VLLMWorker | None" = None
     vllm_reason: str = ""
-    step_shares: dict = field(default_factory=dict)
+    step_shares: dict = field(default_factory=dict)   # {model: {phase: fraction of the step}}
+    step_phase_s: dict = field(default_factory=dict)  # {model: {phase: median seconds}}
 
     @property
     def dims(self) -> H.ModelDims:
@@ -684,6 +685,9 @@ def stage_step(ctx: Context) -> list[Result]:
             r.note = "; ".join(f"{k} {100 * v:.0f}%" for k, v in shares.items())
             if r.role == "ours":
                 ctx.step_shares[ctx.model_name] = shares
+                ctx.step_phase_s[ctx.model_name] = {k: med.get(k, 0.0) for k in shares if k != "other"}
+                ctx.step_phase_s[ctx.model_name]["other"] = max(0.0, med["total"] - sum(
+                    ctx.step_phase_s[ctx.model_name].values()))
     return results
 
 
@@ -726,6 +730,9 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: fp32 on CPU, bf16 on CUDA)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 3; --quick 1)")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds before timing (default 1; --quick 0)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's; --quick: 1, as OpenMP spin-waits on a busy shared CPU "
+                        "make tiny ops 10-30x slower)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "runs" / "throughput"),
                    help="output folder (default runs/throughput/, git-ignored)")
     p.add_argument("--no-vllm", action="store_true", help="skip the vLLM baselines even when vLLM is installed")
@@ -752,6 +759,12 @@ def parse_args(argv=None):
         args.repeats = 1 if args.quick else 3
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
+    if args.threads is None and args.quick:
+        args.threads = 1
+    if args.threads is not None:
+        if args.threads < 1:
+            p.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     if args.warmup is None:
         args.warmup = 0 if args.quick else 1
     if args.warmup < 0:
@@ -812,6 +825,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
     shares: dict[str, dict[str, float]] = {}
+    phase_s: dict[str, dict[str, float]] = {}
     steps = sum(STAGE_CASES[s] for s in args.stages) * (args.repeats + args.warmup) * len(args.model)
     bar = H.progress_bar(steps, "throughput", enabled=not args.no_progress)
     t_start = time.perf_counter()
@@ -833,6 +847,7 @@ def main(argv=None) -> int:
                 if vllm is not None:
                     vllm.close()
             shares.update(ctx.step_shares)
+            phase_s.update(ctx.step_phase_s)
             del ctx, model
     finally:
         bar.close()
@@ -841,7 +856,7 @@ def main(argv=None) -> int:
         "models": " ".join(args.model), "repeats": args.repeats, "warmup": args.warmup, "quick": args.quick,
         "peaks": f"{peaks.flops_per_s:.3g} FLOP/s, {peaks.bytes_per_s:.3g} B/s ({peaks.source})",
         "command": "python bench/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)})
-    results += share_rows(shares)
+    results += share_rows(shares, phase_s)
     write_outputs(out, results, meta, peaks, shares, args, time.perf_counter() - t_start)
     return 0
 
@@ -861,9 +876,10 @@ def run_stage(ctx: Context, stage: str) -> list[Result]:
     return rows
 
 
-def share_rows(shares: dict[str, dict[str, float]]) -> list[Result]:
+def share_rows(shares: dict[str, dict[str, float]], phase_s: dict[str, dict[str, float]]) -> list[Result]:
     """The share of an MRT step each phase takes, as CSV rows (role "share", no ratios)."""
-    return [Result(stage=f"step share [{model}]", method=phase, role="share", note=f"{100 * v:.1f}% of the step")
+    return [Result(stage=f"step share [{model}]", method=phase, role="share", times_s=[phase_s[model][phase]],
+                   note=f"{100 * v:.1f}% of the step (engine backend)")
             for model, sh in shares.items() for phase, v in sh.items()]
 
 
