@@ -547,17 +547,26 @@ def plot_png(path: str | Path, results: list[Result], *, title: str, shares: dic
     path.parent.mkdir(parents=True, exist_ok=True)
     rat = ratios(results)
     bars = [(f"{stage}\n{ours} vs {base}", v) for (stage, ours), r in rat.items() for base, v in r.items()]
-    ncols = 2 if shares else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(7 * ncols, 0.55 * max(len(bars), 4) + 1.5), squeeze=False)
+    mem = [(f"{r.stage}\n{r.method}", r.peak_mem_bytes / 2**20) for r in results
+           if r.peak_mem_bytes is not None and r.status == OK]
+    ncols = 1 + bool(shares) + bool(mem)
+    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 0.55 * max(len(bars), len(mem), 4) + 1.5),
+                             squeeze=False)
     ax = axes[0][0]
     if bars:
         labels, values = zip(*bars)
         ypos = range(len(bars))
         colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
-        ax.barh(list(ypos), values, color=colors)
+        # Bars grow from 1x (no change) towards the ratio: right = faster, left = slower.
+        ax.barh(list(ypos), [v - 1.0 for v in values], left=1.0, color=colors)
         ax.set_yticks(list(ypos), labels, fontsize=7)
         ax.invert_yaxis()
         ax.set_xscale("log")
+        lo, hi = min(0.5, min(values) / 1.5), max(2.0, max(values) * 2.5)
+        ax.set_xlim(lo, hi)
+        ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500) if lo <= t <= hi]
+        ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+        ax.minorticks_off()
         ax.axvline(1.0, color="black", lw=0.8)
         for y, v in zip(ypos, values):
             ax.text(v, y, f" {v:.2f}x", va="center", fontsize=7)
@@ -565,8 +574,18 @@ def plot_png(path: str | Path, results: list[Result], *, title: str, shares: dic
         ax.text(0.5, 0.5, "no ratio measured (components unavailable)", ha="center", va="center")
     ax.set_xlabel("speed-up (baseline median / ours), log scale")
     ax.set_title("ours vs baselines, same run, medians", fontsize=9)
+    if mem:
+        axm = axes[0][1]
+        labels, values = zip(*mem)
+        axm.barh(list(range(len(mem))), values, color="tab:purple")
+        axm.set_yticks(list(range(len(mem))), labels, fontsize=7)
+        axm.invert_yaxis()
+        for y, v in enumerate(values):
+            axm.text(v, y, f" {v:,.0f}", va="center", fontsize=7)
+        axm.set_xlabel("peak memory above resident, MB")
+        axm.set_title("peak memory of one call", fontsize=9)
     if shares:
-        ax2 = axes[0][1]
+        ax2 = axes[0][ncols - 1]
         names, vals = zip(*shares.items())
         ax2.barh(list(range(len(names))), [100 * v for v in vals], color="tab:blue")
         ax2.set_yticks(list(range(len(names))), names, fontsize=8)
@@ -687,8 +706,9 @@ class VLLMWorker:
         env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         env.pop("PYTHONPATH", None)  # our checkout must not shadow the venv's packages
         self._log = open(self.log_path, "w")
+        # Own process group: vLLM forks an engine core and workers; close() ends them all.
         self.proc = subprocess.Popen([python, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, text=True, env=env, bufsize=1)
+                                     stderr=self._log, text=True, env=env, bufsize=1, start_new_session=True)
         self._replies: "queue.Queue" = queue.Queue()
 
         def pump():
@@ -757,8 +777,13 @@ class VLLMWorker:
                 self.proc.wait(timeout=30)
             except Exception:  # noqa: BLE001 - a stuck worker is killed below
                 pass
+        import signal
+
+        try:  # whatever vLLM left behind in the group (engine core, workers)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         if self.proc.poll() is None:
-            self.proc.kill()
             self.proc.wait(timeout=30)
         self._log.close()
 

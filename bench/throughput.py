@@ -450,7 +450,7 @@ def score_counts(dims: H.ModelDims, items) -> tuple[float, float, float]:
                                         lm_head_tokens=len(ans))
                 total = ctx_len + tail
                 naive += H.forward_flops(dims, num_tokens=total, attention_pairs=H.attention_pairs_causal(total),
-                                         lm_head_tokens=total)
+                                         lm_head_tokens=len(ans) + 1)
         nbytes += dims.weight_params * 4  # weights read at least once (compute-bound: negligible)
     return fast, naive, nbytes
 
