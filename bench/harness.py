@@ -119,13 +119,16 @@ def synchronize(device: torch.device | str) -> None:
 
 def run_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1,
                     device: str | torch.device = "cpu", on_step: Callable[[str], None] | None = None,
-                    on_error: Callable[[str, BaseException], None] | None = None) -> dict[str, list[float]]:
+                    on_error: Callable[[str, BaseException], None] | None = None,
+                    before: dict[str, Callable[[], object]] | None = None) -> dict[str, list[float]]:
     """Time each zero-argument callable ``repeats`` times, interleaved; returns seconds per case.
 
     The order rotates every round (A B C, B C A, C A B) so that no case always runs right
     after the same neighbour (cache and clock-boost effects). ``warmup`` untimed rounds go
     first (compilation, allocator growth, lazy imports). A case that raises is dropped from
-    later rounds and reported through ``on_error``; the others carry on.
+    later rounds and reported through ``on_error``; the others carry on. ``before[name]``,
+    when given, runs untimed before each call of that case (e.g. to empty a prefix cache, so
+    that a repeat does not find the previous round's work cached).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -138,6 +141,8 @@ def run_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int, war
             if name in failed:
                 continue
             try:
+                if before and name in before:
+                    before[name]()
                 synchronize(device)
                 t0 = time.perf_counter()
                 cases[name]()
@@ -657,6 +662,9 @@ def main():
                 texts = [[c.text for c in o.outputs] for o in outs]
                 num_tokens = sum(len(c.token_ids) for o in outs for c in o.outputs)
                 reply({"ok": True, "elapsed_s": dt, "texts": texts, "num_tokens": num_tokens})
+            elif req["cmd"] == "reset_prefix_cache":
+                llm.reset_prefix_cache()
+                reply({"ok": True})
             elif req["cmd"] == "quit":
                 reply({"ok": True})
                 return
@@ -769,6 +777,10 @@ class VLLMWorker:
         params = dict(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, ignore_eos=ignore_eos,
                       stop_token_ids=list(stop_token_ids or []), skip_special_tokens=False)
         return self._request({"cmd": "generate", "prompts": prompts, "params": params, "seeds": seeds}, timeout)
+
+    def reset_prefix_cache(self) -> None:
+        """Empty vLLM's prefix cache (between timed rounds: each round starts cold)."""
+        self._request({"cmd": "reset_prefix_cache"}, 120)
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -153,7 +153,24 @@ def import_or_reason(what: str):
         return None, f"{what} not importable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
 
 
-def measure(ctx: Context, stage: str, cases: dict[str, tuple[str, callable]], meta: dict[str, dict]) -> list[Result]:
+def reset_prefix_cache(generator) -> None:
+    """Start the next call cold: forget the engine's cached prefix blocks (all are free
+    between calls). Uses ``Generator.reset_prefix_cache()`` when the engine has one."""
+    if generator is None:
+        return
+    if hasattr(generator, "reset_prefix_cache"):
+        generator.reset_prefix_cache()
+        return
+    bm = generator.block_manager
+    if any(bm.ref_count):
+        raise RuntimeError("cannot reset the prefix cache while sequences hold blocks")
+    bm.hash_to_block.clear()
+    bm.block_hash = [None] * bm.num_blocks
+    bm.block_tokens = [None] * bm.num_blocks
+
+
+def measure(ctx: Context, stage: str, cases: dict[str, tuple[str, callable]], meta: dict[str, dict],
+            before: dict[str, callable] | None = None) -> list[Result]:
     """Run ``cases`` {method: (role, fn)} interleaved; one Result per method.
 
     ``meta[method]`` holds Result fields (num_tokens, flops, ...). A case that raises gets
@@ -170,7 +187,7 @@ def measure(ctx: Context, stage: str, cases: dict[str, tuple[str, callable]], me
         ctx.bar.update(1)
 
     times = H.run_interleaved({m: fn for m, (_, fn) in cases.items()}, repeats=ctx.repeats, warmup=ctx.warmup,
-                              device=ctx.device, on_step=on_step, on_error=on_error)
+                              device=ctx.device, on_step=on_step, on_error=on_error, before=before)
     out = []
     for method, (role, _) in cases.items():
         r = Result(stage=stage, method=method, role=role, times_s=times[method], **meta.get(method, {}))
@@ -403,6 +420,7 @@ def stage_generation(ctx: Context) -> list[Result]:
     cases = {"HF generate": ("baseline", hf_generate_fn(ctx.model, ctx.tokenizer, prompts, n=n, max_tokens=new,
                                                         temperature=temp, device=ctx.device, seed=0))}
     meta = {"HF generate": dict(common)}
+    before = {}  # every timed call starts with empty prefix caches (ours and vLLM's)
     missing = []
     Generator, why = import_or_reason("mrt_engine.engine:Generator")
     if Generator is None:
@@ -414,6 +432,7 @@ def stage_generation(ctx: Context) -> list[Result]:
         params = SamplingParams(n=n, max_tokens=new, temperature=temp, seed=0, ignore_eos=True)
         cases["engine Generator"] = ("ours", lambda: gen.generate(prompts, params))
         meta["engine Generator"] = dict(common)
+        before["engine Generator"] = lambda: reset_prefix_cache(gen)
     if ctx.vllm is not None:
         def vllm_call():
             rep = ctx.vllm.generate(prompts, n=n, max_tokens=new, temperature=temp, ignore_eos=True,
@@ -422,10 +441,11 @@ def stage_generation(ctx: Context) -> list[Result]:
                 raise RuntimeError(f"vLLM generated {rep['num_tokens']} tokens, expected {num_tokens}")
         cases["vLLM"] = ("baseline", vllm_call)
         meta["vLLM"] = dict(common, note="subprocess, prefix caching on")
+        before["vLLM"] = ctx.vllm.reset_prefix_cache
     else:
         missing.append(unavailable(stage, "vLLM", "baseline", ctx.vllm_reason, workload=work))
     ctx.bar.set_description(stage)
-    return measure(ctx, stage, cases, meta) + missing
+    return measure(ctx, stage, cases, meta, before) + missing
 
 
 # -- stages 2 and 3: progress estimation --------------------------------------------------
@@ -545,6 +565,8 @@ def stage_sample(ctx: Context) -> list[Result]:
 
     cases = {"fast": ("ours", run(fast, "fast")), "naive (HF generate per prefix)": ("baseline", run(naive, "naive"))}
     meta = {"fast": dict(common, flops=f_fast), "naive (HF generate per prefix)": dict(common, flops=f_naive)}
+    # Each round starts cold: the trace is shared across the cuts of one call, not across rounds.
+    before = {"fast": lambda: reset_prefix_cache(fast.generator)}
     missing = []
     if ctx.vllm is not None:
         stop_ids = fast._stop_ids() if hasattr(fast, "_stop_ids") else [ctx.tokenizer.eos_token_id]
@@ -564,12 +586,13 @@ def stage_sample(ctx: Context) -> list[Result]:
             counts["vllm"] = rep["num_tokens"]
 
         cases["vLLM prefix caching"] = ("baseline", vllm_call)
+        before["vLLM prefix caching"] = ctx.vllm.reset_prefix_cache
         meta["vLLM prefix caching"] = dict(common, flops=f_naive, note="subprocess; same prompts as the estimator")
     else:
         missing.append(unavailable(stage, "vLLM prefix caching", "baseline", ctx.vllm_reason,
                                    workload=common["workload"]))
     ctx.bar.set_description(stage)
-    results = measure(ctx, stage, cases, meta)
+    results = measure(ctx, stage, cases, meta, before)
     for r in results:
         key = {"fast": "fast", "vLLM prefix caching": "vllm"}.get(r.method, "naive")
         r.num_tokens = counts.get(key, 0)
@@ -672,8 +695,11 @@ def stage_step(ctx: Context) -> list[Result]:
 
     cases = {"engine backend": ("ours", run("engine backend")), "HF backend": ("baseline", run("HF backend"))}
     meta = {m: dict(num_episodes=w.step_num_prompts * w.step_n, workload=work, compare="time") for m in cases}
+    # KV cached before an optimizer step is stale after it: start every step with an empty cache.
+    engine_gen = getattr(trainers["engine backend"].backend, "generator", None)
+    before = {"engine backend": lambda: reset_prefix_cache(engine_gen)}
     ctx.bar.set_description(stage)
-    results = measure(ctx, stage, cases, meta)
+    results = measure(ctx, stage, cases, meta, before)
     for r in results:
         rounds = phases[r.method][ctx.warmup:] or phases[r.method]
         if tokens[r.method]:
