@@ -30,13 +30,13 @@ if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
 fi
 
 log "building mrt_engine._C (log: $RESULTS/build.log)"
-timeout 60 "$PY" setup.py build_ext --inplace > "$RESULTS/build.log" 2>&1
+timeout 90 "$PY" setup.py build_ext --inplace > "$RESULTS/build.log" 2>&1
 build_rc=$?
 native=$("$PY" -c "from mrt_engine._native import native; print('C++' if native is not None else 'Python fallback')" 2>&1 | tail -n 1)
 
 log "pytest -m cuda (log: $RESULTS/pytest_cuda.log)"
 if "$PY" -c "import pytest" 2>/dev/null; then
-  timeout 100 "$PY" -m pytest -q -ra -m cuda -p no:cacheprovider --continue-on-collection-errors \
+  timeout 90 "$PY" -m pytest -q -ra -m cuda -p no:cacheprovider --continue-on-collection-errors \
     --junitxml="$RESULTS/pytest_cuda.xml" tests > "$RESULTS/pytest_cuda.log" 2>&1
   test_rc=$?
   test_line=$(grep -E "passed|failed|error|skipped|no tests" "$RESULTS/pytest_cuda.log" | tail -n 1)
@@ -46,7 +46,7 @@ else
 fi
 
 log "bench/kernels.py --device cuda (log: $RESULTS/bench.log)"
-timeout 180 "$PY" bench/kernels.py --device cuda --out "$RESULTS" > "$RESULTS/bench.log" 2>&1
+timeout 170 "$PY" bench/kernels.py --device cuda --out "$RESULTS" > "$RESULTS/bench.log" 2>&1
 bench_rc=$?
 
 echo

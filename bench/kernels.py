@@ -5,8 +5,10 @@
 
 On CPU the Triton kernels only run in the interpreter, which says nothing about speed, so
 they are left out there. Times are medians of interleaved repeats. Peak memory: on CUDA
-``torch.cuda.max_memory_allocated`` above the inputs; on CPU the ru_maxrss rise of a fresh
-spawned process that runs forward+backward once (a high-water mark, so nothing is missed).
+``torch.cuda.max_memory_allocated`` above the inputs; on CPU the peak rise of the resident
+set of a fresh spawned process that runs forward+backward once (sampled every 0.5 ms, with
+large buffers mmapped so freed memory leaves the RSS). "plain" is plain torch: the
+``log_softmax(x @ W.T).gather`` path, per-suffix SDPA, and paged decode without the cascade.
 Writes ``kernels.csv``, ``kernels_summary.txt`` and (with matplotlib) ``kernels.png`` to --out.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from mrt_engine.ops import (  # noqa: E402
     prefix_suffix_attention,
     selective_log_prob,
 )
+from mrt_engine.ops.logprob_triton import selective_log_prob_triton  # noqa: E402
 from mrt_engine.ops.plan import plan_scoring  # noqa: E402
 
 H200_BYTES_PER_S = 4.8e12
@@ -89,6 +92,8 @@ def _logprob_step(kind, hidden, weight, targets):
         out = _plain_logprob(h, w, targets)
     elif kind == "reference":  # on CUDA, bigger chunks: the reference is only a baseline there
         out = selective_log_prob(h, w, targets, backend="torch", chunk_size=1024 if h.is_cuda else None)
+    elif kind == "triton_matmul":
+        out = selective_log_prob_triton(h, w, targets, impl="matmul")
     else:
         out = selective_log_prob(h, w, targets, backend="triton")
     out.sum().backward()
@@ -153,7 +158,7 @@ def bench_logprob(device, dtype, shapes, repeats, cpu_mem_m=None):
     rows = []
     for m, v, h in shapes:
         hidden, weight, targets = _logprob_inputs(m, v, h, dtype, device)
-        kinds = ["reference", "plain"] + (["triton"] if device == "cuda" else [])
+        kinds = ["reference", "plain"] + (["triton", "triton_matmul"] if device == "cuda" else [])
         times = time_interleaved({k: (lambda k=k: _logprob_step(k, hidden, weight, targets)) for k in kinds},
                                  device, repeats)
         if device == "cuda":
@@ -213,7 +218,8 @@ def bench_scoring(device, dtype, cfg, repeats):
     fns = {"reference": lambda: prefix_suffix_attention(**args, **meta, backend="torch"),
            "plain": lambda: _plain_scoring(plan, args, meta)}
     if device == "cuda":
-        fns["triton"] = lambda: prefix_suffix_attention(**args, **meta, max_suffix_len=plan.max_suffix_len)
+        fns["triton"] = lambda: prefix_suffix_attention(**args, **meta, max_suffix_len=plan.max_suffix_len,
+                                                        validate=False)  # no host sync per call
     times = time_interleaved(fns, device, repeats)
     errs = _errors(fns, lambda: prefix_suffix_attention(**_f32(args), **meta, backend="torch"), device)
     keys = sum(c * suffix_len + suffix_len * (suffix_len + 1) / 2 for c in plan.cuts.tolist())  # (query, key) pairs
@@ -251,8 +257,10 @@ def bench_branch(device, dtype, cfg, repeats):
     fns = {"reference": lambda: branch_decode_attention(q, kc, vc, **cascade, backend="torch"),
            "plain": lambda: paged_decode_attention(q, kc, vc, **paged, backend="torch")}
     if device == "cuda":
-        fns["triton"] = lambda: branch_decode_attention(q, kc, vc, **cascade)
-        fns["triton_no_cascade"] = lambda: paged_decode_attention(q, kc, vc, **paged)
+        hints = dict(max_shared_len=shared_len, max_tail_len=tail_len, max_group_size=branches, validate=False)
+        fns["triton"] = lambda: branch_decode_attention(q, kc, vc, **cascade, **hints)
+        fns["triton_no_cascade"] = lambda: paged_decode_attention(q, kc, vc, **paged, validate=False,
+                                                                  max_context_len=shared_len + tail_len)
     times = time_interleaved(fns, device, repeats)
     errs = _errors(fns, lambda: branch_decode_attention(q.float(), kc.float(), vc.float(), **cascade, backend="torch"),
                    device)

@@ -96,3 +96,63 @@ def logprob_bwd_kernel(h_ptr, w_ptr, b_ptr, t_ptr, lse_ptr, ent_ptr, glogp_ptr, 
     g = g * inv_temp
     tl.store(dz_ptr + rows[:, None] * stride_dz + cols[None, :], g.to(dz_ptr.dtype.element_ty),
              mask=row_ok[:, None] & col_ok[None, :])
+
+
+@triton.jit
+def logprob_rows_fwd_kernel(logits_ptr, t_ptr, lse_ptr, logp_ptr, ent_ptr, V, stride_l, inv_temp,
+                            BLOCK_V: tl.constexpr):
+    """Grid (rows,): online LSE, target log-prob and entropy of one row of precomputed logits.
+
+    The "matmul" variant: logits come from cuBLAS one chunk of rows at a time.
+    """
+    row = tl.program_id(0)
+    base = logits_ptr + row.to(tl.int64) * stride_l
+    tgt = tl.load(t_ptr + row)
+    # One online softmax per lane, combined at the end (no scalar loop-carried state).
+    m_v = tl.full((BLOCK_V,), float("-inf"), dtype=tl.float32)
+    s_v = tl.zeros((BLOCK_V,), dtype=tl.float32)
+    a_v = tl.zeros((BLOCK_V,), dtype=tl.float32)
+    for v0 in range(0, V, BLOCK_V):
+        cols = v0 + tl.arange(0, BLOCK_V)
+        ok = cols < V
+        z = tl.load(base + cols, mask=ok, other=0.0).to(tl.float32) * inv_temp
+        m_new = tl.where(ok, tl.maximum(m_v, z), m_v)
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp(m_v - m_safe)
+        p = tl.where(ok, tl.exp(z - m_safe), 0.0)
+        s_v = s_v * alpha + p
+        a_v = a_v * alpha + p * tl.where(ok, z, 0.0)
+        m_v = m_new
+    m = tl.max(m_v, axis=0)
+    w = tl.exp(m_v - m)  # lanes that never saw a column: exp(-inf) = 0
+    s = tl.sum(s_v * w, axis=0)
+    lse = m + tl.log(s)
+    tz = tl.load(base + tgt).to(tl.float32) * inv_temp
+    tl.store(lse_ptr + row, lse)
+    tl.store(logp_ptr + row, tz - lse)
+    tl.store(ent_ptr + row, lse - tl.sum(a_v * w, axis=0) / s)
+
+
+@triton.jit
+def logprob_rows_bwd_kernel(logits_ptr, t_ptr, lse_ptr, ent_ptr, glogp_ptr, gent_ptr, V, stride_l, inv_temp,
+                            HAS_GLOGP: tl.constexpr, HAS_GENT: tl.constexpr, BLOCK_V: tl.constexpr):
+    """Grid (rows,): overwrite one row of precomputed logits with d loss / d logits (in place)."""
+    row = tl.program_id(0)
+    base = logits_ptr + row.to(tl.int64) * stride_l
+    tgt = tl.load(t_ptr + row)
+    lse = tl.load(lse_ptr + row)
+    gl = 0.0
+    ge = 0.0
+    ent = 0.0
+    if HAS_GLOGP:
+        gl = tl.load(glogp_ptr + row)
+    if HAS_GENT:
+        ge = tl.load(gent_ptr + row)
+        ent = tl.load(ent_ptr + row)
+    for v0 in range(0, V, BLOCK_V):
+        cols = v0 + tl.arange(0, BLOCK_V)
+        ok = cols < V
+        logp = tl.load(base + cols, mask=ok, other=0.0).to(tl.float32) * inv_temp - lse
+        p = tl.exp(logp)
+        g = gl * (tl.where(cols == tgt, 1.0, 0.0) - p) - ge * p * (logp + ent)
+        tl.store(base + cols, (g * inv_temp).to(logits_ptr.dtype.element_ty), mask=ok)

@@ -162,6 +162,8 @@ def _can_use_itimer() -> bool:
         return False
     if not hasattr(signal, "setitimer"):
         return False
+    if signal.getsignal(signal.SIGALRM) is None:  # a handler set from C: cannot restore it
+        return False
     return signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
@@ -187,8 +189,10 @@ def run_with_timeout(fn: Callable[[], object], timeout: float | None):
         try:
             return fn()
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0.0)
-            signal.signal(signal.SIGALRM, old_handler)
+            try:  # the alarm may fire right here; the handler is restored regardless
+                signal.setitimer(signal.ITIMER_REAL, 0.0)
+            finally:
+                signal.signal(signal.SIGALRM, old_handler)
     box: dict[str, object] = {}
 
     def target():
@@ -311,6 +315,60 @@ def is_equiv(a: str, b: str, *, timeout: float | None = 5.0) -> bool:
     return _check(a, b, timeout) == "equal"
 
 
+# ---------------------------------------------------------------- surface forms
+
+_FRACTION = re.compile(r"([+-]?)(?:\\[dt]?frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))")
+_DECIMAL = re.compile(r"[+-]?\d*\.\d+|[+-]?\d+")
+
+
+def answer_forms(answer: str) -> list[str]:
+    """Common surface forms of a numeric answer, the given one first, for estimators
+    that sum the probability of each accepted form (scoring mode, docs/mrt.md 3).
+
+    Integers and rationals get `a/b`, `\\frac{a}{b}`, `\\dfrac{a}{b}` and a terminating
+    decimal; anything else comes back alone. Every form is `is_equiv` to `answer`.
+    """
+    from fractions import Fraction
+
+    s = _strip_answer(answer)
+    m = _FRACTION.fullmatch(s)
+    if m:
+        sign, num, den = m.group(1), m.group(2) or m.group(4), m.group(3) or m.group(5)
+        if int(den) == 0:
+            return [answer]
+        value = Fraction(int(num), int(den)) * (-1 if sign == "-" else 1)
+    elif _DECIMAL.fullmatch(s):
+        value = Fraction(s)
+    else:
+        return [answer]
+    forms = [answer]
+    if value.denominator == 1:
+        forms.append(str(value.numerator))
+    else:
+        p, q = abs(value.numerator), value.denominator
+        neg = "-" if value < 0 else ""
+        forms += [f"{neg}{p}/{q}", f"{neg}\\frac{{{p}}}{{{q}}}", f"{neg}\\dfrac{{{p}}}{{{q}}}"]
+        q2, powers = q, []
+        for f in (2, 5):
+            count = 0
+            while q2 % f == 0:
+                q2 //= f
+                count += 1
+            powers.append(count)
+        if q2 == 1:  # terminating decimal: at most len(p) + max(powers) digits, exact
+            from decimal import Decimal, localcontext
+
+            with localcontext() as ctx:
+                ctx.prec = len(str(p)) + max(powers) + 2
+                forms.append(f"{neg}{format(Decimal(p) / Decimal(q), 'f')}")
+    seen, out = set(), []
+    for f in forms:
+        if f not in seen:
+            seen.add(f)
+            out.append(f)
+    return out
+
+
 # ---------------------------------------------------------------- exact verifiers
 
 _INT = re.compile(r"[+-]?\d+(?:\.0*)?")
@@ -374,6 +432,8 @@ def grade(
     if isinstance(reference, bool) or not isinstance(reference, (str, int)):
         raise TypeError(f"grade: reference must be a str or int, got {type(reference).__name__}")
     reference = str(reference)
+    if not reference.strip():
+        raise ValueError("grade: the reference answer is empty; fix the data set row")
     extracted = extract_boxed(response)
     if extracted is None:
         return Grade(0.0, NO_BOXED, None)

@@ -4,6 +4,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mrt_engine.grading import (
     CORRECT,
@@ -16,6 +18,7 @@ from mrt_engine.grading import (
     TOO_LONG,
     UNPARSEABLE,
     Grade,
+    answer_forms,
     extract_boxed,
     grade,
     grade_batch,
@@ -276,6 +279,8 @@ def test_grade_type_errors():
         grade(None, "1")
     with pytest.raises(TypeError, match="reference must be"):
         grade(r"\boxed{1}", None)
+    with pytest.raises(ValueError, match="reference answer is empty"):
+        grade(r"\boxed{1}", " ")
 
 
 def test_grade_batch():
@@ -287,6 +292,33 @@ def test_grade_batch():
         grade_batch(["a", "b"], ["1"])
     with pytest.raises(ValueError, match="1 verifiers for 2 responses"):
         grade_batch(["a", "b"], ["1", "2"], verifier=[None])
+
+
+# ---------------------------------------------------------------- answer forms
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("1/2", ["1/2", r"\frac{1}{2}", r"\dfrac{1}{2}", "0.5"]),
+        ("0.5", ["0.5", "1/2", r"\frac{1}{2}", r"\dfrac{1}{2}"]),
+        (r"\dfrac{2}{6}", [r"\dfrac{2}{6}", "1/3", r"\frac{1}{3}", r"\dfrac{1}{3}"]),
+        ("-0.125", ["-0.125", "-1/8", r"-\frac{1}{8}", r"-\dfrac{1}{8}"]),
+        ("24", ["24"]),
+        ("-3/1", ["-3/1", "-3"]),
+        ("1/1099511627776", ["1/1099511627776", r"\frac{1}{1099511627776}",
+                             r"\dfrac{1}{1099511627776}", "0.0000000000009094947017729282379150390625"]),
+        (r"\sqrt{2}", [r"\sqrt{2}"]),
+        ("[0,1)", ["[0,1)"]),
+        ("1/0", ["1/0"]),
+    ],
+)
+def test_answer_forms(answer, expected):
+    forms = answer_forms(answer)
+    assert forms == expected
+    assert len(set(forms)) == len(forms)
+    for f in forms[:4]:
+        assert is_equiv(answer, f), f
 
 
 # ---------------------------------------------------------------- exact verifiers
@@ -311,3 +343,37 @@ def test_integer_sets():
     assert not verify_integer_set("{2}", r"\{1,2\}")
     with pytest.raises(ValueError):
         verify_integer_set("{a, b}", "{1}")
+
+
+# ---------------------------------------------------------------- fuzz
+
+_PIECES = st.sampled_from(
+    ["\\boxed{", "\\fbox{", "{", "}", "\\", "\\frac", "\\sqrt", "^", "1", "2", "x", "/",
+     ",", "(", ")", "[", "]", "\\{", "\\}", " ", "-", ".", "$", "\\left", "\\right", "a", "!"]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_PIECES, max_size=30).map("".join), st.sampled_from(["1", "1/2", "[0,1)", "x+1"]))
+def test_grade_never_crashes_on_garbage(response, reference):
+    g = grade(response, reference, timeout=1.0)
+    assert g.reason in REASONS
+    assert g.score in (0.0, 1.0)
+    assert (g.score == 1.0) == (g.reason == CORRECT)
+    assert g.extracted == extract_boxed(response)
+
+
+_MATH_PIECES = st.sampled_from(
+    ["\\frac", "\\sqrt", "^", "{", "}", "1", "2", "x", "/", ",", "(", ")", "[", "]", "\\{", "\\}",
+     " ", "-", ".", "\\left", "\\right", "\\pi", "\\infty", "=", "<", "\\cup", "\\text{", "_",
+     "\\%", "&", "\\\\", "9", "\\dfrac", "\\log", "|", "'"]
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_MATH_PIECES, min_size=1, max_size=12).map("".join))
+def test_grade_never_crashes_inside_math_verify(body):
+    # braces may be unbalanced, so the box may be unclosed: either way a Grade comes back
+    g = grade("\\boxed{" + body + "}", "1/2", timeout=1.0)
+    assert g.reason in REASONS
+    assert (g.score == 1.0) == (g.reason == CORRECT)

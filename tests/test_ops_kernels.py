@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from _ops_cases import branch_case, paged_case, scoring_case
+from mrt_engine.ops.testing import branch_case, paged_case, scoring_case
 from mrt_engine.ops import (
     branch_decode_attention,
     branch_decode_attention_with_lse,
@@ -20,6 +20,7 @@ from mrt_engine.ops import (
     selective_log_prob,
     selective_log_prob_reference,
 )
+from mrt_engine.ops.logprob_triton import selective_log_prob_triton
 from mrt_engine.ops.attention_triton import (
     branch_decode_attention_triton,
     paged_decode_attention_triton,
@@ -46,9 +47,10 @@ def close(actual, expected, dtype, kind="out", what=""):
 LOGPROB_SHAPES = [(1, 123, 16), (37, 123, 24), (20, 300, 40)]
 
 
+@pytest.mark.parametrize("impl", ["fused", "matmul"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m,v,h", LOGPROB_SHAPES)
-def test_selective_log_prob_forward_matches_reference(m, v, h, dtype):
+def test_selective_log_prob_forward_matches_reference(m, v, h, dtype, impl):
     hidden = torch.randn(m, h).to(dtype)
     weight = (torch.randn(v, h) * 0.3).to(dtype)
     bias = torch.randn(v).to(dtype) if v == 300 else None
@@ -56,7 +58,7 @@ def test_selective_log_prob_forward_matches_reference(m, v, h, dtype):
     targets[0] = v - 1  # the last vocab column (tile edge)
     temperature = 0.7 if h == 24 else 1.0
     kw = dict(bias=bias, temperature=temperature, return_entropy=True)
-    logp, ent = selective_log_prob(hidden, weight, targets, backend="triton", **kw)
+    logp, ent = selective_log_prob_triton(hidden, weight, targets, impl=impl, chunk_size=16, **kw)
     ref_logp, ref_ent = selective_log_prob_reference(hidden, weight, targets, **kw)
     assert logp.dtype == torch.float32 and logp.shape == (m,)
     close(logp, ref_logp, dtype, what="logp")
@@ -64,8 +66,9 @@ def test_selective_log_prob_forward_matches_reference(m, v, h, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("with_entropy,use_bias,chunk", [(False, False, None), (True, True, 7)])
-def test_selective_log_prob_gradients_match_autograd_through_reference(dtype, with_entropy, use_bias, chunk):
+@pytest.mark.parametrize("impl,with_entropy,use_bias,chunk",
+                         [("fused", False, False, None), ("fused", True, True, 7), ("matmul", True, True, 7)])
+def test_selective_log_prob_gradients_match_autograd_through_reference(dtype, impl, with_entropy, use_bias, chunk):
     m, v, h = 23, 123, 24
     base = [torch.randn(m, h), torch.randn(v, h) * 0.3] + ([torch.randn(v)] if use_bias else [])
     targets = torch.randint(0, v, (m,))
@@ -73,8 +76,11 @@ def test_selective_log_prob_gradients_match_autograd_through_reference(dtype, wi
 
     def grads(backend):
         leaves = [t.to(dtype).requires_grad_() for t in base]
-        out = selective_log_prob(leaves[0], leaves[1], targets, bias=leaves[2] if use_bias else None, temperature=0.9,
-                                 return_entropy=with_entropy, chunk_size=chunk, backend=backend)
+        kw = dict(bias=leaves[2] if use_bias else None, temperature=0.9, return_entropy=with_entropy, chunk_size=chunk)
+        if backend == "triton":
+            out = selective_log_prob_triton(leaves[0], leaves[1], targets, impl=impl, **kw)
+        else:
+            out = selective_log_prob(leaves[0], leaves[1], targets, backend="torch", **kw)
         loss = (out[0] * g_logp).sum() + (out[1] * g_ent).sum() if with_entropy else (out * g_logp).sum()
         loss.backward()
         return [t.grad for t in leaves]
@@ -179,6 +185,8 @@ def test_cuda_kernels_match_reference(dtype):
     logp = selective_log_prob(hidden, weight, targets)
     ref = selective_log_prob_reference(hidden.detach().float(), weight.detach().float(), targets)
     close(logp, ref, dtype, what="cuda logp")
+    matmul_logp = selective_log_prob_triton(hidden.detach(), weight.detach(), targets, impl="matmul", chunk_size=128)
+    close(matmul_logp, ref, dtype, "grad", what="cuda logp (matmul impl; logits rounded to the input dtype)")
     logp.sum().backward()
     h2, w2 = hidden.detach().float().requires_grad_(), weight.detach().float().requires_grad_()
     selective_log_prob_reference(h2, w2, targets).sum().backward()

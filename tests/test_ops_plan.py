@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from mrt_engine.ops import branch_decode_attention_reference, paged_decode_attention_reference
+from mrt_engine.ops import branch_decode_attention, branch_decode_attention_reference, paged_decode_attention_reference
 from mrt_engine.ops import plan as plan_mod
 from mrt_engine.ops.plan import plan_decode, plan_scoring
 
@@ -116,9 +116,13 @@ def test_decode_plan_groups_and_attention_agree_with_plain_paged(use_native):
     ref = paged_decode_attention_reference(q, k_cache, v_cache, block_tables=full, context_lens=torch.tensor(lens),
                                            scale=0.3)
     for p in (plan, grouped):
+        assert (p.max_shared_len, p.max_tail_len) == (int(p.shared_lens.max()), int(p.tail_lens.max()))
         out = branch_decode_attention_reference(
             q, k_cache, v_cache, group_indptr=p.group_indptr, shared_block_tables=p.shared_block_tables,
             shared_lens=p.shared_lens, tail_block_tables=p.tail_block_tables, tail_lens=p.tail_lens, scale=0.3)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        # The plan's own arguments (hints, no per-call checks) drive the Triton kernel (interpreter).
+        out = branch_decode_attention(q, k_cache, v_cache, **p.to("cpu").attention_args(), scale=0.3, backend="triton")
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 

@@ -4,6 +4,7 @@ import re
 import pytest
 
 from mrt_engine.grading import CORRECT, extract_boxed, grade
+from mrt_engine.tasks.countdown import evaluate_expression, verify_countdown
 from mrt_engine.tasks import (
     ALLOWED_CHARS,
     DIFFICULTIES,
@@ -14,9 +15,10 @@ from mrt_engine.tasks import (
     make_problems,
     save_problems,
     solution_trace,
+    verifier_for,
 )
 
-SYNTHETIC = ["chain", "search"]
+SYNTHETIC = ["chain", "search", "countdown"]
 R1_STARTS = ("Wait", "But wait", "Alternatively", "Is there another way to think about this?",
              "But let me double-check", "But hold on")
 
@@ -111,6 +113,10 @@ def test_answers_are_right(problems, task, difficulty):
         assert p.task == task and p.meta["difficulty"] == difficulty
         if task == "chain":
             assert p.answer == str(solve_chain(p.meta))
+        elif task == "countdown":
+            value, used = evaluate_expression(p.answer)
+            assert value == p.meta["target"] and sorted(used) == p.meta["numbers"]
+            assert str(p.meta["target"]) in p.problem
         else:
             assert search_solutions(p.meta) == [int(p.answer)], p.problem
             # every rule is stated in the problem text
@@ -118,6 +124,14 @@ def test_answers_are_right(problems, task, difficulty):
                 + p.problem.count(" < ") >= len(p.meta["rules"])
         assert set(p.problem) <= ALLOWED_CHARS, p.problem
         assert TASKS[task].verifier(p.answer, p.answer)
+
+
+def test_search_answers_unique_at_scale():
+    from mrt_engine.tasks.search import _solutions
+
+    for d in DIFFICULTIES:
+        for p in make_problems("search", 500, seed=11, difficulty=d):
+            assert _solutions(p.meta["lo"], p.meta["hi"], p.meta["rules"]) == [int(p.answer)]
 
 
 def test_problem_text_examples():
@@ -159,28 +173,67 @@ def test_traces_are_multi_episode(problems, task):
             assert starts == len(episodes) - 1, trace
 
 
+def first_commitment(task, trace):
+    """The first answer a trace commits to (what a forced stop after it would give)."""
+    if task == "chain":
+        return re.search(r"So I get (\d+)\.", trace).group(1)
+    if task == "search":
+        return re.search(r"So x = (\d+) works\.", trace).group(1)
+    paragraphs = trace.split("\n\n")
+    i = next(i for i, par in enumerate(paragraphs) if par.startswith("That makes "))
+    return re.search(r"(?:[Tt]ry|about) (.+?)[.?]$", paragraphs[i - 2]).group(1)
+
+
+@pytest.mark.parametrize("task", SYNTHETIC)
+def test_traces_match_the_episode_segmenter(problems, task):
+    """The package's own R1 segmenter cuts our traces where the restated rule does."""
+    from mrt_engine.episodes import segment
+
+    for i, p in enumerate(problems[(task, "easy")] + problems[(task, "hard")]):
+        trace = solution_trace(p, seed=i)
+        episodes = segment(trace, scheme="r1")
+        assert "".join(e.text for e in episodes) == trace
+        expected = r1_episodes(trace)
+        assert len(episodes) == len(expected) >= 2
+        for e, paragraphs in zip(episodes[1:], expected[1:]):
+            assert e.text.lstrip("\n").startswith(paragraphs[0])
+
+
 @pytest.mark.parametrize("task", SYNTHETIC)
 def test_mistakes_are_caught(problems, task):
-    """With a mistake, the first episode commits to a wrong value; the last commits to the
-    answer. This is what makes forced-answer success rise across episodes."""
+    """With a mistake, an early episode commits to a wrong answer and a later check
+    catches it; the last commitment is right. This is what makes forced-answer success
+    rise across episodes."""
+    verifier = TASKS[task].verifier
     found = 0
     for i, p in enumerate(problems[(task, "easy")]):
-        cap = TASKS[task].max_mistakes(p)
         clean = solution_trace(p, seed=i, num_mistakes=0)
         one = solution_trace(p, seed=i, num_mistakes=1)
-        pattern = r"So I get (\d+)\." if task == "chain" else r"So x = (\d+) works\."
-        claims_clean = re.findall(pattern, clean)
-        claims_one = re.findall(pattern, one)
-        assert claims_clean[-1] == p.answer and all(c == p.answer for c in claims_clean)
-        if cap == 0:
+        assert verifier(first_commitment(task, clean), p.answer), clean
+        if TASKS[task].max_mistakes(p) == 0:
             assert one == clean
             continue
-        found += 1
-        assert claims_one[0] != p.answer, one
-        assert claims_one[-1] == p.answer
-        assert len(r1_episodes(one)) > len(r1_episodes(clean))
-        assert len(one) > len(clean)
+        if not verifier(first_commitment(task, one), p.answer):
+            found += 1
+            assert len(r1_episodes(one)) > len(r1_episodes(clean)) or task == "countdown"
+            assert grade(one, p.answer, verifier=verifier).reason == CORRECT
     assert found >= 10
+
+
+def test_countdown_verifier():
+    assert verify_countdown("7 * 3 + 1", "3 * 7 + 1")
+    assert verify_countdown(r"(7 \times 3) + 1", "3 * 7 + 1")
+    assert verify_countdown("1 + 3 * 7 = 22", "3 * 7 + 1")
+    assert not verify_countdown("22", "3 * 7 + 1")  # numbers not used
+    assert not verify_countdown("3 * 7 + 1 + 0", "3 * 7 + 1")  # extra number
+    assert not verify_countdown("3 * 7 - 1", "3 * 7 + 1")  # wrong value
+    assert verify_countdown("8 / 2 * 3", "3 * 8 / 2")  # exact fractions
+    assert not verify_countdown("8 / 3 * 2", "3 * 8 / 2")
+    for bad in ["3 ** 2", "__import__('os')", "x + 1", "1 / 0", "(", "3 7"]:
+        with pytest.raises(ValueError):
+            verify_countdown(bad, "3 * 7 + 1")
+    assert grade(r"\boxed{7 \times 3 + 1}", "3 * 7 + 1", verifier=verify_countdown).reason == CORRECT
+    assert grade(r"\boxed{22}", "3 * 7 + 1", verifier=verify_countdown).score == 0.0
 
 
 def test_mistakes_capped_and_checked():
@@ -205,6 +258,12 @@ def test_trace_refuses_edited_problem():
         solution_trace(bad)
     with pytest.raises(KeyError, match="unknown task 'gsm8k'"):
         solution_trace(Problem("a", "b", "1", "gsm8k", {}))
+
+
+def test_verifier_for():
+    p = make_problems("countdown", 1, seed=0)[0]
+    assert verifier_for(p) is verify_countdown
+    assert verifier_for(Problem("a", "b", "1", "gsm8k", {})) is None
 
 
 def test_problem_type_checks():
@@ -239,6 +298,21 @@ def test_load_jsonl(tmp_path):
     _check_loaded(problems, "toy")
     assert len(load_problems(path, problem_field="question", answer_field="final", limit=2)) == 2
     assert load_problems(path, problem_field="question", answer_field="final")[1].id == "toy-1"
+
+
+def test_load_json_array_and_gzip(tmp_path):
+    import gzip
+
+    (tmp_path / "toy.json").write_text(json.dumps(ROWS, indent=2))
+    _check_loaded(load_problems(tmp_path / "toy.json", problem_field="question", answer_field="final",
+                                id_field="uid"), "toy")
+    with gzip.open(tmp_path / "toy.jsonl.gz", "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in ROWS))
+    _check_loaded(load_problems(tmp_path / "toy.jsonl.gz", problem_field="question", answer_field="final",
+                                id_field="uid"), "toy")
+    (tmp_path / "bad.json").write_text('[{"problem": "a", "answer": "1"}, 3]')
+    with pytest.raises(ValueError, match="bad.json item 1: expected a JSON object"):
+        load_problems(tmp_path / "bad.json")
 
 
 def test_load_parquet(tmp_path):
@@ -309,6 +383,9 @@ def test_load_bad_inputs(tmp_path):
     (tmp_path / "obj.jsonl").write_text('{"problem": "a", "answer": {"x": 1}}\n')
     with pytest.raises(ValueError, match="'answer' must be text or a number"):
         load_problems(tmp_path / "obj.jsonl")
+    (tmp_path / "empty.jsonl").write_text('{"problem": "a", "answer": " "}\n')
+    with pytest.raises(ValueError, match="empty.jsonl:1: field 'answer' is empty"):
+        load_problems(tmp_path / "empty.jsonl")
     with pytest.raises(ValueError, match="limit must be"):
         load_problems(bad, limit=-2)
 

@@ -43,7 +43,8 @@ def _split_heads(q, num_kv_heads):
 
 # ---------------------------------------------------------------- prefix + suffix scoring
 
-def check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indptr, prefix_start, cuts):
+def check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indptr, prefix_start, cuts, values=True):
+    """Shape checks always; value checks (ranges) when ``values`` (they sync the host for GPU tensors)."""
     check(q.dim() == 3 and k_suffix.dim() == 3 and k_prefix.dim() == 3,
           "q [S, Hq, D], k_suffix/v_suffix [S, Hkv, D], k_prefix/v_prefix [L, Hkv, D] must be 3-D")
     check(k_suffix.shape == v_suffix.shape and k_prefix.shape == v_prefix.shape,
@@ -57,7 +58,8 @@ def check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indpt
     check(suffix_indptr.dim() == 1 and suffix_indptr.shape[0] == n + 1 and cuts.shape == prefix_start.shape,
           f"suffix_indptr [N+1], prefix_start [N], cuts [N] disagree: {tuple(suffix_indptr.shape)}, "
           f"{tuple(prefix_start.shape)}, {tuple(cuts.shape)}")
-    # Value checks (host syncs when these live on the GPU: pass plan tensors on the CPU).
+    if not values:
+        return
     S, L = q.shape[0], k_prefix.shape[0]
     indptr, starts, cuts_l = (t.long() for t in (suffix_indptr, prefix_start, cuts))
     check(int(indptr[0]) == 0 and int(indptr[-1]) == S and bool((indptr[1:] >= indptr[:-1]).all()),
@@ -130,7 +132,8 @@ def prefix_suffix_attention_reference(q, k_suffix, v_suffix, k_prefix, v_prefix,
 
 # ---------------------------------------------------------------- paged decode
 
-def check_paged_inputs(q, k_cache, v_cache, block_tables, lens, what):
+def check_paged_inputs(q, k_cache, v_cache, block_tables, lens, what, values=True):
+    """Shape checks always; value checks (ranges, block ids) when ``values``."""
     check(q.dim() == 3, f"q must be [B, Hq, D]; got {tuple(q.shape)}")
     check(k_cache.dim() == 4 and k_cache.shape == v_cache.shape,
           f"k_cache/v_cache must be [num_blocks, block_size, Hkv, D] and equal; got {tuple(k_cache.shape)}, "
@@ -139,7 +142,7 @@ def check_paged_inputs(q, k_cache, v_cache, block_tables, lens, what):
           f"q {tuple(q.shape)} does not fit cache heads/dim {tuple(k_cache.shape[2:])}")
     check(block_tables.dim() == 2 and lens.dim() == 1 and block_tables.shape[0] == lens.shape[0],
           f"{what}: block tables [n, max_blocks] and lens [n] disagree: {tuple(block_tables.shape)}, {tuple(lens.shape)}")
-    if lens.numel():
+    if values and lens.numel():
         bs, num_blocks = k_cache.shape[1], k_cache.shape[0]
         cap = block_tables.shape[1] * bs
         check(int(lens.min()) >= 0 and int(lens.max()) <= cap,
@@ -152,22 +155,43 @@ def check_paged_inputs(q, k_cache, v_cache, block_tables, lens, what):
 
 
 def _paged_state(q_rows, k_cache, v_cache, block_tables, lens, scale):
-    """q_rows [n, M, Hq, D] (M queries per table row) -> (out [n, M, Hq, D], lse [n, M, Hq])."""
+    """q_rows [n, M, Hq, D] (M queries per table row) -> (out [n, M, Hq, D], lse [n, M, Hq]).
+
+    CPU hot path of decode: one gather of the used blocks, then per kv head a batched matmul
+    on strided views (rows of one kv head are Hkv*D apart; BLAS takes that stride as is, so
+    no permuted copy of the gathered K/V is made).
+    """
     n, mq, hq, d = q_rows.shape
     bs, hkv = k_cache.shape[1], k_cache.shape[2]
+    ratio = hq // hkv
     dev = q_rows.device
     max_len = int(lens.max()) if lens.numel() else 0
     if n == 0 or max_len == 0:  # nothing to attend: the empty state
         return (torch.zeros(q_rows.shape, dtype=torch.float32, device=dev),
                 torch.full((n, mq, hq), float("-inf"), dtype=torch.float32, device=dev))
-    num_blocks = max(1, -(-max_len // bs))
-    tables = block_tables[:, :num_blocks].long().clamp(min=0)  # unused entries may be padding (-1)
-    k = k_cache[tables].reshape(n, num_blocks * bs, hkv, d).permute(0, 2, 1, 3)  # [n, Hkv, L, D]
-    v = v_cache[tables].reshape(n, num_blocks * bs, hkv, d).permute(0, 2, 1, 3)
-    qg = _split_heads(q_rows, hkv).permute(0, 2, 3, 1, 4)  # [n, Hkv, R, M, D]
-    mask = torch.arange(num_blocks * bs, device=dev)[None, :] < lens.to(dev)[:, None]  # [n, L]
-    out, lse = _attend(qg, k, v, mask[:, None, None, None, :], scale)  # [n, Hkv, R, M, D]
-    return out.permute(0, 3, 1, 2, 4).reshape(n, mq, hq, d), lse.permute(0, 3, 1, 2).reshape(n, mq, hq)
+    num_blocks = -(-max_len // bs)
+    tables = block_tables[:, :num_blocks].to(dev).long().clamp(min=0)  # unused entries may be padding (-1)
+    flat = tables.reshape(-1)
+    k = torch.index_select(k_cache, 0, flat).view(n, num_blocks * bs, hkv, d).float()  # [n, L, Hkv, D]
+    v = torch.index_select(v_cache, 0, flat).view(n, num_blocks * bs, hkv, d).float()
+    pos = torch.arange(num_blocks * bs, device=dev)
+    bias = torch.zeros(n, num_blocks * bs, device=dev).masked_fill_(pos[None, :] >= lens.to(dev)[:, None], float("-inf"))
+    qg = q_rows.float().reshape(n, mq, hkv, ratio, d)
+    out = torch.empty(n, mq, hkv, ratio, d, dtype=torch.float32, device=dev)
+    lse = torch.empty(n, mq, hkv, ratio, dtype=torch.float32, device=dev)
+    for g in range(hkv):
+        qh = (qg[:, :, g] * scale).reshape(n, mq * ratio, d)  # [n, M*R, D] small copy
+        s = torch.bmm(qh, k[:, :, g].transpose(1, 2))  # [n, M*R, L]
+        s += bias[:, None, :]
+        m = s.amax(dim=-1)
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        p = s.sub_(m[..., None]).exp_()
+        denom = p.sum(dim=-1)  # [n, M*R]; 0 for a row whose own length is 0
+        o = torch.bmm(p, v[:, :, g])  # [n, M*R, D]
+        empty = denom == 0
+        out[:, :, g] = (o / torch.where(empty, torch.ones_like(denom), denom)[..., None]).view(n, mq, ratio, d)
+        lse[:, :, g] = torch.where(empty, torch.full_like(denom, float("-inf")), m + torch.log(denom)).view(n, mq, ratio)
+    return out.reshape(n, mq, hq, d), lse.reshape(n, mq, hq)
 
 
 def paged_decode_attention_with_lse(q, k_cache, v_cache, *, block_tables, context_lens, scale):

@@ -31,9 +31,13 @@ def _check_dtype(*tensors):
 
 
 def prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix_indptr, prefix_start, cuts,
-                                   scale, max_suffix_len=None, return_lse=False):
-    """Triton path of ``prefix_suffix_attention`` -> out [S, Hq, D] (and lse [S, Hq] fp32 if asked)."""
-    check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indptr, prefix_start, cuts)
+                                   scale, max_suffix_len=None, validate=True, return_lse=False):
+    """Triton path of ``prefix_suffix_attention`` -> out [S, Hq, D] (and lse [S, Hq] fp32 if asked).
+
+    With device-resident metadata, ``validate=False`` and ``max_suffix_len`` the call makes no
+    host sync (checks done once per step by the planner instead).
+    """
+    check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indptr, prefix_start, cuts, values=validate)
     _check_dtype(q, k_suffix, v_suffix, k_prefix, v_prefix)
     S, hq, d = q.shape
     hkv = k_suffix.shape[1]
@@ -60,11 +64,13 @@ def prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, *,
     return (out, lse) if return_lse else out
 
 
-def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tables, lens, scale, num_splits=None):
+def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tables, lens, scale, num_splits=None,
+                                max_len=None, max_group_size=None):
     """State of one decode step where group g's queries share blocks ``block_tables[g]``.
 
     q [B, Hq, D]; group_indptr [G+1]; block_tables [G, max_blocks]; lens [G] ->
     (out [B, Hq, D] fp32, lse [B, Hq] fp32). ``num_splits`` splits each key range (split-KV).
+    ``max_len`` / ``max_group_size`` (host ints) spare the device syncs that size the grid.
     """
     check(k_cache.is_contiguous() and v_cache.is_contiguous(),
           "k_cache/v_cache must be contiguous [num_blocks, block_size, Hkv, D] tensors")
@@ -73,9 +79,11 @@ def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tabl
     G = lens.shape[0]
     block_size, hkv = k_cache.shape[1], k_cache.shape[2]
     ratio = hq // hkv
-    sizes = (group_indptr[1:] - group_indptr[:-1]).tolist()
-    max_rows = max(sizes, default=0) * ratio
-    max_len = int(lens.max()) if G else 0
+    if max_group_size is None:
+        max_group_size = int((group_indptr[1:] - group_indptr[:-1]).max()) if G else 0
+    max_rows = max_group_size * ratio
+    if max_len is None:
+        max_len = int(lens.max()) if G else 0
     q = q.contiguous()
     block_q = min(64, _pow2_at_least(max_rows))
     block_n = _pow2_at_least(block_size, 32 if q.is_cuda else 16)
@@ -105,29 +113,42 @@ def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tabl
 
 
 def paged_decode_attention_triton(q, k_cache, v_cache, *, block_tables, context_lens, scale, num_splits=None,
-                                  return_lse=False):
-    """Triton path of ``paged_decode_attention`` (each sequence its own group of one)."""
-    check_paged_inputs(q, k_cache, v_cache, block_tables, context_lens, "paged_decode_attention")
+                                  max_context_len=None, validate=True, return_lse=False):
+    """Triton path of ``paged_decode_attention`` (each sequence its own group of one).
+
+    ``validate=False`` with ``max_context_len`` (host int) makes no host sync.
+    """
+    check_paged_inputs(q, k_cache, v_cache, block_tables, context_lens, "paged_decode_attention", values=validate)
     B = q.shape[0]
     groups = torch.arange(B + 1, dtype=torch.int32, device=q.device)
     out, lse = grouped_paged_decode_triton(q, k_cache, v_cache, group_indptr=groups, block_tables=block_tables,
-                                           lens=context_lens, scale=scale, num_splits=num_splits)
+                                           lens=context_lens, scale=scale, num_splits=num_splits,
+                                           max_len=max_context_len, max_group_size=1)
     return (out.to(q.dtype), lse) if return_lse else out.to(q.dtype)
 
 
 def branch_decode_attention_triton(q, k_cache, v_cache, *, group_indptr, shared_block_tables, shared_lens,
-                                   tail_block_tables, tail_lens, scale, num_splits=None, return_lse=False):
-    """Triton path of ``branch_decode_attention``: grouped shared pass + per-sequence tails, merged."""
+                                   tail_block_tables, tail_lens, scale, num_splits=None, max_shared_len=None,
+                                   max_tail_len=None, max_group_size=None, validate=True, return_lse=False):
+    """Triton path of ``branch_decode_attention``: grouped shared pass + per-sequence tails, merged.
+
+    ``validate=False`` with the three ``max_*`` host ints (``DecodePlan`` carries them) makes no
+    host sync.
+    """
     B = q.shape[0]
-    check_paged_inputs(q, k_cache, v_cache, shared_block_tables, shared_lens, "branch shared prefix")
-    check_paged_inputs(q, k_cache, v_cache, tail_block_tables, tail_lens, "branch tails")
+    check_paged_inputs(q, k_cache, v_cache, shared_block_tables, shared_lens, "branch shared prefix", values=validate)
+    check_paged_inputs(q, k_cache, v_cache, tail_block_tables, tail_lens, "branch tails", values=validate)
     check(tail_lens.shape[0] == B, f"tail_lens must be [B={B}]; got {tuple(tail_lens.shape)}")
-    check_group_indptr(group_indptr, shared_lens.shape[0], B)
+    check(group_indptr.dim() == 1 and group_indptr.shape[0] == shared_lens.shape[0] + 1,
+          f"group_indptr must be [G+1={shared_lens.shape[0] + 1}]; got {tuple(group_indptr.shape)}")
+    if validate:
+        check_group_indptr(group_indptr, shared_lens.shape[0], B)
     o_s, l_s = grouped_paged_decode_triton(q, k_cache, v_cache, group_indptr=group_indptr,
                                            block_tables=shared_block_tables, lens=shared_lens, scale=scale,
-                                           num_splits=num_splits)
+                                           num_splits=num_splits, max_len=max_shared_len, max_group_size=max_group_size)
     singles = torch.arange(B + 1, dtype=torch.int32, device=q.device)
     o_t, l_t = grouped_paged_decode_triton(q, k_cache, v_cache, group_indptr=singles, block_tables=tail_block_tables,
-                                           lens=tail_lens, scale=scale, num_splits=num_splits)
+                                           lens=tail_lens, scale=scale, num_splits=num_splits, max_len=max_tail_len,
+                                           max_group_size=1)
     out, lse = merge_state(o_s, l_s, o_t, l_t)
     return (out.to(q.dtype), lse) if return_lse else out.to(q.dtype)

@@ -8,7 +8,8 @@ the device once per step.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import numbers
+from dataclasses import dataclass, fields, replace
 from typing import Sequence
 
 import torch
@@ -49,6 +50,19 @@ class ScoringPlan:
     def num_suffixes(self) -> int:
         return int(self.cuts.shape[0])
 
+    def to(self, device) -> "ScoringPlan":
+        """The same plan with its tensors on ``device`` (once per step, not per layer)."""
+        return _to(self, device)
+
+    def attention_args(self) -> dict:
+        """Keyword arguments of ``prefix_suffix_attention`` (metadata + host-side hints).
+
+        Checks ran in the planner, so ``validate=False``: with the plan on the device the
+        Triton call then makes no host sync.
+        """
+        return dict(suffix_indptr=self.suffix_indptr, prefix_start=self.prefix_start, cuts=self.cuts,
+                    max_suffix_len=self.max_suffix_len, validate=False)
+
 
 @dataclass(frozen=True)
 class DecodePlan:
@@ -59,10 +73,32 @@ class DecodePlan:
     shared_lens: torch.Tensor  # [G] shared tokens (whole blocks)
     tail_block_tables: torch.Tensor  # [B, max_tail] (padded with 0)
     tail_lens: torch.Tensor  # [B]
+    max_shared_len: int
+    max_tail_len: int
+    max_group_size: int
 
     @property
     def num_groups(self) -> int:
         return int(self.shared_lens.shape[0])
+
+    def to(self, device) -> "DecodePlan":
+        """The same plan with its tensors on ``device`` (once per step, not per layer)."""
+        return _to(self, device)
+
+    def attention_args(self) -> dict:
+        """Keyword arguments of ``branch_decode_attention`` (metadata + host-side hints).
+
+        Block ids must be valid cache blocks: ``validate=False`` skips the per-call range checks.
+        """
+        return dict(group_indptr=self.group_indptr, shared_block_tables=self.shared_block_tables,
+                    shared_lens=self.shared_lens, tail_block_tables=self.tail_block_tables, tail_lens=self.tail_lens,
+                    max_shared_len=self.max_shared_len, max_tail_len=self.max_tail_len,
+                    max_group_size=self.max_group_size, validate=False)
+
+
+def _to(plan, device):
+    return replace(plan, **{f.name: getattr(plan, f.name).to(device) for f in fields(plan)
+                            if torch.is_tensor(getattr(plan, f.name))})
 
 
 def _i32(values) -> torch.Tensor:
@@ -92,8 +128,8 @@ def plan_scoring(trace_lens: Sequence[int], cuts_per_trace: Sequence[Sequence[in
     check(len(cuts_per_trace) == len(trace_lens),
           f"cuts_per_trace has {len(cuts_per_trace)} entries for {len(trace_lens)} traces")
     cuts = [[int(c) for c in cs] for cs in cuts_per_trace]
-    if isinstance(suffix_lens, int):
-        sl = [[suffix_lens] * len(cs) for cs in cuts]
+    if isinstance(suffix_lens, numbers.Integral) or (torch.is_tensor(suffix_lens) and suffix_lens.dim() == 0):
+        sl = [[int(suffix_lens)] * len(cs) for cs in cuts]
     else:
         sl = [[int(n) for n in ns] for ns in suffix_lens]
         check(len(sl) == len(cuts) and all(len(a) == len(b) for a, b in zip(sl, cuts)),
@@ -145,8 +181,10 @@ def plan_decode(block_tables: Sequence[Sequence[int]], context_lens: Sequence[in
     check(not (use_native and not _NATIVE_DECODE), "use_native=True but mrt_engine._C (plan_decode) is not built")
     lists = (native.plan_decode(tables, lens, int(block_size), gids) if native_ok
              else plan_py.plan_decode_lists(tables, lens, int(block_size), gids))
+    gi = lists["group_indptr"]
     return DecodePlan(
-        group_indptr=_i32(lists["group_indptr"]), shared_block_tables=_padded(lists["shared_block_tables"]),
+        group_indptr=_i32(gi), shared_block_tables=_padded(lists["shared_block_tables"]),
         shared_lens=_i32(lists["shared_lens"]), tail_block_tables=_padded(lists["tail_block_tables"]),
-        tail_lens=_i32(lists["tail_lens"]),
+        tail_lens=_i32(lists["tail_lens"]), max_shared_len=max(lists["shared_lens"], default=0),
+        max_tail_len=max(lists["tail_lens"], default=0), max_group_size=max((b - a for a, b in zip(gi, gi[1:])), default=0),
     )

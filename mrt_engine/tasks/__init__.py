@@ -10,9 +10,10 @@ from .base import (
     make_problems,
     register,
     solution_trace,
+    verifier_for,
 )
 from .loaders import load_problems, save_problems
-from . import chain, search  # noqa: F401  (register "chain", "search")
+from . import chain, countdown, search  # noqa: F401  (register the task families)
 
 __all__ = [
     "ALLOWED_CHARS",
@@ -26,4 +27,5 @@ __all__ = [
     "register",
     "save_problems",
     "solution_trace",
+    "verifier_for",
 ]

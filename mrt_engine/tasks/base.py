@@ -76,6 +76,13 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+def verifier_for(problem: Problem) -> Verifier | None:
+    """The exact verifier of a synthetic problem's task; None (math equivalence) for
+    loaded data sets. Pass it to `grade(..., verifier=...)`."""
+    task = TASKS.get(problem.task)
+    return task.verifier if task is not None else None
+
+
 def make_problems(task: str, n: int, *, seed: int, difficulty: str = "easy") -> list[Problem]:
     """`n` problems of `task`, reproducible from `seed`.
 

@@ -154,52 +154,47 @@ def _slip_steps(problem: Problem) -> list[int]:
     return [s for s, (op, k) in enumerate(steps) if _wrong_options(inputs[s], op, k, steps[s + 1:])]
 
 
-def _trace(problem: Problem, rng: random.Random, num_mistakes: int) -> str:
-    start, steps = problem.meta["start"], problem.meta["steps"]
-    num_steps = len(steps)
-    inputs = _true_inputs(problem)
-    mistakes = sorted(rng.sample(_slip_steps(problem), num_mistakes))
-    paragraphs: list[str] = []
+def _run(rng: random.Random, steps: list, first: int, v: int, slip_at: int | None) -> list[int]:
+    """Values claimed while computing steps first.. from v: [v, after first, ...].
+    Step `slip_at` gets a wrong value; later steps are right given the value in hand."""
+    values = [v]
+    for i in range(first, len(steps)):
+        op, k = steps[i]
+        if i == slip_at:
+            values.append(rng.choice(_wrong_options(values[-1], op, k, steps[i + 1 :])))
+        else:
+            values.append(apply_step(values[-1], op, k))
+    return values
 
-    # attempt: each episode carries at most the next pending mistake; later steps are
-    # computed correctly from the (possibly wrong) value in hand.
-    paragraphs.append(f"Start with {start}.")
-    pending = list(mistakes)
+
+def _trace(problem: Problem, rng: random.Random, num_mistakes: int) -> str:
+    """Episodes: attempt; check (inverse operations) until a wrong step or the end; on a
+    wrong step "Wait, so ..." fixes it and computes on, then checks the rest; repeat."""
+    start, steps = problem.meta["start"], problem.meta["steps"]
+    inputs = _true_inputs(problem)
+    pending = sorted(rng.sample(_slip_steps(problem), num_mistakes))
+    paragraphs = [f"Start with {start}."]
     first, v = 0, start
     while True:
-        wrong_at = pending[0] if pending else None
-        run_start_values = [v]
-        vv = v
-        for i in range(first, num_steps):
-            op, k = steps[i]
-            vv = rng.choice(_wrong_options(vv, op, k, steps[i + 1:])) if i == wrong_at else apply_step(vv, op, k)
-            run_start_values.append(vv)
-        # write the run
-        for j, i in enumerate(range(first, num_steps)):
-            op, k = steps[i]
-            paragraphs.append(_step_text(run_start_values[j], op, k, run_start_values[j + 1]))
-        paragraphs.append(f"So I get {run_start_values[-1]}.")
-        # check episode: steps first.. until the wrong one (if any)
-        opener = "But let me double-check each step." if first == 0 else (
-            "But let me double-check the rest.")
-        paragraphs.append(opener)
-        if wrong_at is None:
-            for j, i in enumerate(range(first, num_steps)):
-                op, k = steps[i]
-                paragraphs.append(_check_text(run_start_values[j], op, k, run_start_values[j + 1]))
+        slip_at = pending.pop(0) if pending else None
+        values = _run(rng, steps, first, v, slip_at)
+        for j, i in enumerate(range(first, len(steps))):
+            paragraphs.append(_step_text(values[j], *steps[i], values[j + 1]))
+        paragraphs.append(f"So I get {values[-1]}.")
+        paragraphs.append(
+            "But let me double-check each step." if first == 0 else "But let me double-check the rest."
+        )
+        last_checked = len(steps) - 1 if slip_at is None else slip_at
+        for j, i in enumerate(range(first, last_checked + 1)):
+            paragraphs.append(_check_text(values[j], *steps[i], values[j + 1]))
+        if slip_at is None:
             paragraphs.append("All steps are right.")
             break
-        for j, i in enumerate(range(first, wrong_at + 1)):
-            op, k = steps[i]
-            paragraphs.append(_check_text(run_start_values[j], op, k, run_start_values[j + 1]))
         paragraphs.append("So I made a mistake there.")
-        # retry episode from the corrected step
-        op, k = steps[wrong_at]
-        fixed = apply_step(inputs[wrong_at], op, k)
-        paragraphs.append("Wait, so " + _step_text(inputs[wrong_at], op, k, fixed))
-        pending.pop(0)
-        first, v = wrong_at + 1, fixed
-        if first == num_steps:
+        fixed = inputs[slip_at + 1]  # the check found the slip: redo that step right
+        paragraphs.append("Wait, so " + _step_text(inputs[slip_at], *steps[slip_at], fixed))
+        first, v = slip_at + 1, fixed
+        if first == len(steps):
             paragraphs.append(f"So I get {fixed}.")
             break
     paragraphs.append(final_line(str(inputs[-1])))  # from meta: base checks it vs answer

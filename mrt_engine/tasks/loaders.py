@@ -23,19 +23,40 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        import gzip
+
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def _iter_json_lines(path: Path) -> Iterator[tuple[str, dict]]:
+    """JSONL; a `.json` file holding one array of objects is read as a whole."""
+    with _open_text(path) as f:
+        head = f.read(4096)
+        if path.name.endswith((".json", ".json.gz")) and head.lstrip().startswith("["):
             try:
-                row = json.loads(line)
+                rows = json.loads(head + f.read())
             except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg}); one JSON object per line") from e
-            if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            yield where, row
+                raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+            for i, row in enumerate(rows):
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path} item {i}: expected a JSON object, got {type(row).__name__}")
+                yield f"{path} item {i}", row
+            return
+        lines = (head + f.read()).splitlines()
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where}: not valid JSON ({e.msg}); one JSON object per line") from e
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        yield where, row
 
 
 def _iter_table(rows: Iterable[dict], path: Path) -> Iterator[tuple[str, dict]]:
@@ -64,15 +85,16 @@ def _open_rows(path: Path, split: str | None) -> tuple[Iterator[tuple[str, dict]
             ds = ds[split]
         return _iter_table(iter(ds), path), list(ds.column_names)
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-    if suffix in (".jsonl", ".json"):
-        return _iter_jsonl(path), None
+    if suffix in (".jsonl", ".json", ".jsonl.gz", ".json.gz"):
+        return _iter_json_lines(path), None
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
         return _iter_table(table.to_pylist(), path), list(table.column_names)
     raise ValueError(
-        f"{path}: unknown format {suffix!r}; use .jsonl, .parquet, or a datasets save_to_disk folder"
+        f"{path}: unknown format {suffix!r}; use .jsonl(.gz), .json (an array or JSONL), "
+        ".parquet, or a datasets save_to_disk folder"
     )
 
 
@@ -93,7 +115,8 @@ def load_problems(
     task: str | None = None,
     split: str | None = None,
 ) -> list[Problem]:
-    """Problems from a JSONL file, a Parquet file, or a datasets `save_to_disk` folder.
+    """Problems from a JSONL file (`.jsonl`, `.jsonl.gz`, or `.json` holding JSONL or one
+    array of objects), a Parquet file, or a datasets `save_to_disk` folder.
 
     Answers that are numbers are turned into text (`42` -> "42"). Other columns of a row
     go into `Problem.meta`. `task` defaults to the file or folder name; ids default to
@@ -126,6 +149,10 @@ def load_problems(
         if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
             raise ValueError(
                 f"{where}: field {answer_field!r} must be text or a number, got {type(answer).__name__}"
+            )
+        if not str(answer).strip():
+            raise ValueError(
+                f"{where}: field {answer_field!r} is empty; every problem needs a reference answer"
             )
         pid = str(row[id_field]) if id_field is not None else f"{task}-{i}"
         used = {problem_field, answer_field, id_field}

@@ -66,6 +66,10 @@ def _random_rule(rng: random.Random, x: int, lo: int, hi: int, mod_r) -> list:
     return ["digit_sum", digit_sum(x), None]
 
 
+def _solutions(lo: int, hi: int, rules: list) -> list[int]:
+    return [c for c in range(lo, hi + 1) if all(satisfies(c, r) for r in rules)]
+
+
 def _candidates(lo: int, hi: int, rule: list) -> list[int]:
     return [c for c in range(lo, hi + 1) if satisfies(c, rule)]
 
@@ -84,12 +88,14 @@ def _generate(rng: random.Random, difficulty: str):
             continue
         while len(rules) < max_rules:
             rule = _random_rule(rng, x, lo, hi, mod_r)
-            if rule in rules or all(satisfies(c, rule) for c in cands):
+            if not satisfies(x, rule) or rule in rules:
+                continue  # e.g. "x > lo" drawn when x == lo
+            if all(satisfies(c, rule) for c in cands):
                 continue  # a rule that removes nothing only lengthens the problem
             rules.append(rule)
-            if sum(all(satisfies(c, r) for r in rules) for c in range(lo, hi + 1)) == 1:
+            if _solutions(lo, hi, rules) == [x]:
                 break
-        if sum(all(satisfies(c, r) for r in rules) for c in range(lo, hi + 1)) != 1:
+        if _solutions(lo, hi, rules) != [x]:
             continue
         texts = [_rule_text(r) for r in rules]
         joined = " and ".join(texts) if len(texts) == 2 else (
@@ -137,7 +143,7 @@ def _check_text(c: int, rule: list, honest: bool = True) -> str:
 
 def _solution(meta: dict) -> int:
     lo, hi, rules = meta["lo"], meta["hi"], meta["rules"]
-    found = [c for c in range(lo, hi + 1) if all(satisfies(c, r) for r in rules)]
+    found = _solutions(lo, hi, rules)
     if len(found) != 1:
         raise ValueError(f"search problem has {len(found)} solutions in [{lo}, {hi}], not one")
     return found[0]
