@@ -131,6 +131,10 @@ def run_vllm(args, model, tok, w, s) -> dict | None:
         fresh.load_state_dict(model.state_dict())
         fresh.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        cfg_path = Path(tmp) / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg.pop("quantization_config", None)  # the weights are plain fp32 now, not GGUF
+        cfg_path.write_text(json.dumps(cfg, indent=1))
         spec = dict(model=tmp, workloads=w, sizes=s, repeats=args.repeats, result=os.path.join(tmp, "result.json"))
         spec_path = os.path.join(tmp, "spec.json")
         Path(spec_path).write_text(json.dumps(spec))
@@ -140,10 +144,13 @@ def run_vllm(args, model, tok, w, s) -> dict | None:
             env["OMP_NUM_THREADS"] = str(args.threads)
             env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{args.threads - 1}"
         print("[vllm] starting the engine in a subprocess (~80 s)...", flush=True)
-        proc = subprocess.run([args.vllm_python, os.path.abspath(__file__), "--vllm-worker", spec_path], env=env,
-                              capture_output=True, text=True, timeout=args.vllm_timeout)
+        log_path = Path(args.csv).with_suffix(".vllm.log")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("w") as log:
+            proc = subprocess.run([args.vllm_python, os.path.abspath(__file__), "--vllm-worker", spec_path], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, timeout=args.vllm_timeout)
         if proc.returncode != 0 or not Path(spec["result"]).exists():
-            print(f"[vllm] failed (exit {proc.returncode}); last output:\n{(proc.stdout + proc.stderr)[-3000:]}")
+            print(f"[vllm] failed (exit {proc.returncode}); last output ({log_path}):\n{log_path.read_text()[-3000:]}")
             return None
         return json.loads(Path(spec["result"]).read_text())
 
@@ -182,6 +189,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--skip-vllm", action="store_true")
     ap.add_argument("--vllm-python", default=DEFAULT_VLLM_PYTHON)
+    ap.add_argument("--kv-gib", type=int, default=3, help="our engine's KV cache size")
     ap.add_argument("--vllm-kv-gib", type=int, default=4)
     ap.add_argument("--vllm-timeout", type=int, default=3600)
     ap.add_argument("--vllm-worker", metavar="SPEC", help=argparse.SUPPRESS)
@@ -201,7 +209,8 @@ def main(argv=None) -> int:
     model, tok = load_model("smollm2-135m")
     w = build_workloads(tok, s)
     print(f"sizes: {s}; trace {len(w['trace'])} tokens, cuts {w['cuts']}, suffix {len(w['suffix'])} tokens", flush=True)
-    gen = Generator(model, tok, max_num_seqs=max(s["num_prompts"] * s["n_a"], s["num_cuts"] * s["n_b"]))
+    gen = Generator(model, tok, max_num_seqs=max(s["num_prompts"] * s["n_a"], s["num_cuts"] * s["n_b"]),
+                    kv_cache_bytes=args.kv_gib << 30)
     run_engine_a(gen, {**w, "prompt_ids": w["prompt_ids"][:2]}, {**s, "n_a": 2, "tokens_a": 4})  # warm-up
     timings: dict[str, dict[str, list]] = {"engine": {"a": [], "b": []}, "hf": {"a": [], "b": []}}
     for rep in range(args.repeats):  # interleaved: ours, then HF, per workload
