@@ -17,7 +17,9 @@ def lively():
 
 
 def _hf_greedy(model, ids, max_new_tokens):
-    out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+    device = model.device
+    out = model.generate(torch.tensor([ids], device=device), attention_mask=torch.ones(1, len(ids), dtype=torch.long,
+                                                                                     device=device),
                          max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
     return out[0, len(ids):].tolist()
 
@@ -205,3 +207,31 @@ def test_generator_runs_on_the_models_own_tensors(lively):
     finally:
         with torch.no_grad():
             layer.copy_(saved)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_runs_on_cpu(dtype):
+    model, tok = load_model("tiny", dtype=dtype, tiny_config=dict(initializer_range=0.5))
+    gen = Generator(model, tok, num_blocks=64, block_size=4)
+    assert gen.runner.cache.kv.dtype == model.dtype
+    outs = gen.generate(PROMPTS[:2], SamplingParams(n=2, temperature=0.8, max_tokens=6, seed=1, logprobs=True,
+                                                    ignore_eos=True))
+    for out in outs:
+        for sample in out:
+            assert len(sample.token_ids) == 6
+            ref = _hf_logprobs(model, sample.prompt_ids, sample.token_ids)
+            torch.testing.assert_close(torch.tensor(sample.logprobs), ref, atol=0.1, rtol=0)
+
+
+@pytest.mark.cuda
+def test_cuda_greedy_matches_hf(lively):
+    model, tok = lively
+    model = model.to("cuda")
+    try:
+        gen = Generator(model, tok, num_blocks=256)
+        outs = gen.generate(PROMPTS, GREEDY)
+        for prompt, out in zip(PROMPTS, outs):
+            ids = tok.encode(prompt)
+            assert out[0].token_ids == _hf_greedy(model, ids, 12)
+    finally:
+        model.to("cpu")

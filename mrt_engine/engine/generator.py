@@ -167,9 +167,6 @@ class Generator:
             seq.num_computed_tokens += n
             if seq.num_computed_tokens == len(seq):
                 seq.prefilled = True
-        for seq in batch.seqs:
-            if seq.prefill_only and seq.prefilled:
-                self.scheduler.finish(seq)
         if logits is None:
             return
         # Rows: one per sampling sequence, n for a parent about to fork.
