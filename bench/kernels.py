@@ -1,0 +1,386 @@
+"""Kernel benchmarks: torch reference vs Triton vs plain torch, measured side by side in one run.
+
+    PYTHONPATH=. python bench/kernels.py                 # CPU: reference vs plain (time, peak memory)
+    PYTHONPATH=. python bench/kernels.py --device cuda   # GPU: + Triton, TFLOP/s or GB/s, % of H200 roofline
+
+On CPU the Triton kernels only run in the interpreter, which says nothing about speed, so
+they are left out there. Times are medians of interleaved repeats. Peak memory: on CUDA
+``torch.cuda.max_memory_allocated`` above the inputs; on CPU the peak rise of the resident
+set of a fresh spawned process that runs forward+backward once (sampled every 0.5 ms, with
+large buffers mmapped so freed memory leaves the RSS). "plain" is plain torch: the
+``log_softmax(x @ W.T).gather`` path, per-suffix SDPA, and paged decode without the cascade.
+Writes ``kernels.csv``, ``kernels_summary.txt`` and (with matplotlib) ``kernels.png`` to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mrt_engine.ops import (  # noqa: E402
+    branch_decode_attention,
+    paged_decode_attention,
+    prefix_suffix_attention,
+    selective_log_prob,
+)
+from mrt_engine.ops.logprob_triton import selective_log_prob_triton  # noqa: E402
+from mrt_engine.ops.plan import plan_scoring  # noqa: E402
+
+H200_BYTES_PER_S = 4.8e12
+H200_BF16_FLOPS = 990e12
+
+
+# ---------------------------------------------------------------- timing helpers
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_interleaved(fns: dict, device: str, repeats: int) -> dict:
+    """Median seconds per call of each fn, calls interleaved so drift hits all alike."""
+    for fn in fns.values():  # warm-up (compilation, caches)
+        fn()
+    _sync(device)
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def cuda_peak_bytes(fn) -> int:
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def _logprob_inputs(m, v, h, dtype, device, seed=0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    hidden = torch.randn(m, h, generator=g).to(device, dtype)
+    weight = (torch.randn(v, h, generator=g) * h ** -0.5).to(device, dtype)
+    targets = torch.randint(0, v, (m,), generator=g).to(device)
+    return hidden, weight, targets
+
+
+def _plain_logprob(hidden, weight, targets):
+    """The usual path: logits [M, V] in the model dtype (what the fused op avoids), fp32 log_softmax."""
+    logits = hidden @ weight.T  # [M, V]
+    return torch.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None]).squeeze(1)
+
+
+def _logprob_step(kind, hidden, weight, targets):
+    """Forward + backward of one implementation; returns nothing (timed / measured)."""
+    h = hidden.detach().requires_grad_()
+    w = weight.detach().requires_grad_()
+    if kind == "plain":
+        out = _plain_logprob(h, w, targets)
+    elif kind == "reference":  # on CUDA, bigger chunks: the reference is only a baseline there
+        out = selective_log_prob(h, w, targets, backend="torch", chunk_size=1024 if h.is_cuda else None)
+    elif kind == "triton_matmul":
+        out = selective_log_prob_triton(h, w, targets, impl="matmul")
+    else:
+        out = selective_log_prob(h, w, targets, backend="triton")
+    out.sum().backward()
+    return out.detach()
+
+
+def _rss_child(kind, m, v, h, queue):
+    """Run fwd+bwd once; report the peak rise of *current* RSS, sampled every 0.5 ms.
+
+    The parent sets MALLOC_MMAP_THRESHOLD_ so large buffers are mmapped and returned to the
+    OS when freed: RSS then tracks live memory, and warm-up leftovers do not hide the peak.
+    """
+    import ctypes
+    import threading
+
+    import psutil
+
+    proc = psutil.Process()
+    torch.set_num_threads(int(os.environ.get("MRT_BENCH_THREADS", "1")))
+    hidden, weight, targets = _logprob_inputs(m, v, h, torch.float32, "cpu")
+    _logprob_step(kind, hidden[:4], weight, targets[:4])  # load libraries before the baseline
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    base = proc.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.0005)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    _logprob_step(kind, hidden, weight, targets)
+    done.set()
+    t.join()
+    queue.put(max(peak[0], proc.memory_info().rss) - base)
+
+
+def cpu_peak_bytes(kind, m, v, h) -> int:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    old = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(1 << 17)  # read by glibc when the child starts
+    try:
+        proc = ctx.Process(target=_rss_child, args=(kind, m, v, h, queue))
+        proc.start()
+    finally:
+        if old is None:
+            del os.environ["MALLOC_MMAP_THRESHOLD_"]
+        else:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = old
+    value = queue.get(timeout=900)
+    proc.join()
+    return value
+
+
+# ---------------------------------------------------------------- benchmarks
+
+def bench_logprob(device, dtype, shapes, repeats, cpu_mem_m=None):
+    """fwd+bwd time and peak memory; on CPU the memory is measured at M=cpu_mem_m (one spawned run each)."""
+    rows = []
+    for m, v, h in shapes:
+        hidden, weight, targets = _logprob_inputs(m, v, h, dtype, device)
+        kinds = ["reference", "plain"] + (["triton", "triton_matmul"] if device == "cuda" else [])
+        times = time_interleaved({k: (lambda k=k: _logprob_step(k, hidden, weight, targets)) for k in kinds},
+                                 device, repeats)
+        if device == "cuda":
+            peaks = {k: cuda_peak_bytes(lambda k=k: _logprob_step(k, hidden, weight, targets)) for k in kinds}
+        else:
+            peaks = {k: cpu_peak_bytes(k, cpu_mem_m or m, v, h) for k in kinds}
+        errs = {}
+        if device == "cuda":  # correctness at the benchmark shape: Triton vs the fp32 reference
+            ref = selective_log_prob(hidden.float(), weight.float(), targets, backend="torch", chunk_size=512)
+            errs = {k: (_logprob_step(k, hidden, weight, targets) - ref).abs().max().item() for k in kinds}
+        flops = 8.0 * m * v * h  # fwd 2MVH; bwd: recompute 2MVH + d hidden 2MVH + d weight 2MVH
+        for k in kinds:
+            mem_note = f" (memory at M={cpu_mem_m})" if device == "cpu" and cpu_mem_m else ""
+            rows.append(dict(op="selective_log_prob fwd+bwd", impl=k, shape=f"M={m} V={v} H={h} {_dt(dtype)}{mem_note}",
+                             ms=times[k] * 1e3, rate=flops / times[k] / 1e12, unit="TFLOP/s",
+                             pct_roofline=100 * flops / times[k] / H200_BF16_FLOPS if device == "cuda" else None,
+                             peak_mib=peaks[k] / 2 ** 20, vs_plain=times["plain"] / times[k],
+                             mem_vs_plain=peaks[k] / max(1, peaks["plain"]), max_err=errs.get(k)))
+    return rows
+
+
+def _scoring_inputs(num_traces, trace_len, num_cuts, suffix_len, hq, hkv, d, dtype, device):
+    cuts = [[round(trace_len * (k + 1) / (num_cuts + 1)) for k in range(num_cuts)] for _ in range(num_traces)]
+    plan = plan_scoring([trace_len] * num_traces, cuts, suffix_len)
+    L, S = plan.num_prefix_tokens, plan.num_suffix_tokens
+    g = torch.Generator(device="cpu").manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g).to(device, dtype)  # noqa: E731
+    args = dict(q=r(S, hq, d), k_suffix=r(S, hkv, d), v_suffix=r(S, hkv, d), k_prefix=r(L, hkv, d),
+                v_prefix=r(L, hkv, d))
+    meta = dict(suffix_indptr=plan.suffix_indptr.to(device), prefix_start=plan.prefix_start.to(device),
+                cuts=plan.cuts.to(device), scale=d ** -0.5)
+    return plan, args, meta
+
+
+def _plain_scoring(plan, args, meta):
+    """Plain torch: per suffix, SDPA over [prefix[:cut]; suffix] with an explicit mask."""
+    q, ks, vs, kp, vp = (args[k] for k in ("q", "k_suffix", "v_suffix", "k_prefix", "v_prefix"))
+    hq, hkv = q.shape[1], ks.shape[1]
+    out = torch.empty_like(q)
+    ip, starts, cuts = plan.suffix_indptr.tolist(), plan.prefix_start.tolist(), plan.cuts.tolist()
+    for i in range(len(cuts)):
+        a, b, p0, c = ip[i], ip[i + 1], starts[i], cuts[i]
+        k = torch.cat([kp[p0:p0 + c], ks[a:b]]).repeat_interleave(hq // hkv, 1).transpose(0, 1)
+        v = torch.cat([vp[p0:p0 + c], vs[a:b]]).repeat_interleave(hq // hkv, 1).transpose(0, 1)
+        n = b - a
+        mask = torch.ones(n, c + n, dtype=torch.bool, device=q.device)
+        mask[:, c:] = torch.tril(torch.ones(n, n, dtype=torch.bool, device=q.device))
+        o = torch.nn.functional.scaled_dot_product_attention(q[a:b].transpose(0, 1), k, v, attn_mask=mask,
+                                                             scale=meta["scale"])
+        out[a:b] = o.transpose(0, 1)
+    return out
+
+
+def bench_scoring(device, dtype, cfg, repeats):
+    num_traces, trace_len, num_cuts, suffix_len, hq, hkv, d = cfg
+    plan, args, meta = _scoring_inputs(num_traces, trace_len, num_cuts, suffix_len, hq, hkv, d, dtype, device)
+    fns = {"reference": lambda: prefix_suffix_attention(**args, **meta, backend="torch"),
+           "plain": lambda: _plain_scoring(plan, args, meta)}
+    if device == "cuda":
+        fns["triton"] = lambda: prefix_suffix_attention(**args, **meta, max_suffix_len=plan.max_suffix_len,
+                                                        validate=False)  # no host sync per call
+    times = time_interleaved(fns, device, repeats)
+    errs = _errors(fns, lambda: prefix_suffix_attention(**_f32(args), **meta, backend="torch"), device)
+    keys = sum(c * suffix_len + suffix_len * (suffix_len + 1) / 2 for c in plan.cuts.tolist())  # (query, key) pairs
+    flops = 4.0 * keys * hq * d
+    shape = f"{num_traces}x{trace_len} tok, {num_cuts} cuts, suffix {suffix_len}, Hq={hq} Hkv={hkv} D={d} {_dt(dtype)}"
+    return [dict(op="prefix_suffix_attention", impl=k, shape=shape, ms=t * 1e3, rate=flops / t / 1e12,
+                 unit="TFLOP/s", pct_roofline=100 * flops / t / H200_BF16_FLOPS if device == "cuda" else None,
+                 vs_plain=times["plain"] / t, max_err=errs.get(k)) for k, t in times.items()]
+
+
+def _branch_inputs(num_groups, branches, shared_len, tail_len, block_size, hq, hkv, d, dtype, device):
+    """Groups of branches: shared blocks per group, then each branch's own tail blocks."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    s_blocks, t_blocks = shared_len // block_size, -(-tail_len // block_size)
+    B = num_groups * branches
+    num_blocks = num_groups * s_blocks + B * t_blocks
+    perm = torch.randperm(num_blocks, generator=g).to(torch.int32)
+    shared = perm[: num_groups * s_blocks].view(num_groups, s_blocks)
+    tails = perm[num_groups * s_blocks:].view(B, t_blocks)
+    full = torch.cat([shared.repeat_interleave(branches, 0), tails], dim=1)  # [B, s+t]: the no-cascade view
+    r = lambda *s: torch.randn(*s, generator=g).to(device, dtype)  # noqa: E731
+    k_cache, v_cache = r(num_blocks, block_size, hkv, d), r(num_blocks, block_size, hkv, d)
+    q = r(B, hq, d)
+    cascade = dict(group_indptr=torch.arange(0, B + 1, branches, dtype=torch.int32).to(device),
+                   shared_block_tables=shared.to(device), shared_lens=torch.full((num_groups,), shared_len).to(device),
+                   tail_block_tables=tails.to(device), tail_lens=torch.full((B,), tail_len).to(device), scale=d ** -0.5)
+    paged = dict(block_tables=full.to(device), context_lens=torch.full((B,), shared_len + tail_len).to(device),
+                 scale=d ** -0.5)
+    return q, k_cache, v_cache, cascade, paged
+
+
+def bench_branch(device, dtype, cfg, repeats):
+    num_groups, branches, shared_len, tail_len, block_size, hq, hkv, d = cfg
+    q, kc, vc, cascade, paged = _branch_inputs(*cfg, dtype, device)
+    fns = {"reference": lambda: branch_decode_attention(q, kc, vc, **cascade, backend="torch"),
+           "plain": lambda: paged_decode_attention(q, kc, vc, **paged, backend="torch")}
+    if device == "cuda":
+        hints = dict(max_shared_len=shared_len, max_tail_len=tail_len, max_group_size=branches, validate=False)
+        fns["triton"] = lambda: branch_decode_attention(q, kc, vc, **cascade, **hints)
+        fns["triton_no_cascade"] = lambda: paged_decode_attention(q, kc, vc, **paged, validate=False,
+                                                                  max_context_len=shared_len + tail_len)
+    times = time_interleaved(fns, device, repeats)
+    errs = _errors(fns, lambda: branch_decode_attention(q.float(), kc.float(), vc.float(), **cascade, backend="torch"),
+                   device)
+    per_token = 2 * hkv * d * q.element_size()  # k and v
+    cascade_bytes = (num_groups * shared_len + num_groups * branches * tail_len) * per_token
+    plain_bytes = num_groups * branches * (shared_len + tail_len) * per_token
+    shape = (f"{num_groups} groups x {branches} branches, shared {shared_len}, tail {tail_len}, "
+             f"Hq={hq} Hkv={hkv} D={d} {_dt(dtype)}")
+    rows = []
+    for k, t in times.items():
+        moved = plain_bytes if k in ("plain", "triton_no_cascade") else cascade_bytes
+        rows.append(dict(op="branch_decode_attention", impl=k, shape=shape, ms=t * 1e3, rate=moved / t / 1e9,
+                         unit="GB/s", pct_roofline=100 * moved / t / H200_BYTES_PER_S if device == "cuda" else None,
+                         vs_plain=times["plain"] / t, max_err=errs.get(k)))
+    return rows
+
+
+def _f32(tensors: dict) -> dict:
+    return {k: v.float() for k, v in tensors.items()}
+
+
+def _errors(fns, reference_fn, device):
+    """Max |out - fp32 reference| of each impl (CUDA only: a correctness check at bench shapes)."""
+    if device != "cuda":
+        return {}
+    ref = reference_fn().float()
+    return {k: (fn().float() - ref).abs().max().item() for k, fn in fns.items()}
+
+
+def _dt(dtype):
+    return str(dtype).replace("torch.", "")
+
+
+# ---------------------------------------------------------------- output
+
+COLUMNS = ["op", "impl", "shape", "ms", "rate", "unit", "pct_roofline", "vs_plain", "peak_mib", "mem_vs_plain",
+           "max_err"]
+
+
+def _fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def write_outputs(rows, out_dir, device):
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "kernels.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k) for k in COLUMNS})
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in COLUMNS}
+    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
+    lines += ["  ".join(_fmt(r.get(c)).ljust(widths[c]) for c in COLUMNS) for r in rows]
+    text = "\n".join(lines)
+    with open(os.path.join(out_dir, "kernels_summary.txt"), "w") as f:
+        f.write(f"device={device} torch={torch.__version__}\n{text}\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(9, 0.35 * len(rows) + 1))
+        labels = [f"{r['op']} | {r['impl']}" for r in rows]
+        ax.barh(labels, [r["vs_plain"] for r in rows])
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.set_xlabel("speed vs plain torch (x, higher is faster)")
+        ax.set_title(f"mrt_engine kernels on {device}")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, "kernels.png"), dpi=100)
+    except ImportError:
+        pass
+    return text
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--repeats", type=int, default=None, help="timed repeats per impl (default 5 CPU, 20 CUDA)")
+    ap.add_argument("--out", default=os.environ.get("OUT") or "runs/bench_kernels")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads (default 1: on a shared 2-core machine more threads mostly add spin-wait noise)")
+    ap.add_argument("--only", default="logprob,scoring,branch", help="comma list of: logprob, scoring, branch")
+    args = ap.parse_args(argv)
+    device = args.device
+    if device == "cuda":
+        os.environ.setdefault("TRITON_INTERPRET", "0")
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            sys.exit("TRITON_INTERPRET=1 would run the kernels in the CPU interpreter: unset it for a GPU benchmark")
+    repeats = args.repeats or (10 if device == "cuda" else 3)
+    only = set(args.only.split(","))
+    rows = []
+    if device == "cuda":
+        dtype = torch.bfloat16
+        if "logprob" in only:  # Llama-3-8B LM head at 2K and 8K tokens; a SmolLM2-sized one
+            rows += bench_logprob(device, dtype, [(2048, 128256, 4096), (8192, 128256, 4096), (4096, 49152, 576)],
+                                  repeats)
+        if "scoring" in only:  # 4 traces of 4K tokens, 16 cuts each, 32-token suffixes, Llama-8B heads
+            rows += bench_scoring(device, dtype, (4, 4096, 16, 32, 32, 8, 128), repeats)
+        if "branch" in only:  # 4 prompts x 64 branches sharing 8K tokens, 64-token tails
+            rows += bench_branch(device, dtype, (4, 64, 8192, 64, 16, 32, 8, 128), repeats)
+    else:
+        dtype = torch.float32
+        torch.set_num_threads(args.threads)
+        os.environ["MRT_BENCH_THREADS"] = str(args.threads)  # spawned memory probes use the same
+        torch.manual_seed(0)
+        if "logprob" in only:  # SmolLM2-135M LM head (V=49152, H=576)
+            rows += bench_logprob(device, dtype, [(256, 49152, 576)], repeats, cpu_mem_m=1024)
+        if "scoring" in only:  # workload W of docs/performance.md at SmolLM2's heads
+            rows += bench_scoring(device, dtype, (1, 1024, 16, 16, 9, 3, 64), repeats)
+        if "branch" in only:
+            rows += bench_branch(device, dtype, (2, 8, 1024, 32, 16, 9, 3, 64), repeats)
+    text = write_outputs(rows, args.out, device)
+    print(f"device={device}  (results in {args.out}/kernels.csv)")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

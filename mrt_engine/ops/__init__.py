@@ -1,0 +1,29 @@
+"""Kernels and their torch references.
+
+Every op ``<op>`` dispatches on device (CUDA -> Triton kernel, CPU -> pure-torch reference;
+``backend="triton"|"torch"`` forces one) and has ``<op>_reference`` with the same
+signature (fp32 accumulate, natural-log LSE). Planning (index tensors built once per step)
+is in ``mrt_engine.ops.plan``. See docs/kernels.md.
+"""
+from .attention import branch_decode_attention, paged_decode_attention, prefix_suffix_attention
+from .attention_ref import (
+    branch_decode_attention_reference,
+    branch_decode_attention_with_lse,
+    paged_decode_attention_reference,
+    paged_decode_attention_with_lse,
+    prefix_suffix_attention_reference,
+    prefix_suffix_attention_with_lse,
+)
+from .logprob import selective_log_prob
+from .logprob_ref import selective_log_prob_reference
+from .merge import merge_state, merge_states
+from .plan import DecodePlan, ScoringPlan, plan_decode, plan_scoring
+
+__all__ = [
+    "selective_log_prob", "selective_log_prob_reference",
+    "prefix_suffix_attention", "prefix_suffix_attention_reference", "prefix_suffix_attention_with_lse",
+    "paged_decode_attention", "paged_decode_attention_reference", "paged_decode_attention_with_lse",
+    "branch_decode_attention", "branch_decode_attention_reference", "branch_decode_attention_with_lse",
+    "merge_state", "merge_states",
+    "ScoringPlan", "DecodePlan", "plan_scoring", "plan_decode",
+]

@@ -1,0 +1,59 @@
+"""Attention ops: dispatch between the Triton kernels and the torch references."""
+from __future__ import annotations
+
+from ._dispatch import use_triton
+from .attention_ref import (
+    branch_decode_attention_reference,
+    paged_decode_attention_reference,
+    prefix_suffix_attention_reference,
+)
+
+
+def prefix_suffix_attention(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix_indptr, prefix_start, cuts, scale,
+                            max_suffix_len=None, validate=True, backend=None):
+    """Shared-prefix scoring attention -> [S, Hq, D]; see ``prefix_suffix_attention_reference``.
+
+    Triton only: ``max_suffix_len`` (host int, from the plan) and ``validate=False`` (metadata
+    checked once by the planner) remove the host syncs of each call.
+    """
+    kw = dict(suffix_indptr=suffix_indptr, prefix_start=prefix_start, cuts=cuts, scale=scale)
+    if use_triton(backend, q, k_suffix, k_prefix):
+        from .attention_triton import prefix_suffix_attention_triton
+
+        return prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, max_suffix_len=max_suffix_len,
+                                              validate=validate, **kw)
+    return prefix_suffix_attention_reference(q, k_suffix, v_suffix, k_prefix, v_prefix, **kw)
+
+
+def paged_decode_attention(q, k_cache, v_cache, *, block_tables, context_lens, scale, max_context_len=None,
+                           validate=True, backend=None):
+    """One decode step over a paged KV cache -> [B, Hq, D]; see ``paged_decode_attention_reference``.
+
+    Triton only: ``max_context_len`` (host int) and ``validate=False`` remove the host syncs.
+    """
+    kw = dict(block_tables=block_tables, context_lens=context_lens, scale=scale)
+    if use_triton(backend, q, k_cache):
+        from .attention_triton import paged_decode_attention_triton
+
+        return paged_decode_attention_triton(q, k_cache, v_cache, max_context_len=max_context_len, validate=validate,
+                                             **kw)
+    return paged_decode_attention_reference(q, k_cache, v_cache, **kw)
+
+
+def branch_decode_attention(q, k_cache, v_cache, *, group_indptr, shared_block_tables, shared_lens,
+                            tail_block_tables, tail_lens, scale, max_shared_len=None, max_tail_len=None,
+                            max_group_size=None, validate=True, backend=None):
+    """Cascade decode (shared prefix read once per group) -> [B, Hq, D]; see the reference.
+
+    Triton only: the ``max_*`` host ints (``DecodePlan`` has them) and ``validate=False``
+    remove the host syncs of each call.
+    """
+    kw = dict(group_indptr=group_indptr, shared_block_tables=shared_block_tables, shared_lens=shared_lens,
+              tail_block_tables=tail_block_tables, tail_lens=tail_lens, scale=scale)
+    if use_triton(backend, q, k_cache):
+        from .attention_triton import branch_decode_attention_triton
+
+        return branch_decode_attention_triton(q, k_cache, v_cache, max_shared_len=max_shared_len,
+                                              max_tail_len=max_tail_len, max_group_size=max_group_size,
+                                              validate=validate, **kw)
+    return branch_decode_attention_reference(q, k_cache, v_cache, **kw)

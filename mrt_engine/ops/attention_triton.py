@@ -1,0 +1,154 @@
+"""Launchers of the attention kernels (kernels/attention.py): checks, tile sizes, grids, merging."""
+from __future__ import annotations
+
+import torch
+
+from . import _kernels
+from ._dispatch import check
+from .attention_ref import check_group_indptr, check_paged_inputs, check_scoring_inputs
+from .merge import merge_state, merge_states
+
+_GPU_TARGET_PROGRAMS = 2 * 132  # ~2 waves on an H100/H200
+
+
+def _pow2_at_least(n: int, lo: int = 16) -> int:
+    return max(lo, 1 << (max(1, int(n)) - 1).bit_length())
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _dot_precision(dtype):
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _check_dtype(*tensors):
+    for t in tensors:
+        check(t.is_cuda or t.dtype != torch.bfloat16,
+              "bf16 is not supported by the Triton CPU interpreter (numpy has no bf16): use fp16/fp32 or backend='torch'")
+        check(t.dtype == tensors[0].dtype, f"q/k/v dtypes differ: {[x.dtype for x in tensors]}")
+
+
+def prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix_indptr, prefix_start, cuts,
+                                   scale, max_suffix_len=None, validate=True, return_lse=False):
+    """Triton path of ``prefix_suffix_attention`` -> out [S, Hq, D] (and lse [S, Hq] fp32 if asked).
+
+    With device-resident metadata, ``validate=False`` and ``max_suffix_len`` the call makes no
+    host sync (checks done once per step by the planner instead).
+    """
+    check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indptr, prefix_start, cuts, values=validate)
+    _check_dtype(q, k_suffix, v_suffix, k_prefix, v_prefix)
+    S, hq, d = q.shape
+    hkv = k_suffix.shape[1]
+    n = prefix_start.shape[0]
+    q, k_suffix, v_suffix, k_prefix, v_prefix = (t.contiguous() for t in (q, k_suffix, v_suffix, k_prefix, v_prefix))
+    out = torch.empty_like(q)  # [S, Hq, D]
+    lse = torch.empty(S, hq, dtype=torch.float32, device=q.device)
+    if max_suffix_len is None:
+        max_suffix_len = int((suffix_indptr[1:] - suffix_indptr[:-1]).max()) if n else 0  # host sync
+    if n == 0 or S == 0 or max_suffix_len == 0:
+        return (out, lse) if return_lse else out
+    ratio = hq // hkv
+    max_rows = max_suffix_len * ratio  # (token, q head) rows of the longest suffix
+    block_q = min(128 if q.is_cuda else 16, _pow2_at_least(max_rows))
+    block_n = 64 if q.is_cuda else 16
+    grid = (n, _cdiv(max_rows, block_q), hkv)
+    _kernels.load().prefix_suffix_attention_kernel[grid](
+        q, k_suffix, v_suffix, k_prefix, v_prefix, out, lse,
+        suffix_indptr.to(q.device, torch.int32).contiguous(), prefix_start.to(q.device, torch.int32).contiguous(),
+        cuts.to(q.device, torch.int32).contiguous(),
+        q.stride(0), k_suffix.stride(0), out.stride(0), float(scale),
+        NUM_Q_HEADS=hq, GQA_RATIO=ratio, HEAD_DIM=d, BLOCK_D=_pow2_at_least(d), BLOCK_Q=block_q, BLOCK_N=block_n,
+        DOT_PRECISION=_dot_precision(q.dtype), num_warps=(8 if block_q >= 128 else 4) if q.is_cuda else 1)
+    return (out, lse) if return_lse else out
+
+
+def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tables, lens, scale, num_splits=None,
+                                max_len=None, max_group_size=None):
+    """State of one decode step where group g's queries share blocks ``block_tables[g]``.
+
+    q [B, Hq, D]; group_indptr [G+1]; block_tables [G, max_blocks]; lens [G] ->
+    (out [B, Hq, D] fp32, lse [B, Hq] fp32). ``num_splits`` splits each key range (split-KV).
+    ``max_len`` / ``max_group_size`` (host ints) spare the device syncs that size the grid.
+    """
+    check(k_cache.is_contiguous() and v_cache.is_contiguous(),
+          "k_cache/v_cache must be contiguous [num_blocks, block_size, Hkv, D] tensors")
+    _check_dtype(q, k_cache, v_cache)
+    B, hq, d = q.shape
+    G = lens.shape[0]
+    block_size, hkv = k_cache.shape[1], k_cache.shape[2]
+    ratio = hq // hkv
+    if max_group_size is None:
+        max_group_size = int((group_indptr[1:] - group_indptr[:-1]).max()) if G else 0
+    max_rows = max_group_size * ratio
+    if max_len is None:
+        max_len = int(lens.max()) if G else 0
+    q = q.contiguous()
+    block_q = min(64, _pow2_at_least(max_rows))
+    block_n = _pow2_at_least(block_size, 32 if q.is_cuda else 16)
+    num_q_blocks = _cdiv(max(max_rows, 1), block_q)
+    if num_splits is None:
+        num_splits = 1
+        if q.is_cuda and max_len > 0:
+            num_splits = max(1, min(_cdiv(max_len, 4 * block_n), _cdiv(_GPU_TARGET_PROGRAMS, G * hkv * num_q_blocks)))
+    tokens_per_split = max(block_n, _cdiv(_cdiv(max(max_len, 1), num_splits), block_n) * block_n)
+    num_splits = max(1, _cdiv(max(max_len, 1), tokens_per_split))
+    if B == 0 or G == 0 or max_len == 0:  # nothing to attend: the empty state
+        return (torch.zeros(B, hq, d, dtype=torch.float32, device=q.device),
+                torch.full((B, hq), float("-inf"), dtype=torch.float32, device=q.device))
+    out = torch.empty(num_splits, B, hq, d, dtype=torch.float32, device=q.device)  # [splits, B, Hq, D]
+    lse = torch.full((num_splits, B, hq), float("-inf"), dtype=torch.float32, device=q.device)
+    tables = block_tables.to(q.device, torch.int32).contiguous()
+    _kernels.load().grouped_paged_decode_kernel[(G, hkv, num_q_blocks * num_splits)](
+        q, k_cache, v_cache, out, lse, group_indptr.to(q.device, torch.int32).contiguous(), tables,
+        lens.to(q.device, torch.int32).contiguous(),
+        q.stride(0), k_cache.stride(0), k_cache.stride(1), tables.stride(0), tokens_per_split, B, float(scale),
+        NUM_Q_HEADS=hq, GQA_RATIO=ratio, HEAD_DIM=d, BLOCK_D=_pow2_at_least(d), BLOCK_Q=block_q, BLOCK_N=block_n,
+        KV_BLOCK_SIZE=block_size, NUM_SPLITS=num_splits, DOT_PRECISION=_dot_precision(q.dtype),
+        num_warps=4 if q.is_cuda else 1)
+    if num_splits == 1:
+        return out[0], lse[0]
+    return merge_states(out, lse)
+
+
+def paged_decode_attention_triton(q, k_cache, v_cache, *, block_tables, context_lens, scale, num_splits=None,
+                                  max_context_len=None, validate=True, return_lse=False):
+    """Triton path of ``paged_decode_attention`` (each sequence its own group of one).
+
+    ``validate=False`` with ``max_context_len`` (host int) makes no host sync.
+    """
+    check_paged_inputs(q, k_cache, v_cache, block_tables, context_lens, "paged_decode_attention", values=validate)
+    B = q.shape[0]
+    groups = torch.arange(B + 1, dtype=torch.int32, device=q.device)
+    out, lse = grouped_paged_decode_triton(q, k_cache, v_cache, group_indptr=groups, block_tables=block_tables,
+                                           lens=context_lens, scale=scale, num_splits=num_splits,
+                                           max_len=max_context_len, max_group_size=1)
+    return (out.to(q.dtype), lse) if return_lse else out.to(q.dtype)
+
+
+def branch_decode_attention_triton(q, k_cache, v_cache, *, group_indptr, shared_block_tables, shared_lens,
+                                   tail_block_tables, tail_lens, scale, num_splits=None, max_shared_len=None,
+                                   max_tail_len=None, max_group_size=None, validate=True, return_lse=False):
+    """Triton path of ``branch_decode_attention``: grouped shared pass + per-sequence tails, merged.
+
+    ``validate=False`` with the three ``max_*`` host ints (``DecodePlan`` carries them) makes no
+    host sync.
+    """
+    B = q.shape[0]
+    check_paged_inputs(q, k_cache, v_cache, shared_block_tables, shared_lens, "branch shared prefix", values=validate)
+    check_paged_inputs(q, k_cache, v_cache, tail_block_tables, tail_lens, "branch tails", values=validate)
+    check(tail_lens.shape[0] == B, f"tail_lens must be [B={B}]; got {tuple(tail_lens.shape)}")
+    check(group_indptr.dim() == 1 and group_indptr.shape[0] == shared_lens.shape[0] + 1,
+          f"group_indptr must be [G+1={shared_lens.shape[0] + 1}]; got {tuple(group_indptr.shape)}")
+    if validate:
+        check_group_indptr(group_indptr, shared_lens.shape[0], B)
+    o_s, l_s = grouped_paged_decode_triton(q, k_cache, v_cache, group_indptr=group_indptr,
+                                           block_tables=shared_block_tables, lens=shared_lens, scale=scale,
+                                           num_splits=num_splits, max_len=max_shared_len, max_group_size=max_group_size)
+    singles = torch.arange(B + 1, dtype=torch.int32, device=q.device)
+    o_t, l_t = grouped_paged_decode_triton(q, k_cache, v_cache, group_indptr=singles, block_tables=tail_block_tables,
+                                           lens=tail_lens, scale=scale, num_splits=num_splits, max_len=max_tail_len,
+                                           max_group_size=1)
+    out, lse = merge_state(o_s, l_s, o_t, l_t)
+    return (out.to(q.dtype), lse) if return_lse else out.to(q.dtype)
