@@ -223,6 +223,8 @@ class DecodeAttention:
         self.ops_shared_lens = torch.tensor([ns * bs for ns in num_shared], device=device, dtype=torch.int32)
         self.ops_tail_tables = self.tail_table.to(torch.int32)
         self.ops_tail_lens = torch.tensor(tail_lens, device=device, dtype=torch.int32)
+        # Host ints so the Triton launch needs no device->host sync.
+        self.ops_max = dict(max_shared_len=max(num_shared) * bs, max_tail_len=max(tail_lens), max_group_size=max(sizes))
 
     def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         self.cache.write(layer, self.slots, k, v)
@@ -233,7 +235,7 @@ class DecodeAttention:
             return ops.branch_decode_attention(
                 q, kc, vc, group_indptr=self.group_indptr, shared_block_tables=self.ops_shared_tables,
                 shared_lens=self.ops_shared_lens, tail_block_tables=self.ops_tail_tables,
-                tail_lens=self.ops_tail_lens, scale=self.scale)
+                tail_lens=self.ops_tail_lens, scale=self.scale, validate=False, **self.ops_max)
         return self._torch(q, kc, vc)
 
     def _torch(self, q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor) -> torch.Tensor:
