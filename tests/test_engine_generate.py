@@ -249,3 +249,20 @@ def test_ops_backend_matches_torch_backend(lively):
     for a, b in zip(ours, theirs):
         assert [s.token_ids for s in a] == [s.token_ids for s in b]
         torch.testing.assert_close(torch.tensor(a[0].logprobs), torch.tensor(b[0].logprobs), atol=1e-4, rtol=0)
+
+
+def test_fork_without_free_blocks_queues_children_for_recompute(lively, monkeypatch):
+    from mrt_engine.engine.scheduler import Scheduler
+
+    model, tok = lively
+    ids = tok.encode(PROMPTS[3])[:10]  # 10 tokens: 3 blocks of 4, the last one partial
+    params = SamplingParams(n=4, temperature=0.0, max_tokens=5, ignore_eos=True)
+    roomy = Generator(model, tok, num_blocks=64, block_size=4).generate([ids], params)[0]
+    queued = []
+    add = Scheduler.add
+    monkeypatch.setattr(Scheduler, "add", lambda self, seq: (queued.append(seq.sample_index), add(self, seq)))
+    tight = Generator(model, tok, num_blocks=4, block_size=4)  # one block left after the prompt: one copy
+    outs = tight.generate([ids], params)[0]
+    assert len([i for i in queued if i > 0]) == 2  # two children had to wait and recompute
+    assert [o.token_ids for o in outs] == [o.token_ids for o in roomy]
+    assert all(len(o.token_ids) == 5 for o in outs) and tight.block_manager.num_free_blocks == 4
