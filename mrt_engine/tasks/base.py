@@ -1,0 +1,140 @@
+"""Problem record, task registry and the seeded entry points shared by all task families."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from mrt_engine.grading import Verifier
+
+DIFFICULTIES = ("easy", "medium", "hard")
+
+# Characters every synthetic problem and trace is written in (a tiny model learns them
+# quickly; the tokenizer never sees rare symbols).
+ALLOWED_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;?!()+-*/=<>\\{}\n"
+)
+
+PARAGRAPH = "\n\n"
+
+
+@dataclass
+class Problem:
+    """One problem. `answer` is the reference answer text; `meta` holds what a task needs
+    to verify or solve it (JSON-serialisable) or, for loaded data, the row's other fields."""
+
+    id: str
+    problem: str
+    answer: str
+    task: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("id", "problem", "answer", "task"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(
+                    f"Problem.{name} must be a str, got {type(getattr(self, name)).__name__}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "problem": self.problem, "answer": self.answer,
+                "task": self.task, "meta": self.meta}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A procedurally generated task family.
+
+    generate(rng, difficulty) -> (problem text, answer text, meta)
+    trace(problem, rng, num_mistakes) -> reasoning text (num_mistakes already capped)
+    max_mistakes(problem) -> how many caught mistakes a trace of this problem can hold
+    verifier(extracted, reference) -> bool, exact; ValueError for an unreadable answer
+    """
+
+    name: str
+    description: str
+    generate: Callable[[random.Random, str], tuple[str, str, dict]]
+    trace: Callable[[Problem, random.Random, int], str]
+    max_mistakes: Callable[[Problem], int]
+    verifier: Verifier
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; registered tasks: {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def verifier_for(problem: Problem) -> Verifier | None:
+    """The exact verifier of a synthetic problem's task; None (math equivalence) for
+    loaded data sets. Pass it to `grade(..., verifier=...)`."""
+    task = TASKS.get(problem.task)
+    return task.verifier if task is not None else None
+
+
+def make_problems(task: str, n: int, *, seed: int, difficulty: str = "easy") -> list[Problem]:
+    """`n` problems of `task`, reproducible from `seed`.
+
+    Problem i depends only on (task, difficulty, seed, i), so the first k problems of a
+    larger batch are the k problems of a smaller one. Duplicates are possible (small
+    spaces at the easy level); use different seeds for train and eval and dedupe on
+    `problem` if overlap matters.
+    """
+    spec = get_task(task)
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {difficulty!r}; choose one of {DIFFICULTIES}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    problems = []
+    for i in range(n):
+        rng = random.Random(f"{task}:{difficulty}:{seed}:{i}")
+        text, answer, meta = spec.generate(rng, difficulty)
+        meta = {"difficulty": difficulty, **meta}
+        problems.append(Problem(f"{task}-{difficulty}-{seed}-{i}", text, answer, task, meta))
+    return problems
+
+
+def solution_trace(problem: Problem, *, seed: int = 0, num_mistakes: int | None = None) -> str:
+    """A multi-episode reasoning text for `problem` in the R1 style, ending with
+    `The final answer is \\boxed{ANSWER}.`
+
+    Paragraphs are separated by a blank line; later episodes open with `Wait,`,
+    `But wait,`, `Alternatively,` or `But let me double-check`, and each episode has at
+    least three paragraphs where the problem allows, so the R1 segmenter (which skips a
+    boundary 0-2 paragraphs after the previous one) cuts there. With mistakes, an early
+    episode commits to a wrong value and a later check catches and fixes it, so the
+    chance of a correct forced answer rises across episodes.
+
+    num_mistakes: None draws 0-2 from `seed`; an int asks for that many, capped at what
+    the problem allows (`Task.max_mistakes`).
+    """
+    spec = get_task(problem.task)
+    rng = random.Random(f"trace:{problem.task}:{problem.problem}:{seed}")
+    cap = spec.max_mistakes(problem)
+    if num_mistakes is None:
+        num_mistakes = rng.choices([0, 1, 2], weights=[0.4, 0.4, 0.2])[0]
+    elif isinstance(num_mistakes, bool) or not isinstance(num_mistakes, int) or num_mistakes < 0:
+        raise ValueError(f"num_mistakes must be None or a non-negative int, got {num_mistakes!r}")
+    text = spec.trace(problem, rng, min(num_mistakes, cap))
+    final = final_line(problem.answer)
+    if not text.endswith(final):
+        raise RuntimeError(
+            f"trace of {problem.id} does not end in its reference answer {problem.answer!r}; "
+            "was problem.meta edited?"
+        )
+    return text
+
+
+def final_line(answer: str) -> str:
+    return "The final answer is \\boxed{" + answer + "}."
