@@ -183,6 +183,8 @@ def vllm_worker(spec_path: str) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (harness smoke test)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=INT",
+                    help="override one size, e.g. --set num_prompts=8 --set trace_len=512 (keys: see sizes())")
     ap.add_argument("--repeats", type=int, default=1, help="timed repeats per system (median reported)")
     ap.add_argument("--threads", type=int, default=0, help="torch/OMP threads for every system (0: default)")
     ap.add_argument("--csv", default="out/generation.csv", help="where to write the results")
@@ -206,6 +208,11 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     s = sizes(args.quick)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in s or not value.isdigit():
+            ap.error(f"--set {item!r}: use KEY=INT with KEY one of {sorted(s)}")
+        s[key] = int(value)
     model, tok = load_model("smollm2-135m")
     w = build_workloads(tok, s)
     print(f"sizes: {s}; trace {len(w['trace'])} tokens, cuts {w['cuts']}, suffix {len(w['suffix'])} tokens", flush=True)
