@@ -84,7 +84,7 @@ class Generator:
             if len(item) != 3:
                 raise ValueError(f"traces[{t}] must be (prefix_ids, cuts, suffix_ids)")
             prefix, cuts, suffixes = item
-            prefix = self._encode(list(prefix), f"traces[{t}].prefix_ids")  if prefix else []
+            prefix = self._encode(list(prefix), f"traces[{t}].prefix_ids") if prefix else []
             if len(suffixes) != len(cuts):
                 raise ValueError(f"traces[{t}]: {len(cuts)} cuts but {len(suffixes)} suffixes; give one suffix per cut")
             for k, (cut, suffix) in enumerate(zip(cuts, suffixes)):
