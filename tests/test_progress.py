@@ -57,9 +57,9 @@ def test_fast_matches_naive_tiny(tiny):
 def test_fast_matches_naive_when_split_small(tiny):
     # A tiny budget forces chunked prefill of each trace and one suffix per pass.
     model, tok = tiny
-    naive = _estimate(model, tok, "naive")
-    assert_same(_estimate(model, tok, "fast", max_batch_tokens=16), naive)
-    assert_same(_estimate(model, tok, "fast", max_batch_tokens=100), naive)
+    naive = _estimate(model, tok, "naive", traces=[MANY, ONE])
+    assert_same(_estimate(model, tok, "fast", traces=[MANY, ONE], max_batch_tokens=32), naive)
+    assert_same(_estimate(model, tok, "fast", traces=[MANY, ONE], max_batch_tokens=120), naive)
 
 
 def test_answer_forms_sum(tiny):
@@ -148,3 +148,37 @@ def test_fast_matches_naive_smollm2(smollm2):
     assert_same(fast, naive)
     # A real model puts real mass on the right answer once the trace has said it.
     assert fast[0].j[-1] > 1e-3 and not any(math.isnan(x) for r in fast for x in r.j)
+
+
+def test_token_id_traces_and_prompts(tiny):
+    # The trainer passes the engine's token ids: they are kept exactly and give the same J.
+    model, tok = tiny
+    from mrt_engine.prompts import prompt_ids
+
+    ids = tok(MANY, add_special_tokens=False).input_ids
+    est = ProgressEstimator(model, tok, template="boxed")
+    by_text = est.estimate([PROBLEM], [MANY], ["5"])[0]
+    by_ids = est.estimate([prompt_ids(tok, PROBLEM)], [ids], ["5"])[0]
+    assert by_ids.cut_tokens == by_text.cut_tokens and by_ids.episodes == by_text.episodes
+    assert by_ids.log_j == pytest.approx(by_text.log_j, rel=1e-6)
+    with pytest.raises(TypeError, match="trace must be a str or a list of token ids"):
+        est.estimate([PROBLEM], [3.5], ["5"])
+
+
+def test_think_close_splits_thinking_from_answer(tiny):
+    model, tok = tiny
+    trace = MANY.replace("So the answer is \\boxed{5}.", "Done.") + "</think>\n\nThe answer is \\boxed{5}."
+    res = ProgressEstimator(model, tok, template="boxed").estimate([PROBLEM], [trace], ["5"])[0]
+    assert "</think>" not in "".join(res.episodes) and "".join(res.episodes) == trace.split("</think>")[0]
+    assert res.outcome == 1.0  # graded on the whole trace, answer included
+    ids = tok(trace, add_special_tokens=False).input_ids
+    by_ids = ProgressEstimator(model, tok, template="boxed").estimate([PROBLEM], [ids], ["5"])[0]
+    assert by_ids.episodes == res.episodes and by_ids.outcome == 1.0
+
+
+@pytest.mark.cuda
+def test_fast_matches_naive_on_cuda(tiny):
+    # On CUDA the fast path runs the Triton scoring-attention and log-prob kernels.
+    model, tok = tiny
+    model = copy.deepcopy(model).to("cuda")
+    assert_same(_estimate(model, tok, "fast"), _estimate(model, tok, "naive"))

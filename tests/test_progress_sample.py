@@ -83,8 +83,8 @@ def _engine_available():
 def test_fast_sample_reproducible_and_agrees_with_naive(coin_model):
     model, tok = coin_model
     fast = _sample(model, tok, "fast", seed=5)
-    again = _sample(model, tok, "fast", seed=5)
-    assert [r.samples for r in fast] == [r.samples for r in again]
+    again = _sample(model, tok, "fast", seed=5, traces=(MANY,))
+    assert fast[0].samples == again[0].samples  # the first group's seed does not depend on later items
     naive = _sample(model, tok, "naive", seed=5)
     for f, n in zip(fast, naive):
         for jf, ef, jn, en in zip(f.j, f.j_stderr, n.j, n.j_stderr):

@@ -52,6 +52,8 @@ class ProgressEstimator:
         self.config = config if config is not None else EstimatorConfig(**options)
         if config is not None and options:
             raise ValueError("pass either config= or keyword options, not both")
+        if model is not None and generator is not None and generator.forward.model is not model:
+            raise ValueError("the generator runs a different model than the one given; pass one or the other")
         self.model = model if model is not None else generator.forward.model
         self.tokenizer = tokenizer
         self.generator = generator
@@ -77,8 +79,8 @@ class ProgressEstimator:
             try:
                 from mrt_engine.engine import Generator
             except ImportError as exc:
-                raise ImportError("mode='sample', method='fast' needs mrt_engine.engine.Generator; "
-                                  "use method='naive' meanwhile") from exc
+                raise ImportError("mode='sample', method='fast' needs mrt_engine.engine.Generator, which failed "
+                                  f"to import ({exc}); method='naive' needs only transformers") from exc
             self.generator = Generator(self.model, self.tokenizer)
         return self.generator
 

@@ -80,27 +80,60 @@ def _token_cuts(episodes, thinking: str, trace_ids: list[int], tokenizer, index:
     return out
 
 
-def prepare(index: int, problem: str, trace: str, answer, *, tokenizer, template, config,
+def _ids_trace(tokenizer, ids, close: str, index: int) -> tuple[str, list[int], str]:
+    """(full text, thinking ids, thinking text) of a trace given as token ids (kept exactly)."""
+    from mrt_engine.episodes import decode_with_spans
+
+    ids = [int(t) for t in ids]
+    text, spans = decode_with_spans(tokenizer, ids)
+    if close and close in text:
+        at = text.index(close)
+        keep = sum(1 for _, end in spans if end <= at)
+        ids = ids[:keep]
+        return text, ids, decode_with_spans(tokenizer, ids)[0]
+    return text, ids, text
+
+
+def _prompt(tokenizer, prompts, problem, index: int) -> list[int]:
+    if isinstance(problem, str):
+        return list(prompts.prompt_ids(tokenizer, problem))
+    if isinstance(problem, (list, tuple)) and all(isinstance(t, int) for t in problem):
+        return list(problem)  # prompt token ids, used as given (chat template already applied)
+    raise TypeError(f"item {index}: problem must be a str or a list of prompt token ids, got {type(problem).__name__}")
+
+
+def prepare(index: int, problem, trace, answer, *, tokenizer, template, config,
             segmenter: Callable | None, max_positions: int, grade: bool = True) -> TraceInputs:
-    """Tokenize one item, find its cuts, check it fits the model. Raises ValueError on bad input."""
-    if not isinstance(problem, str) or not isinstance(trace, str):
-        raise TypeError(f"item {index}: problem and trace must be str")
+    """Tokenize one item, find its cuts, check it fits the model. Raises ValueError on bad input.
+
+    ``problem``: text (the chat template is applied) or prompt token ids (used as given).
+    ``trace``: text (tokenized once, no special tokens) or token ids (kept exactly, e.g. the
+    engine's output, and segmented with ``mrt_engine.episodes.segment_ids``), so no
+    decode/re-encode round trip can change what the policy generated.
+    """
     prompts = _compat.prompts()
     forms = _as_forms(answer, index)
     close = config.think_close
-    thinking = trace.split(close, 1)[0] if close and close in trace else trace
-
-    encoded = tokenizer(thinking, add_special_tokens=False)
-    trace_ids = list(encoded.input_ids)
-    if thinking == "":
-        episodes = []
-    else:
+    if isinstance(trace, str):
+        full = trace
+        thinking = trace.split(close, 1)[0] if close and close in trace else trace
+        trace_ids = list(tokenizer(thinking, add_special_tokens=False).input_ids)
         seg = segmenter or (lambda text: _compat.segment_fn()(text, config.scheme, tokenizer=tokenizer,
                                                              **config.segment_options))
-        episodes = list(seg(thinking))
-        if "".join(e.text for e in episodes) != thinking:
-            raise ValueError(f"item {index}: the segmenter's episodes do not join back to the trace")
-    prompt = list(prompts.prompt_ids(tokenizer, problem))
+    elif isinstance(trace, (list, tuple)) and all(isinstance(t, int) for t in trace):
+        if segmenter is not None:
+            raise ValueError(f"item {index}: a custom segmenter needs text traces; token-id traces use "
+                             "mrt_engine.episodes.segment_ids with scheme/segment_options")
+        full, trace_ids, thinking = _ids_trace(tokenizer, trace, close, index)
+        from mrt_engine.episodes import segment_ids
+
+        seg = lambda text: segment_ids(tokenizer, trace_ids, config.scheme, **config.segment_options)  # noqa: E731
+    else:
+        raise TypeError(f"item {index}: trace must be a str or a list of token ids, got {type(trace).__name__}")
+    episodes = list(seg(thinking)) if trace_ids else []
+    if episodes and "".join(e.text for e in episodes) != thinking:
+        raise ValueError(f"item {index}: the segmenter's episodes do not join back to the trace")
+    prompt = _prompt(tokenizer, prompts, problem, index)
     term = list(prompts.termination_ids(tokenizer, template))
     if not term:
         raise ValueError("the termination text tokenizes to nothing; the first answer token needs a suffix token")
@@ -125,7 +158,7 @@ def prepare(index: int, problem: str, trace: str, answer, *, tokenizer, template
             f"{max_positions - need + len(trace_ids)} tokens) or use a longer-context model")
     outcome = None
     if grade:
-        outcome = max(float(_compat.grade_fn()(trace, f).score) for f in forms)
+        outcome = max(float(_compat.grade_fn()(full, f).score) for f in forms)
     return TraceInputs(index=index, prompt_ids=prompt, trace_ids=trace_ids, thinking=thinking,
                        episodes=[e.text for e in episodes], cut_chars=cut_chars, cut_tokens=cut_tokens,
                        suffix_ids=suffix_ids, answer_ids=answers, natural_end_included=natural,

@@ -5,9 +5,10 @@ once and forks n continuations at every cut (``prefix[:cut] + suffix``), the pre
 blocks shared by all branches. Naive path (``sample_naive``): ``model.generate`` on the
 re-encoded ``prompt + prefix + suffix`` of every cut with ``num_return_sequences=n``.
 
-Seeds: both paths are reproducible for the same inputs, settings and seed. The naive path
-draws every cut from its own seed ``cut_seed(seed, item, cut)``; the fast path seeds the
-engine once per group of items (see ``sample_fast``). Fast and naive use different random
+Seeds: both paths are reproducible for the same settings and seed, and an item's result does
+not depend on the other items. The naive path draws every cut from its own seed
+``cut_seed(seed, item, cut)``; the fast path seeds all cuts of a trace alike (see
+``sample_fast``). Fast and naive use different random
 streams, so they agree in distribution (within standard errors), not sample by sample.
 """
 from __future__ import annotations
@@ -54,35 +55,31 @@ def sample_fast(generator, tokenizer, items: list[TraceInputs], *, config, stop_
                 on_cuts: Callable[[int], None] | None = None):
     """Per item, per cut: (answer texts, scores, extracted answers, mean answer tokens).
 
-    Items go to the engine in groups (``batches_by_tokens`` of ``max_batch_tokens``); one
-    ``branch_many`` call per group runs every cut of every trace in it together, so decode
-    batches hold all branches. Seeds: the engine draws one seed per cut from torch's RNG,
-    which is seeded here with ``cut_seed(seed, first item of the group, 0)`` inside a forked
-    RNG state (the caller's global RNG is left alone).
+    One ``Generator.branch`` call per trace forks ``num_samples`` continuations at all of its
+    cuts together (prefix blocks shared, one decode batch of cuts x samples). Seeds: the
+    engine seeds sample i of a request from ``(seed, i)``; every cut of a trace gets the same
+    request seed ``cut_seed(seed, item, 0)``, so cuts share their random numbers (common
+    random numbers: J at each cut is unbiased, and progress J_k - J_{k-1} has lower variance
+    than with independent draws), and a trace's result does not depend on the other traces.
     """
     from mrt_engine.engine import SamplingParams
 
-    from .score import batches_by_tokens
-
     grade = _compat.grade_fn()
-    params = SamplingParams(n=config.num_samples, temperature=config.temperature, top_p=config.top_p,
-                            max_tokens=config.max_answer_tokens, stop_token_ids=tuple(stop_ids))
     out = []
-    for group in batches_by_tokens(items, config.max_batch_tokens):
-        work = [(it.prompt_ids + it.trace_ids, [it.context_len(c) for c in range(it.num_cuts)], it.suffix_ids)
-                for it in group]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cut_seed(config.seed, group[0].index, 0))
-            outputs = generator.branch_many(work, params)  # [item][cut][sample]
-        for it, per_item in zip(group, outputs):
-            per_cut = []
-            for c, outs in enumerate(per_item):
-                texts, scores, extracted = _grade_cut(tokenizer, grade, it.suffix_ids[c], [o.text for o in outs],
-                                                      it.references)
-                per_cut.append((texts, scores, extracted, sum(len(o.token_ids) for o in outs) / len(outs)))
-            out.append(per_cut)
-            if on_cuts is not None:
-                on_cuts(it.num_cuts)
+    for it in items:
+        params = SamplingParams(n=config.num_samples, temperature=config.temperature, top_p=config.top_p,
+                                max_tokens=config.max_answer_tokens, stop_token_ids=tuple(stop_ids),
+                                seed=cut_seed(config.seed, it.index, 0))
+        cuts = [it.context_len(c) for c in range(it.num_cuts)]
+        outputs = generator.branch(it.prompt_ids + it.trace_ids, cuts, it.suffix_ids, params)  # [cut][sample]
+        per_cut = []
+        for c, outs in enumerate(outputs):
+            texts, scores, extracted = _grade_cut(tokenizer, grade, it.suffix_ids[c], [o.text for o in outs],
+                                                  it.references)
+            per_cut.append((texts, scores, extracted, sum(len(o.token_ids) for o in outs) / len(outs)))
+        out.append(per_cut)
+        if on_cuts is not None:
+            on_cuts(it.num_cuts)
     return out
 
 
