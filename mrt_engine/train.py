@@ -234,9 +234,9 @@ class Trainer:
     # -- evaluation and checkpoints ------------------------------------------------------------
     def evaluate(self, *, salt: int) -> dict:
         algo, ro = self.cfg.algo, self.cfg.rollout
+        usable = len(self.eval_problems) // dist.world_size() * dist.world_size()  # equal shares per rank
         self.model.eval()
-        return evaluate(self.backend, self.tok, dist.shard(self.eval_problems[:len(self.eval_problems) // dist.world_size()
-                                                                              * dist.world_size()]),
+        return evaluate(self.backend, self.tok, dist.shard(self.eval_problems[:usable]),
                         max_tokens=ro.max_tokens, temperature=ro.eval_temperature, template=self.template,
                         scheme=algo.scheme, segment_options=algo.segment_options, max_cuts=algo.max_cuts,
                         num_branches=algo.num_branches, answer_max_tokens=algo.answer_max_tokens,

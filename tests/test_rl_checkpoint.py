@@ -107,3 +107,14 @@ def test_prompt_sampler_epochs():
     assert sorted(first) == list("abcd")
     second = s.next(4)
     assert sorted(second) == list("abcd") and s.state() == {"epoch": 1, "pos": 4}
+
+
+def test_rank_sharding_and_single_process_defaults():
+    from mrt_engine.rl import dist
+
+    assert dist.rank() == 0 and dist.world_size() == 1 and dist.mean_metrics({"a": 1.0}) == {"a": 1.0}
+    items = list(range(8))
+    assert dist.shard(items, of_rank=1, num_ranks=4) == [2, 3]
+    assert sum((dist.shard(items, of_rank=r, num_ranks=4) for r in range(4)), []) == items
+    with pytest.raises(ValueError, match="multiple of the world size"):
+        dist.shard(list(range(6)), of_rank=0, num_ranks=4)

@@ -31,7 +31,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    task: str = "arith"                # a mrt_engine.tasks.TASKS name (ignored when path is set)
+    task: str = "chain"                # a mrt_engine.tasks.TASKS name (ignored when path is set)
+    difficulty: str = "easy"           # synthetic task difficulty: easy | medium | hard
     path: str | None = None            # jsonl/parquet/HF dir of problems (mrt_engine.tasks.load_problems)
     problem_field: str = "problem"
     answer_field: str = "answer"

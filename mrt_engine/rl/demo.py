@@ -17,20 +17,20 @@ DEMO_TEMPLATE = {"text": "\n\nTime is up. The final answer is \\boxed{", "answer
 
 DEMO_TRAIN = {
     "model": {"name": "demo", "device": "cpu"},
-    "data": {"task": "arith", "num_train": 256, "num_eval": 48, "seed": 1},
-    "rollout": {"backend": "engine", "group_size": 4, "max_tokens": 160, "temperature": 0.9},
+    "data": {"task": "chain", "difficulty": "easy", "num_train": 512, "num_eval": 48, "seed": 1},
+    "rollout": {"backend": "engine", "group_size": 4, "max_tokens": 512, "temperature": 0.7},
     "algo": {"name": "mrt_dense", "alpha": 1.0, "template": DEMO_TEMPLATE, "max_cuts": 6, "num_branches": 4,
              "answer_max_tokens": 8, "advantage_scale": "std", "aggregation": "grpo"},
-    "optim": {"lr": 3e-4, "warmup_ratio": 0.1, "weight_decay": 0.0, "grad_clip": 1.0, "micro_batch_size": 32},
-    "steps": 30, "prompts_per_step": 8, "seed": 0, "output_dir": "runs/demo", "num_threads": 1,
+    "optim": {"lr": 1e-4, "warmup_ratio": 0.1, "weight_decay": 0.0, "grad_clip": 1.0, "micro_batch_size": 32},
+    "steps": 16, "prompts_per_step": 8, "seed": 0, "output_dir": "runs/demo", "num_threads": 1,
     "tensorboard": True, "progress_bar": True,
 }
 
 DEMO_SFT = {
     "model": {"name": "demo-init", "device": "cpu"},
-    "data": {"task": "arith", "num_train": 4000, "num_eval": 48, "seed": 123},
-    "steps": 1500, "batch_size": 32, "micro_batch_size": 32, "lr": 3e-3, "warmup_ratio": 0.05,
-    "template": DEMO_TEMPLATE, "termination_fraction": 0.3, "eval_every": 500, "eval_max_tokens": 160,
+    "data": {"task": "chain", "difficulty": "easy", "num_train": 8000, "num_eval": 48, "seed": 123},
+    "steps": 400, "batch_size": 16, "micro_batch_size": 16, "lr": 3e-3, "warmup_ratio": 0.05,
+    "template": DEMO_TEMPLATE, "termination_fraction": 0.3, "eval_every": 200, "eval_max_tokens": 512,
     "output_dir": "runs/sft_demo", "num_threads": 1,
 }
 

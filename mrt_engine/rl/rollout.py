@@ -45,12 +45,9 @@ def grade_samples(samples: list[Sample]) -> None:
 
 def task_verifier(problem):
     """The exact verifier of the problem's synthetic task, or None (math equivalence)."""
-    try:
-        from mrt_engine.tasks import TASKS
-    except ImportError:
-        return None
-    task = TASKS.get(getattr(problem, "task", None)) if hasattr(TASKS, "get") else None
-    return getattr(task, "verifier", None) if task is not None else None
+    from mrt_engine.tasks import verifier_for
+
+    return verifier_for(problem) if hasattr(problem, "task") and hasattr(problem, "meta") else None
 
 
 def encode_prompts(tokenizer, problems, *, system=None) -> list[list[int]]:

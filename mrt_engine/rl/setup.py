@@ -42,8 +42,9 @@ def build_problems(dcfg):
         if len(problems) < dcfg.num_eval + 1:
             raise ValueError(f"{dcfg.path} has {len(problems)} problems; need more than data.num_eval={dcfg.num_eval}")
         return problems[dcfg.num_eval:][:dcfg.num_train], problems[:dcfg.num_eval]
-    train = tasks.make_problems(dcfg.task, dcfg.num_train, seed=dcfg.seed)
-    held = tasks.make_problems(dcfg.task, dcfg.num_eval, seed=dcfg.seed + 10_007) if dcfg.num_eval else []
+    train = tasks.make_problems(dcfg.task, dcfg.num_train, seed=dcfg.seed, difficulty=dcfg.difficulty)
+    held = tasks.make_problems(dcfg.task, dcfg.num_eval, seed=dcfg.seed + 10_007,
+                               difficulty=dcfg.difficulty) if dcfg.num_eval else []
     seen = {p.problem for p in train}
     return train, [p for p in held if p.problem not in seen]
 

@@ -95,7 +95,7 @@ def build_examples(problems, tokenizer, *, seed: int, template, scheme: str = "r
     return examples + rng.sample(meta_pool, num_meta)
 
 
-def run_sft(cfg: SFTConfig, *, log=print) -> dict:
+def run_sft(cfg: SFTConfig, *, log=None) -> dict:
     """Train, evaluate (greedy pass@1 on held-out problems), save; returns a summary."""
     from mrt_engine.rl.checkpoint import save_checkpoint
     from mrt_engine.rl.config import OptimConfig
@@ -106,6 +106,7 @@ def run_sft(cfg: SFTConfig, *, log=print) -> dict:
     from mrt_engine.rl.setup import build_model, build_problems, build_template
     from mrt_engine.rl.update import sft_update
 
+    log = log or (lambda text: print(text, flush=True))
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -142,6 +143,10 @@ def run_sft(cfg: SFTConfig, *, log=print) -> dict:
             logger.log(step, {"pass@1": acc}, prefix="eval/")
             log(f"sft step {step}: held-out greedy pass@1 {acc:.3f}")
             summary["pass@1"] = acc
+            if step < cfg.steps:  # an intermediate checkpoint at each evaluation
+                save_checkpoint(cfg.output_dir, step, model=model)
+                if cfg.export:
+                    export_weights(model, cfg.export)
     summary["loss"] = out["loss"]
     summary["checkpoint"] = str(save_checkpoint(cfg.output_dir, cfg.steps, model=model))
     if cfg.export:
