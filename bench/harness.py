@@ -701,7 +701,7 @@ class VLLMWorker:
     """A vLLM ``LLM`` in a subprocess, driven request by request (so its runs interleave
     with ours). Start-up (~80 s on a 2-core CPU) happens in :meth:`start`, untimed."""
 
-    def __init__(self, python: str, *, log_path: str | Path):
+    def __init__(self, python: str, *, log_path: str | Path, env: dict | None = None):
         import queue
         import threading
 
@@ -709,7 +709,7 @@ class VLLMWorker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         script = self.log_path.with_suffix(".worker.py")
         script.write_text(_VLLM_WORKER)
-        env = dict(os.environ)
+        env = dict(os.environ, **(env or {}))
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")   # GiB; the default takes too much of a shared box
         env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         env.pop("PYTHONPATH", None)  # our checkout must not shadow the venv's packages
