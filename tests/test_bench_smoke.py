@@ -42,8 +42,13 @@ def test_every_stage_has_a_row_with_machine_info(quick_run):
         assert r["device"] == "cpu" and r["dtype"] == "float32" and r["torch"] and r["machine"]
         assert r["status"] in ("ok", "unavailable", "error"), r
         assert r["status"] == "ok" or r["reason"], f"row without numbers must say why: {r}"
-        if r["status"] == "ok":
+        if r["status"] == "ok" and r["role"] != "share":
             assert float(r["median_s"]) > 0 and int(r["num_repeats"]) >= 1
+    # The share of an MRT step per phase, from the step stage's timed rounds.
+    shares = [r for r in rows if r["role"] == "share"]
+    if any(r["stage"].startswith("step [") and r["status"] == "ok" for r in rows):
+        assert {"generation", "policy update"} <= {r["method"] for r in shares}
+        assert all(float(r["median_s"]) >= 0 for r in shares)
     assert not [r for r in rows if r["status"] == "error"], \
         "stages raised:\n" + "\n".join(f"{r['stage']} {r['method']}: {r['reason']}" for r in rows if r["status"] == "error")
     # The baseline of the log-prob stage needs only torch: it must always produce numbers.

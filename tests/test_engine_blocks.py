@@ -1,7 +1,5 @@
 """Block manager and scheduler on their own (no model): ref counts, prefix cache, fork,
 preemption bookkeeping."""
-import pytest
-
 from mrt_engine.engine import block_manager as bm_mod
 from mrt_engine.engine.block_manager import BlockManager
 from mrt_engine.engine.config import SamplingParams

@@ -17,7 +17,9 @@ def lively():
 
 
 def _hf_greedy(model, ids, max_new_tokens):
-    out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+    device = model.device
+    out = model.generate(torch.tensor([ids], device=device), attention_mask=torch.ones(1, len(ids), dtype=torch.long,
+                                                                                     device=device),
                          max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
     return out[0, len(ids):].tolist()
 
@@ -205,3 +207,62 @@ def test_generator_runs_on_the_models_own_tensors(lively):
     finally:
         with torch.no_grad():
             layer.copy_(saved)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_runs_on_cpu(dtype):
+    model, tok = load_model("tiny", dtype=dtype, tiny_config=dict(initializer_range=0.5))
+    gen = Generator(model, tok, num_blocks=64, block_size=4)
+    assert gen.runner.cache.kv.dtype == model.dtype
+    outs = gen.generate(PROMPTS[:2], SamplingParams(n=2, temperature=0.8, max_tokens=6, seed=1, logprobs=True,
+                                                    ignore_eos=True))
+    for out in outs:
+        for sample in out:
+            assert len(sample.token_ids) == 6
+            ref = _hf_logprobs(model, sample.prompt_ids, sample.token_ids)
+            torch.testing.assert_close(torch.tensor(sample.logprobs), ref, atol=0.1, rtol=0)
+
+
+@pytest.mark.cuda
+def test_cuda_greedy_matches_hf(lively):
+    model, tok = lively
+    model = model.to("cuda")
+    try:
+        gen = Generator(model, tok, num_blocks=256)
+        outs = gen.generate(PROMPTS, GREEDY)
+        for prompt, out in zip(PROMPTS, outs):
+            ids = tok.encode(prompt)
+            assert out[0].token_ids == _hf_greedy(model, ids, 12)
+    finally:
+        model.to("cpu")
+
+
+def test_ops_backend_matches_torch_backend(lively):
+    """attention_backend='ops' calls mrt_engine.ops.branch_decode_attention (its torch
+    reference on CPU, the Triton kernel on CUDA) with the engine's block tables."""
+    model, tok = lively
+    params = SamplingParams(n=3, temperature=0.0, max_tokens=8, ignore_eos=True, logprobs=True)
+    ours = Generator(model, tok, num_blocks=128, block_size=4).generate(PROMPTS, params)
+    gen = Generator(model, tok, num_blocks=128, block_size=4, attention_backend="ops")
+    assert gen.runner.backend == "ops"
+    theirs = gen.generate(PROMPTS, params)
+    for a, b in zip(ours, theirs):
+        assert [s.token_ids for s in a] == [s.token_ids for s in b]
+        torch.testing.assert_close(torch.tensor(a[0].logprobs), torch.tensor(b[0].logprobs), atol=1e-4, rtol=0)
+
+
+def test_fork_without_free_blocks_queues_children_for_recompute(lively, monkeypatch):
+    from mrt_engine.engine.scheduler import Scheduler
+
+    model, tok = lively
+    ids = tok.encode(PROMPTS[3])[:10]  # 10 tokens: 3 blocks of 4, the last one partial
+    params = SamplingParams(n=4, temperature=0.0, max_tokens=5, ignore_eos=True)
+    roomy = Generator(model, tok, num_blocks=64, block_size=4).generate([ids], params)[0]
+    queued = []
+    add = Scheduler.add
+    monkeypatch.setattr(Scheduler, "add", lambda self, seq: (queued.append(seq.sample_index), add(self, seq)))
+    tight = Generator(model, tok, num_blocks=4, block_size=4)  # one block left after the prompt: one copy
+    outs = tight.generate([ids], params)[0]
+    assert len([i for i in queued if i > 0]) == 2  # two children had to wait and recompute
+    assert [o.token_ids for o in outs] == [o.token_ids for o in roomy]
+    assert all(len(o.token_ids) == 5 for o in outs) and tight.block_manager.num_free_blocks == 4

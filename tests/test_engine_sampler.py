@@ -81,32 +81,45 @@ def _dense(q, ks, vs, scale):
     return (w[:, None, :] @ v).squeeze(1)
 
 
-@pytest.mark.parametrize("cascade", [True, False])
-def test_decode_attention_matches_dense(cascade):
+@pytest.mark.parametrize("cascade,density", [(True, 0.0), (True, 2.0), (True, 0.35), (False, 0.35)])
+def test_decode_attention_matches_dense(cascade, density, monkeypatch):
+    monkeypatch.setattr(DecodeAttention, "min_union_density", density)  # 0: always read unions, 2: never
     torch.manual_seed(1)
     bs, hkv, hq, d = 4, 2, 6, 8
-    cache = PagedKVCache(num_layers=1, num_blocks=40, block_size=bs, num_kv_heads=hkv, head_dim=d,
+    cache = PagedKVCache(num_layers=1, num_blocks=60, block_size=bs, num_kv_heads=hkv, head_dim=d,
                          dtype=torch.float32, device=torch.device("cpu"))
     cache.kv.normal_()
-    perm = torch.randperm(40).tolist()
+    perm = torch.randperm(60).tolist()
+    trace = perm[:5]  # blocks of one trace, shared by two cut groups and a singleton
     seqs = []
-    # a forked group of 3 sharing 3 blocks (tails of different lengths), two singletons
-    shared = perm[:3]
-    for j, extra in enumerate((1, 5, 4)):
-        s = Sequence([0] * (12 + extra), SamplingParams(), request_id=0, sample_index=j, seed=0)
-        s.block_table = shared + perm[3 + 3 * j: 3 + 3 * j + (extra + bs - 1) // bs]
-        s.group_id, s.num_shared_blocks = 1000, 3
+
+    def make(length, blocks, group=None, num_shared=0):
+        s = Sequence([0] * length, SamplingParams(), request_id=0, sample_index=0, seed=0)
+        s.block_table = blocks
+        if group is not None:
+            s.group_id, s.num_shared_blocks = group, num_shared
         seqs.append(s)
-    for j, length in enumerate((1, 9)):
-        s = Sequence([0] * length, SamplingParams(), request_id=1, sample_index=j, seed=0)
-        s.block_table = perm[20 + 5 * j: 20 + 5 * j + (length + bs - 1) // bs]
-        seqs.append(s)
-    seqs = group_order([seqs[3], seqs[0], seqs[4], seqs[1], seqs[2]])
+
+    nxt = iter(perm[5:])
+    for j, extra in enumerate((1, 5, 4)):  # group A: 3 trace blocks + own tails
+        make(12 + extra, trace[:3] + [next(nxt) for _ in range((extra + bs - 1) // bs)], 1000, 3)
+    for j, extra in enumerate((2, 3)):  # group B: 2 trace blocks + one own full block shared + tails
+        own = next(nxt) if j == 0 else None
+        if j == 0:
+            shared_b = trace[:2] + [own]
+        make(12 + extra, shared_b + [next(nxt)], 2000, 3)
+    make(18, trace[:4] + [next(nxt)])  # a singleton over the same trace (4 full blocks + 2 tokens)
+    make(1, [next(nxt)])  # a one-token singleton: no shared part at all
+    make(9, [next(nxt) for _ in range(3)])  # an unrelated singleton
+    order = [seqs[i] for i in (5, 0, 6, 3, 1, 7, 4, 2)]
+    seqs = group_order(order)
     scale = d ** -0.5
     attend = DecodeAttention(cache, seqs, scale, cascade=cascade)
     q = torch.randn(len(seqs), hq, d)
     k_new, v_new = torch.randn(len(seqs), hkv, d), torch.randn(len(seqs), hkv, d)
     out = attend(0, q, k_new, v_new)
+    if cascade:  # 5 groups; the three over the trace read their union as one unit when asked
+        assert attend.num_units == {0.0: 3, 2.0: 5}.get(density, attend.num_units)
     kc, vc = cache.k_cache(0), cache.v_cache(0)
     for i, s in enumerate(seqs):
         ks = kc[s.block_table].flatten(0, 1)[:len(s)]

@@ -1,7 +1,7 @@
 """Configuration dataclasses of the generator: the engine itself and one request's sampling."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -79,7 +79,6 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     cascade: bool = True  # read each forked group's shared blocks once per decode step
     attention_backend: str = "auto"  # "auto" | "torch" | "ops"
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.block_size, int) or self.block_size < 1:

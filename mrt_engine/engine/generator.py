@@ -84,7 +84,7 @@ class Generator:
             if len(item) != 3:
                 raise ValueError(f"traces[{t}] must be (prefix_ids, cuts, suffix_ids)")
             prefix, cuts, suffixes = item
-            prefix = self._encode(list(prefix), f"traces[{t}].prefix_ids")  if prefix else []
+            prefix = self._encode(list(prefix), f"traces[{t}].prefix_ids") if prefix else []
             if len(suffixes) != len(cuts):
                 raise ValueError(f"traces[{t}]: {len(cuts)} cuts but {len(suffixes)} suffixes; give one suffix per cut")
             for k, (cut, suffix) in enumerate(zip(cuts, suffixes)):
@@ -167,9 +167,6 @@ class Generator:
             seq.num_computed_tokens += n
             if seq.num_computed_tokens == len(seq):
                 seq.prefilled = True
-        for seq in batch.seqs:
-            if seq.prefill_only and seq.prefilled:
-                self.scheduler.finish(seq)
         if logits is None:
             return
         # Rows: one per sampling sequence, n for a parent about to fork.

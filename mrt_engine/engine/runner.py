@@ -56,7 +56,7 @@ class ModelRunner:
                 pos += range(start, start + n)
             attend = PrefillAttention(self.cache, seqs, counts, scale)
             ends = torch.tensor(attend.indptr[1:], device=device) - 1
-            sampling = [s.num_computed_tokens + n == len(s) and not s.prefill_only for s, n in zip(seqs, counts)]
+            sampling = [s.num_computed_tokens + n == len(s) for s, n in zip(seqs, counts)]
             rows = ends[torch.tensor(sampling, device=device)]
             samplers = [s for s, keep in zip(seqs, sampling) if keep]
         else:

@@ -39,7 +39,7 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def _num_slots(self, seq: Sequence) -> int:
-        return 1 if seq.prefill_only else seq.num_samples
+        return seq.num_samples  # a parent still to fork holds a decode slot for each sample
 
     def schedule(self) -> ScheduledBatch:
         batch = self._schedule_prefill()

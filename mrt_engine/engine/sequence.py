@@ -40,7 +40,7 @@ class Sequence:
     """
 
     def __init__(self, token_ids: list[int], params: SamplingParams, *, request_id: int, sample_index: int,
-                 seed: int, num_samples: int = 1, prefill_only: bool = False):
+                 seed: int, num_samples: int = 1):
         self.seq_id = next(_ids)
         self.token_ids = list(token_ids)
         self.num_prompt_tokens = len(token_ids)
@@ -49,7 +49,6 @@ class Sequence:
         self.sample_index = sample_index
         self.seed = seed
         self.num_samples = num_samples
-        self.prefill_only = prefill_only  # compute the KV (to seed the prefix cache), sample nothing
         self.status = Status.WAITING
         self.block_table: list[int] = []
         self.num_computed_tokens = 0
