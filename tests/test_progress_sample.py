@@ -115,3 +115,14 @@ def test_existing_generator_is_reused(coin_model):
     # Score mode on the generator's forward (same tensors as the model).
     s = ProgressEstimator(None, tok, generator=gen, mode="score", template="boxed").estimate([PROBLEM], [ONE], ["5"])[0]
     assert s.j == pytest.approx([0.25] * len(s.j), rel=1e-4)
+
+
+def test_sample_mode_runs_with_its_default_r1_template(coin_model):
+    # The R1 termination text does not end where the answer begins; sample mode must accept
+    # it (only score mode teacher-forces the reference).
+    model, tok = coin_model
+    est = ProgressEstimator(model, tok, mode="sample", method="naive", num_samples=2, max_answer_tokens=4, seed=0)
+    assert est.template.name == "r1"
+    (res,) = est.estimate([PROBLEM], [MANY], ["5"])
+    assert len(res.j) == len(res.episodes) + 1
+    assert all(0.0 <= j <= 1.0 for j in res.j)

@@ -148,8 +148,10 @@ def prepare(index: int, problem, trace, answer, *, tokenizer, template, config,
     else:
         cut_chars, cut_tokens, natural, suffix_ids = [0], [0], False, [term]
 
-    answers = [_answer_ids(tokenizer, prompts, f, template, index) for f in forms]
-    tail = max(len(a) for a in answers) if config.mode == "score" else config.max_answer_tokens
+    # Only score mode teacher-forces the reference; sample mode grades sampled answers, so its
+    # template (e.g. the R1 text) need not end where the answer begins.
+    answers = [_answer_ids(tokenizer, prompts, f, template, index) for f in forms] if config.mode == "score" else []
+    tail = max(len(a) for a in answers) if answers else config.max_answer_tokens
     need = len(prompt) + len(trace_ids) + max(len(s) for s in suffix_ids) + tail
     if need > max_positions:
         raise ValueError(
