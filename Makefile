@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 VERL_VENV ?= $(CURDIR)/.venv-verl
 
-.PHONY: setup verl-venv test test-fast demo bench bench-kernels bench-progress gpu-check clean
+.PHONY: setup verl-venv test test-fast demo bench bench-quick bench-kernels bench-progress gpu-check clean
 
 setup:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH_SPEC)
@@ -29,6 +29,9 @@ demo: setup
 
 bench: setup
 	$(PYTHON) bench/throughput.py
+
+bench-quick: setup
+	$(PYTHON) bench/throughput.py --quick
 
 bench-kernels: setup
 	$(PYTHON) bench/kernels.py
