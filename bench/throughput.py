@@ -154,19 +154,9 @@ def import_or_reason(what: str):
 
 
 def reset_prefix_cache(generator) -> None:
-    """Start the next call cold: forget the engine's cached prefix blocks (all are free
-    between calls). Uses ``Generator.reset_prefix_cache()`` when the engine has one."""
-    if generator is None:
-        return
-    if hasattr(generator, "reset_prefix_cache"):
+    """Start the next call cold: forget the engine's cached prefix blocks."""
+    if generator is not None:
         generator.reset_prefix_cache()
-        return
-    bm = generator.block_manager
-    if any(bm.ref_count):
-        raise RuntimeError("cannot reset the prefix cache while sequences hold blocks")
-    bm.hash_to_block.clear()
-    bm.block_hash = [None] * bm.num_blocks
-    bm.block_tokens = [None] * bm.num_blocks
 
 
 def measure(ctx: Context, stage: str, cases: dict[str, tuple[str, callable]], meta: dict[str, dict],

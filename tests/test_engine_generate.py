@@ -266,3 +266,35 @@ def test_fork_without_free_blocks_queues_children_for_recompute(lively, monkeypa
     assert len([i for i in queued if i > 0]) == 2  # two children had to wait and recompute
     assert [o.token_ids for o in outs] == [o.token_ids for o in roomy]
     assert all(len(o.token_ids) == 5 for o in outs) and tight.block_manager.num_free_blocks == 4
+
+
+def test_reset_prefix_cache_after_a_weight_update(lively):
+    # A prompt of several full blocks is prefix-cached; after an in-place weight change the
+    # cached KV is stale (without the reset this test fails), and reset_prefix_cache() makes
+    # the next call match HF again.
+    model, tok = lively
+    gen = Generator(model, tok, num_blocks=64, block_size=4)
+    ids = tok.encode(PROMPTS[3])
+    assert len(ids) >= 12
+    gen.generate([ids], GREEDY)
+    assert gen.block_manager.hash_to_block  # full blocks were cached
+    layer = model.model.layers[0].mlp.down_proj.weight
+    saved = layer.detach().clone()
+    try:
+        with torch.no_grad():
+            layer.mul_(-3.0)
+        gen.reset_prefix_cache()
+        assert not gen.block_manager.hash_to_block
+        assert gen.generate([ids], GREEDY)[0][0].token_ids == _hf_greedy(model, ids, 12)
+    finally:
+        with torch.no_grad():
+            layer.copy_(saved)
+
+
+def test_reset_prefix_cache_refuses_while_blocks_are_held():
+    from mrt_engine.engine.block_manager import BlockManager
+
+    bm = BlockManager(8, 4)
+    bm._take_free()  # a block held by some sequence
+    with pytest.raises(RuntimeError, match="still hold KV blocks"):
+        bm.reset_prefix_cache()

@@ -57,6 +57,19 @@ class BlockManager:
             self.pending_fresh.append(block)
         return block
 
+    def reset_prefix_cache(self) -> None:
+        """Forget every cached block hash (the KV they index was computed with old weights).
+
+        Only the lookup tables change; blocks held by live sequences would keep stale KV, so
+        this refuses to run while any block is in use.
+        """
+        if any(self.ref_count):
+            raise RuntimeError("reset_prefix_cache() called while sequences still hold KV blocks; "
+                               "call it between generate() calls")
+        self.hash_to_block.clear()
+        self.block_hash = [None] * self.num_blocks
+        self.block_tokens = [None] * self.num_blocks
+
     def _ref(self, block: int) -> None:
         if self.ref_count[block] == 0:
             del self.free[block]

@@ -70,6 +70,12 @@ class Generator:
             self._check_fits(ids, params, f"prompts[{i}]")
         return self._run([(ids, params) for ids in prompt_ids])
 
+    def reset_prefix_cache(self) -> None:
+        """Drop the prefix cache. Call after the model's weights change (e.g. an optimizer
+        step): the engine runs the model's own tensors, but cached KV was computed with the old
+        values and would otherwise be reused for a matching prefix."""
+        self.block_manager.reset_prefix_cache()
+
     def branch(self, prefix_ids: list[int], cuts: list[int], suffix_ids: list[list[int]],
                params: SamplingParams | None = None) -> list[list[GenerationOutput]]:
         """Per cut ``c``, ``params.n`` continuations of ``prefix_ids[:c] + suffix_ids[k]``."""

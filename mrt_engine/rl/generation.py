@@ -41,21 +41,7 @@ class EngineBackend:
 
     def weights_updated(self) -> None:
         """Cached prefix KV was computed with the old weights: drop it after every update."""
-        gen = self.generator
-        for name in ("reset_prefix_cache", "clear_prefix_cache"):
-            fn = getattr(gen, name, None)
-            if callable(fn):
-                fn()
-                return
-        # TRANSITIONAL until the engine has a public reset: forget every cached block hash
-        # (between steps no request holds blocks, so only the lookup tables change).
-        bm = getattr(gen, "block_manager", None)
-        if bm is not None and hasattr(bm, "hash_to_block"):
-            if any(bm.ref_count):
-                raise RuntimeError("weights changed while the generator still holds sequences")
-            bm.hash_to_block.clear()
-            bm.block_hash = [None] * bm.num_blocks
-            bm.block_tokens = [None] * bm.num_blocks
+        self.generator.reset_prefix_cache()
 
     def generate(self, prompts: list[list[int]], s: Sampling) -> list[list[Completion]]:
         from mrt_engine.engine import SamplingParams
