@@ -38,6 +38,7 @@ from mrt_engine.rl.generation import Sampling, make_backend
 from mrt_engine.rl.logger import MetricsLogger
 from mrt_engine.rl.optim import build_optimizer, build_scheduler
 from mrt_engine.rl.rollout import pack, sample_groups, sample_prefix_continuations
+from mrt_engine.rl.score_progress import build_score_estimator, score_trace_progress
 from mrt_engine.rl.setup import build_model, build_problems, build_template
 from mrt_engine.rl.update import batch_log_probs, policy_update, sft_update
 
@@ -89,6 +90,15 @@ class Trainer:
         self.ref_model = None
         if cfg.algo.kl_coef > 0:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.progress_scorer = None
+        if cfg.algo.progress_estimator == "score":
+            from mrt_engine.integrations._common import ProgressScorer
+
+            estimator = build_score_estimator(
+                self.model, self.tok, template=self.template, scheme=cfg.algo.scheme,
+                segment_options=cfg.algo.segment_options, max_cuts=cfg.algo.max_cuts,
+                generator=getattr(self.backend, "generator", None))
+            self.progress_scorer = ProgressScorer(self.model, self.tok, estimator=estimator)
         self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
         self.step = 0
         self.extra: dict = {}
@@ -179,7 +189,10 @@ class Trainer:
         return metrics
 
     def _progress(self, samples, *, salt: int):
+        """J at each episode cut of every sample, by ``algo.progress_estimator``."""
         algo, ro = self.cfg.algo, self.cfg.rollout
+        if self.progress_scorer is not None:
+            return score_trace_progress(self.progress_scorer, self.tok, samples)
         return estimate_trace_progress(
             self.backend, self.tok, samples, template=self.template, scheme=algo.scheme,
             segment_options=algo.segment_options, max_cuts=algo.max_cuts, num_branches=algo.num_branches,

@@ -5,7 +5,8 @@ to 6 episode boundaries, 4 branches each): for every cut, ``prompt + prefix + te
 is continued ``num_branches`` times and graded; J = fraction correct. It runs through the
 rollout backend, so it always sees the current weights. (The standalone
 :class:`mrt_engine.progress.ProgressEstimator` computes the same quantity with shared-prefix
-kernels and a deterministic scoring mode, for analysis.)
+kernels and a deterministic scoring mode; ``algo.progress_estimator: score`` trains on that
+instead, see :mod:`mrt_engine.rl.score_progress`.)
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from pathlib import Path
 ALGORITHMS = ("grpo", "mrt_scalar", "mrt_dense", "length_penalty", "mrt_star", "star")
 RL_ALGORITHMS = ("grpo", "mrt_scalar", "mrt_dense", "length_penalty")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
+PROGRESS_ESTIMATORS = ("branch", "score")
 
 
 @dataclass
@@ -89,6 +90,10 @@ class AlgoConfig:
     # mrt_dense: forced-termination branches at up to max_cuts episode boundaries
     max_cuts: int = 6                  # paper: up to 6 boundaries
     num_branches: int = 4              # paper: 4 branches each
+    # how mrt_dense / mrt_star estimate J at the cuts: "branch" samples num_branches forced
+    # answers per cut (rl/branching.py); "score" takes the exact probability of the reference
+    # answer from mrt_engine.progress.ProgressEstimator(mode="score", method="fast") on the policy
+    progress_estimator: str = "branch"
     # star / mrt_star
     star_num_samples: int = 4          # traces sampled per prompt each round
     star_epochs: int = 1               # SFT epochs over the kept traces per round
@@ -107,10 +112,30 @@ class AlgoConfig:
             (self.max_cuts >= 1 and self.num_branches >= 1, "algo.max_cuts and algo.num_branches must be >= 1"),
             (0 < self.star_keep_fraction <= 1, "algo.star_keep_fraction must be in (0, 1]"),
             (self.kl_coef >= 0, "algo.kl_coef must be >= 0"),
+            (self.progress_estimator in PROGRESS_ESTIMATORS,
+             f"algo.progress_estimator={self.progress_estimator!r}; use one of {PROGRESS_ESTIMATORS}"),
+            (self.progress_estimator == "branch" or self.name in ("mrt_dense", "mrt_star"),
+             f"algo.progress_estimator='score' only applies to mrt_dense and mrt_star (the algorithms that "
+             f"estimate J at episode cuts), not {self.name!r}; remove it or set algo.name"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
+        if self.progress_estimator == "score":
+            self._check_scorable_template()
+
+    def _check_scorable_template(self):
+        """Score mode teacher-forces the reference answer right after the termination text, so
+        the template must end where the answer begins and say how the answer closes."""
+        from mrt_engine.prompts import TerminationTemplate, get_template
+
+        try:
+            tpl = TerminationTemplate(**self.template) if isinstance(self.template, dict) else self.template
+            get_template(tpl, scoring=True)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"algo.progress_estimator='score' needs a scoring template (one ending where the "
+                             f"answer begins, with an answer_suffix such as '}}'): {exc}. Use template: boxed, "
+                             "add answer_suffix to the template dict, or use algo.progress_estimator: branch") from exc
 
 
 @dataclass

@@ -1,0 +1,128 @@
+"""mrt_dense with ``algo.progress_estimator: score`` on the shipped demo model.
+
+The J values the trainer turns into advantages must be exactly what a separately built
+``ProgressEstimator(mode="score", method="fast")`` returns for the same completions at the
+same weights (snapshotted right before each update), placed on the right completion tokens;
+and the policy must still learn.
+"""
+import copy
+
+import pytest
+import torch
+
+import mrt_engine.train as train_mod
+from mrt_engine.integrations._common import episode_token_spans, token_char_ends
+from mrt_engine.progress import ProgressEstimator
+from mrt_engine.rl.config import TrainConfig
+from mrt_engine.rl.demo import DEMO_TRAIN
+from mrt_engine.rl.rollout import _strip_eos
+from mrt_engine.rl.setup import build_template
+from mrt_engine.train import Trainer
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def score_config(tmp_path, **algo) -> TrainConfig:
+    d = copy.deepcopy(DEMO_TRAIN)
+    d["data"].update(num_train=16, num_eval=0, seed=123)  # the warm start's own problems: some solved
+    d["rollout"].update(group_size=2, max_tokens=384, temperature=0.7)
+    d["algo"].update(name="mrt_dense", max_cuts=4, progress_estimator="score", **algo)
+    d["optim"].update(lr=1e-3, weight_decay=0.0, micro_batch_size=4, warmup_ratio=0.0)
+    d.update(steps=2, prompts_per_step=4, output_dir=str(tmp_path / "run"), tensorboard=False, progress_bar=False,
+             num_threads=None)
+    return TrainConfig.from_dict(d)
+
+
+def test_mrt_dense_score_progress_matches_a_separate_estimator(tmp_path, monkeypatch):
+    cfg = score_config(tmp_path)
+    trainer = Trainer(cfg)
+    model, tok = trainer.model, trainer.tok
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    seen = []
+    real = train_mod.advantages_for
+
+    def spy(algo, samples, batch, *, progress=None, **kw):
+        # the weights the progress was estimated with: nothing has been updated since rollout
+        state = {n: p.detach().clone() for n, p in model.named_parameters()}
+        adv, metrics = real(algo, samples, batch, progress=progress, **kw)
+        seen.append((list(samples), progress, state, batch, adv))
+        return adv, metrics
+
+    monkeypatch.setattr(train_mod, "advantages_for", spy)
+    result = trainer.run()
+    assert result.steps == 2 and len(seen) == 2
+    assert model.training, "the update leaves the policy in train mode"
+
+    # a separately constructed estimator on a copy of the snapshotted weights
+    other = copy.deepcopy(model)
+    template = build_template(cfg.algo.template)
+    estimator = ProgressEstimator(other, tok, mode="score", method="fast", template=template,
+                                  scheme=cfg.algo.scheme, segment_options={"max_steps": cfg.algo.max_cuts})
+    num_multi = 0
+    for samples, progress, state, batch, adv in seen:
+        with torch.no_grad():
+            for n, p in other.named_parameters():
+                p.copy_(state[n])
+        traces = [_strip_eos(s.completion_ids, tok) for s in samples]
+        ref = estimator.estimate([s.context_ids for s in samples], traces, [s.problem.answer for s in samples])
+        assert len(progress) == len(samples)
+        for s, p, r, ids in zip(samples, progress, ref, traces):
+            assert p.j == r.j, "trainer's J differs from the separate estimator's at the same weights"
+            # the advantages use fp32 progress; the estimator's is fp64 J_k - J_{k-1}
+            torch.testing.assert_close(p.progress, torch.tensor(r.progress, dtype=torch.float32), rtol=0, atol=1e-7)
+            assert all(0.0 <= x <= 1.0 for x in p.j) and len(p.episode_spans) == len(r.progress)
+            num_multi += len(r.progress) > 1
+            # spans: the estimator's token cuts, which the char-offset mapping of the
+            # integrations agrees with (the last episode also covers the EOS)
+            spans = episode_token_spans(r, token_char_ends(tok, ids))
+            if spans:
+                spans[-1] = (spans[-1][0], len(s.completion_ids))
+            assert p.episode_spans == spans
+        # the advantages carry alpha * progress_k on episode k's tokens on top of one outcome term
+        for i, (s, p) in enumerate(zip(samples, progress)):
+            start = batch.completion_start[i]
+            row = adv[i, start:start + len(s.completion_ids)]
+            rest = torch.cat([row[a:b] - cfg.algo.alpha * p.progress[k] for k, (a, b) in enumerate(p.episode_spans)])
+            if rest.numel():
+                torch.testing.assert_close(rest, rest[:1].expand_as(rest), rtol=0, atol=1e-6)
+    assert num_multi, "no completion had more than one episode: the test checks nothing per cut"
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert changed, f"no parameter changed in 2 steps; history: {result.history}"
+    # step 2 estimated J with the weights step 1 wrote (the live policy, no stale copy)
+    assert any(not torch.equal(seen[1][2][n], before[n]) for n in before)
+
+
+def test_score_estimator_config_checks():
+    with pytest.raises(ValueError, match="progress_estimator"):
+        TrainConfig.from_dict({"algo": {"name": "mrt_dense", "progress_estimator": "sampled"}})
+    with pytest.raises(ValueError, match="only applies to mrt_dense and mrt_star"):
+        TrainConfig.from_dict({"algo": {"name": "grpo", "progress_estimator": "score"}})
+    with pytest.raises(ValueError, match="scoring template"):
+        TrainConfig.from_dict({"algo": {"name": "mrt_dense", "progress_estimator": "score", "template": "r1"}})
+    with pytest.raises(ValueError, match="scoring template"):
+        TrainConfig.from_dict({"algo": {"name": "mrt_star", "progress_estimator": "score",
+                                        "template": {"text": "\n\nAnswer: ", "answer_prefix": "Answer: "}}})
+    cfg = TrainConfig.from_dict({"algo": {"name": "mrt_star", "progress_estimator": "score", "template": "boxed"}})
+    assert cfg.algo.progress_estimator == "score"
+    assert TrainConfig().algo.progress_estimator == "branch"
+
+
+def test_score_needs_a_reference_answer(tmp_path):
+    from types import SimpleNamespace
+
+    from mrt_engine.rl.rollout import Sample
+    from mrt_engine.rl.score_progress import score_inputs
+
+    tok = SimpleNamespace(eos_token_id=0)  # score_inputs only strips the EOS
+    sample = Sample(SimpleNamespace(problem="1+1?", answer=""), 0, [5, 6], [7, 8, 0], "x")
+    with pytest.raises(ValueError, match="reference answer"):
+        score_inputs(tok, [sample])
+    sample.problem.answer = 2
+    prompts, traces, answers = score_inputs(tok, [sample])
+    assert prompts == [[5, 6]] and traces == [[7, 8]] and answers == ["2"]
