@@ -29,6 +29,15 @@ def tokenizer(tiny):
     return tiny[1]
 
 
+@pytest.fixture
+def one_thread():
+    """Run single-threaded (small models are fastest so on a shared 2-core box); restore after."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -12,12 +12,7 @@ from mrt_engine.rl.optim import build_optimizer, build_scheduler
 from mrt_engine.rl.config import OptimConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models run fastest single-threaded on a shared machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train_a_bit(model, opt, sched, steps=2):

@@ -19,13 +19,7 @@ ALGOS = ("grpo", "mrt_scalar", "mrt_dense", "length_penalty", "star", "mrt_star"
 TIMING = ("tokens_per_s", "step_time_s")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The tiny model runs fastest single-threaded on a shared machine; restore afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_config(tmp_path, algo: str, **over) -> TrainConfig:

@@ -20,12 +20,7 @@ from mrt_engine.rl.setup import build_template
 from mrt_engine.train import Trainer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def score_config(tmp_path, **algo) -> TrainConfig:

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 
 from mrt_engine.rl.demo import DEMO_TEMPLATE, format_table
 from mrt_engine.rl.demo_model import demo_tokenizer
@@ -10,12 +9,7 @@ from mrt_engine.rl.setup import build_template
 from mrt_engine.rl.sft import SFTConfig, build_examples, run_sft
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sft_examples_trace_and_meta_prover():

@@ -180,16 +180,15 @@ def scalar_reward(result, *, form: str, alpha: float, include_outcome: bool) -> 
 def dense_rewards(result, spans: Sequence[tuple[int, int]], num_tokens: int, *, alpha: float) -> torch.Tensor:
     """``[num_tokens]`` fp32: ``alpha * progress_k`` on every token of episode k, 0 elsewhere.
 
-    Same convention as ``mrt_engine.rl.rewards.dense_progress_rewards``: each token carries its
-    own episode's progress (not the sum to go), added to the sequence's outcome advantage.
+    The trainer's own ``mrt_engine.rl.rewards.dense_progress_rewards`` (each token carries its
+    own episode's progress, added to the sequence's outcome advantage), with spans clipped to
+    the framework's completion length (it may truncate the completion we segmented).
     """
-    prg = [float(p) for p in result.progress]
-    if len(prg) != len(spans):
-        raise ValueError(f"{len(prg)} progress values for {len(spans)} episodes")
-    out = torch.zeros(num_tokens, dtype=torch.float32)  # [T]
-    for k, (start, end) in enumerate(spans):
-        out[start:min(end, num_tokens)] = alpha * prg[k]
-    return out
+    from mrt_engine.rl.rewards import dense_progress_rewards
+
+    clipped = [(min(start, num_tokens), min(end, num_tokens)) for start, end in spans]
+    progress = torch.tensor([float(p) for p in result.progress], dtype=torch.float32)
+    return dense_progress_rewards([progress], [clipped], num_tokens, alpha=alpha)[0]
 
 
 def last_token_rewards(result, spans: Sequence[tuple[int, int]], num_tokens: int, *,
