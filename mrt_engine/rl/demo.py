@@ -103,11 +103,6 @@ def run_demo(*, output_dir: str = "runs/demo", steps: int | None = None, algo: s
 
         _set_dotted(cfg, key, value)
     config = TrainConfig.from_dict(cfg)
-    if config.rollout.backend == "engine":
-        try:
-            from mrt_engine.engine import Generator  # noqa: F401
-        except ImportError:
-            config.rollout.backend = "hf"
     print(f"MRT demo: {config.algo.name}, {config.steps} steps x {config.prompts_per_step} prompts x "
           f"{config.rollout.group_size} traces on the demo model ({config.rollout.backend} generator)")
     result = train(config)

@@ -120,7 +120,7 @@ def run_sft(cfg: SFTConfig, *, log=None) -> dict:
                             grad_clip=cfg.grad_clip, micro_batch_size=cfg.micro_batch_size)
     optimizer = build_optimizer(model, optim_cfg)
     scheduler = build_scheduler(optimizer, optim_cfg, cfg.steps)
-    backend = make_backend("engine" if _engine_available() else "hf", model, tok)
+    backend = make_backend("engine", model, tok)
     logger = MetricsLogger(cfg.output_dir, total_steps=cfg.steps, progress_bar=False, tensorboard=False)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     rng = random.Random(cfg.seed)
@@ -163,11 +163,3 @@ def sft_eval(backend, tok, problems, *, max_tokens: int, system=None) -> float:
     samples = sample_groups(backend, tok, problems, n=1, sampling=Sampling(max_tokens=max_tokens, temperature=0.0),
                             system=system)
     return sum(s.reward for s in samples) / len(samples)
-
-
-def _engine_available() -> bool:
-    try:
-        from mrt_engine.engine import Generator  # noqa: F401
-    except ImportError:
-        return False
-    return True
