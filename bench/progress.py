@@ -8,7 +8,7 @@ Prints, per mode, episodes (cuts) per second of each method and the speed-ups, a
 mode the theoretical FLOP ratio naive/fast and the fraction of it reached. Timings are
 interleaved (fast, naive, vLLM, then rotated) and medians of ``--repeats`` rounds, as
 docs/performance.md asks. vLLM runs in a subprocess under ``--vllm-python`` (default
-/work/venvs/vllm/bin/python when it exists) on a plain HF checkpoint exported from the
+``$MRT_VLLM_PYTHON`` or the repo's ``.venv-vllm`` when it exists) on a plain HF checkpoint exported from the
 model; it is skipped with a note when not installed.
 
     PYTHONPATH=. python bench/progress.py --quick
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-VLLM_PYTHON = "/work/venvs/vllm/bin/python"
 
 
 @dataclass
@@ -152,7 +151,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--warmup", type=int, default=0)
     p.add_argument("--no-vllm", action="store_true")
-    p.add_argument("--vllm-python", default=VLLM_PYTHON if os.path.exists(VLLM_PYTHON) else None)
+    p.add_argument("--vllm-python", default=None, help="python with vLLM (default: $MRT_VLLM_PYTHON, the repo's .venv-vllm)")
     p.add_argument("--out", default=None, help="folder for the JSON results (default: a temp dir)")
     p.add_argument("--vllm-worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -163,7 +162,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(HERE))
     import torch
 
-    from harness import ModelDims, run_interleaved
+    from harness import ModelDims, find_vllm_python, run_interleaved
     from mrt_engine.models import load_model
     from mrt_engine.progress import ProgressEstimator
 
@@ -216,11 +215,14 @@ def main(argv=None) -> int:
         else:
             gen = {k: sum(len(s) for r in outputs[k] for s in (r.samples or [])) for k in outputs}
             row["mean_j"] = {k: sum(sum(r.j) for r in outputs[k]) / num_cuts for k in outputs}
-            if args.vllm_python and not args.no_vllm:
+            vllm_python, why = (None, "--no-vllm") if args.no_vllm else find_vllm_python(args.vllm_python)
+            if vllm_python is None:
+                lines.append(f"[sample] vLLM skipped: {why}")
+            else:
                 prompts = [it.prompt_ids + it.trace_ids[:it.cut_tokens[c]] + it.suffix_ids[c]
                            for it in items for c in range(it.num_cuts)]
                 try:
-                    v = run_vllm(args.vllm_python, model, tok, prompts, w, args.repeats, max(1, args.warmup), out_dir)
+                    v = run_vllm(vllm_python, model, tok, prompts, w, args.repeats, max(1, args.warmup), out_dir)
                     vmed = statistics.median(v["times"])
                     row["vllm"] = {"median_s": vmed, "episodes_per_s": num_cuts / vmed, "num_tokens": v["num_tokens"]}
                     lines.append(f"[sample] vLLM (prefix caching) {num_cuts / vmed:.2f} ep/s ({vmed:.2f} s): fast is "
@@ -228,8 +230,6 @@ def main(argv=None) -> int:
                 except Exception as exc:  # noqa: BLE001 - the baseline is optional: say why it is missing
                     row["vllm"] = {"error": str(exc)[:300]}
                     lines.append(f"[sample] vLLM baseline failed: {str(exc)[:200]}")
-            else:
-                lines.append("[sample] vLLM baseline not run (no --vllm-python / vLLM not installed)")
             lines.append(f"[sample] fast is {med['naive'] / med['fast']:.2f}x naive (target >= 10x); "
                          f"mean J fast {row['mean_j']['fast']:.3f} vs naive {row['mean_j']['naive']:.3f}; {gen}")
         report[mode] = row

@@ -756,7 +756,7 @@ def parse_args(argv=None):
                    help="output folder (default runs/throughput/, git-ignored)")
     p.add_argument("--no-vllm", action="store_true", help="skip the vLLM baselines even when vLLM is installed")
     p.add_argument("--vllm-python", default=os.environ.get("MRT_VLLM_PYTHON"),
-                   help="python of a virtualenv with vLLM (default: $MRT_VLLM_PYTHON, /work/venvs/vllm, this python)")
+                   help="python of a virtualenv with vLLM (default: $MRT_VLLM_PYTHON, the repo's .venv-vllm, this python)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     stages = []
