@@ -30,6 +30,7 @@ class TraceInputs:
     outcome: float | None
     references: list[str]
     verifier: Callable | None = None    # exact task verifier for graded answers (None: math equivalence)
+    seed_key: tuple[int, int] | None = None  # sample mode: cut c draws from cut_seed(*seed_key, c)
 
     @property
     def num_cuts(self) -> int:
