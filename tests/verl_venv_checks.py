@@ -20,7 +20,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from tensordict import TensorDict  # noqa: E402
 from verl import DataProto  # noqa: E402
 
-from mrt_engine.integrations._common import EstimatorOptions, ProgressScorer, token_char_ends  # noqa: E402
+from mrt_engine.integrations._common import EstimatorConfig, ProgressScorer, token_char_ends  # noqa: E402
 from mrt_engine.progress import ProgressEstimator  # noqa: E402
 
 ALPHA = 1e10  # the random tiny model puts J near 1e-10 (see tests/test_integration_trl.py)
@@ -94,7 +94,7 @@ def _expected(tiny, responses_ids):
 
 
 def _scorer(tiny):
-    return ProgressScorer(*tiny, EstimatorOptions(extra=dict(ESTIMATOR)))
+    return ProgressScorer(*tiny, EstimatorConfig(**ESTIMATOR))
 
 
 def test_classic_manager_places_progress_on_episode_ends_and_outcome_last(tiny):

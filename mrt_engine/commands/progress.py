@@ -8,8 +8,19 @@ the ``ProgressResult`` fields (schema in docs/progress.md).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+import warnings
+
+
+class _Deprecated(argparse.Action):
+    """A renamed flag: stores onto the new name and warns once."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        warnings.warn(f"{option_string} is deprecated; use --{self.dest.replace('_', '-')}", DeprecationWarning,
+                      stacklevel=2)
+        setattr(namespace, self.dest, values)
 
 
 def add_parser(sub) -> None:
@@ -22,10 +33,17 @@ def add_parser(sub) -> None:
     p.add_argument("--method", choices=("fast", "naive"), default="fast")
     p.add_argument("--template", default=None, help="termination template name (default: r1_scoring / r1)")
     p.add_argument("--scheme", default="r1", help="episode segmenter scheme")
-    p.add_argument("--max-steps", type=int, default=None, help="segmenter: at most this many cuts")
-    p.add_argument("--group-size", type=int, default=1, help="segmenter: merge this many episodes")
-    p.add_argument("--num-samples", type=int, default=8)
-    p.add_argument("--max-answer-tokens", type=int, default=32)
+    p.add_argument("--max-cuts", type=int, default=None, help="at most this many episode boundaries per trace")
+    p.add_argument("--merge-episodes", type=int, default=1, help="segmenter: merge this many consecutive episodes")
+    p.add_argument("--num-branches", type=int, default=8, help="sample mode: forced answers per cut")
+    p.add_argument("--max-answer-tokens", type=int, default=32, help="sample mode: budget of each forced answer")
+    p.add_argument("--natural-end", choices=("close", "forced", "outcome"), default="close",
+                   help="J at the end of the trace: answer after the natural close, after the termination text, "
+                        "or the trace's own grade")
+    # The previous release's names, kept for one release (argparse maps them onto the new ones).
+    for old, new_flag in (("--max-steps", "max_cuts"), ("--group-size", "merge_episodes"),
+                          ("--num-samples", "num_branches")):
+        p.add_argument(old, dest=new_flag, type=int, help=argparse.SUPPRESS, action=_Deprecated)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
@@ -89,9 +107,10 @@ def run(args) -> int:
     items = read_items(args.data, args.problem_field, args.answer_field)
     model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
     _generate_missing(items, model, tok, args)
-    seg = {k: v for k, v in (("max_steps", args.max_steps), ("group_size", args.group_size)) if v not in (None, 1)}
+    seg = {"merge_episodes": args.merge_episodes} if args.merge_episodes != 1 else {}
     est = ProgressEstimator(model, tok, mode=args.mode, method=args.method, template=args.template,
-                            scheme=args.scheme, segment_options=seg, num_samples=args.num_samples,
+                            scheme=args.scheme, segment_options=seg, max_cuts=args.max_cuts,
+                            num_branches=args.num_branches, natural_end=args.natural_end,
                             max_answer_tokens=args.max_answer_tokens, temperature=args.temperature,
                             top_p=args.top_p, seed=args.seed, max_batch_tokens=args.max_batch_tokens,
                             show_progress=None)

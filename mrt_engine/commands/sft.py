@@ -16,24 +16,15 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    import yaml
-
     from mrt_engine.commands.train import parse_overrides
-    from mrt_engine.rl.config import _set_dotted
-    from mrt_engine.rl.sft import SFTConfig, run_sft
+    from mrt_engine.config import SFTConfig, load_config
+    from mrt_engine.rl.sft import run_sft
 
-    d = {}
-    if args.config:
-        with open(args.config) as f:
-            d = yaml.safe_load(f) or {}
-    for key, value in parse_overrides(args.overrides).items():
-        _set_dotted(d, key, value)
+    overrides = parse_overrides(args.overrides)
     if args.output_dir:
-        d["output_dir"] = args.output_dir
+        overrides["output_dir"] = args.output_dir
     if args.export:
-        d["export"] = args.export
-    from mrt_engine.rl.config import _build
-
-    summary = run_sft(_build(SFTConfig, d, "sft config"))
+        overrides["export"] = args.export
+    summary = run_sft(load_config(SFTConfig, args.config, overrides))
     print(json.dumps(summary, indent=1))
     return 0

@@ -24,7 +24,6 @@ import torch
 
 from mrt_engine.engine.forward import DecoderForward, varlen_causal_attention
 
-from . import _compat
 from .inputs import TraceInputs
 
 
@@ -109,9 +108,8 @@ def prefill(fwd: DecoderForward, seqs: list[list[int]], max_tokens: int) -> KVCa
     in chunks, each chunk planned (``ops.plan_scoring``) as a suffix at cut ``c0`` of its own
     rows, so it attends the K/V already captured (memory stays bounded).
     """
-    from mrt_engine.ops import plan_scoring
+    from mrt_engine.ops import plan_scoring, prefix_suffix_attention as prefix_attention
 
-    prefix_attention, _ = _compat.ops()
     lens = [len(s) for s in seqs]
     offsets = [0]
     for n in lens:
@@ -155,7 +153,8 @@ def score_fast(fwd: DecoderForward, items: list[TraceInputs], *, max_tokens: int
     Per packed pass, one plan (``ops.plan_scoring``: index tensors, moved to the device once)
     and per layer one ``prefix_suffix_attention`` call that reads it.
     """
-    prefix_attention, selective_log_prob = _compat.ops()
+    from mrt_engine.ops import prefix_suffix_attention as prefix_attention, selective_log_prob
+
     dev = fwd.device
     scale = fwd.shape.scale
     bias = getattr(fwd.lm_head, "bias", None)
