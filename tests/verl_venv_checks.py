@@ -185,7 +185,8 @@ def test_reward_loop_manager_through_load_reward_manager(tiny):
     })
     manager = load_reward_manager(config, tok)
     assert type(manager).__name__ == "MRTRewardLoopManager" and isinstance(manager, RewardManagerBase)
-    manager.scorer.options.extra.update(ESTIMATOR)  # the test's segmentation; the model came from config
+    for key, value in ESTIMATOR.items():  # the test's segmentation; the model came from config
+        setattr(manager.scorer.config, key, value)
     data, rows_r = _batch(tok)
     results = _expected(tiny, rows_r)
     outs = [asyncio.new_event_loop().run_until_complete(manager.run_single(data[i:i + 1])) for i in range(len(data))]
