@@ -2,8 +2,9 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 from throughput import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(["--stage", "generation", "--out", "runs/generation", *sys.argv[1:]]))
+    sys.exit(main(["--stage", "generation", "--out", str(HERE.parent / "runs" / "generation"), *sys.argv[1:]]))

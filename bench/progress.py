@@ -3,8 +3,9 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 from throughput import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(["--stage", "score,sample", "--out", "runs/progress", *sys.argv[1:]]))
+    sys.exit(main(["--stage", "score,sample", "--out", str(HERE.parent / "runs" / "progress"), *sys.argv[1:]]))
