@@ -116,3 +116,18 @@ def test_quick_cli_row_says_not_installed(tmp_path):
     assert rows["vLLM"]["status"] == "unavailable"
     assert "not installed" in rows["vLLM"]["reason"] and "make vllm-venv" in rows["vLLM"]["reason"]
     assert "head_dim" not in rows["vLLM"]["reason"]
+
+
+def test_start_vllm_exports_the_model_and_starts_the_worker(fake_vllm_python, tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("MRT_BENCH_CACHE", str(tmp_path / "cache"))
+    model, tok = tiny
+    worker, why = vllm_client.start_vllm(fake_vllm_python, name="tiny", model=model, tokenizer=tok, device_type="cpu",
+                                         dtype="float32", threads=1, log_dir=tmp_path)
+    try:
+        assert worker is not None, why
+        ckpt = tmp_path / "cache" / "tiny"
+        assert (ckpt / "config.json").exists() and list(ckpt.glob("*.safetensors"))
+        assert worker.generate([[1, 2]], n=1, max_tokens=3, temperature=1.0)["num_tokens"] == 3
+    finally:
+        if worker is not None:
+            worker.close()
