@@ -44,6 +44,7 @@ def peak_memory(fn: Callable[[], object], device: str | torch.device) -> int | N
 
 
 def _peak_rss_in_child(fn: Callable[[], object]) -> int | None:
+    """``fn``'s resident-set peak in a forked child (one torch thread), or None (no fork or /proc)."""
     if not hasattr(os, "fork") or not os.path.exists("/proc/self/clear_refs"):
         return None
     read_end, write_end = os.pipe()
