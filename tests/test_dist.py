@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from mrt_engine.config import TrainConfig
-from mrt_engine.rl.demo import DEMO_TRAIN
+from mrt_engine.configs import shipped_config
 from mrt_engine.rl.logger import read_metrics
 from mrt_engine.train import train
 
@@ -33,7 +33,7 @@ TIMING = ("tokens_per_s", "step_time_s")
 
 
 def _config(out: Path, algo: str, **over) -> dict:
-    d = copy.deepcopy(DEMO_TRAIN)
+    d = shipped_config("demo")
     d["data"].update(num_train=16, num_eval=0, seed=123)  # the warm start's problems: some solved
     d["rollout"].update(group_size=2, max_tokens=384, temperature=0.7)
     d["algo"]["name"] = algo

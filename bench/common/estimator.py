@@ -19,5 +19,5 @@ def estimator_options(mode: str, method: str, *, num_branches: int = 1, max_answ
         return dict(mode="score", method=method, show_progress=False)
     return dict(
         mode="sample", method=method, template="boxed",
-        num_samples=num_branches,  # the estimator's name for answers per cut (renamed num_branches in mrt_engine)
+        num_branches=num_branches,
         max_answer_tokens=max_answer_tokens, temperature=SAMPLE_TEMPERATURE, seed=0, show_progress=False)

@@ -2,7 +2,6 @@
 the share of the step's time each phase takes."""
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
@@ -12,42 +11,9 @@ from bench.common.timing import synchronize
 
 from .base import Context, import_or_reason, measure, reset_prefix_cache, unavailable
 
-# Phases of Trainer.rl_step, timed by wrapping what it calls (names in mrt_engine.train).
-STEP_PHASES = (("sample_groups", "generation"), ("_progress", "progress"), ("advantages_for", "advantages"),
-               ("policy_update", "policy update"))
-
-
-@contextlib.contextmanager
-def phase_timer(train_module, trainer, sink: dict[str, float], device):
-    """Add the seconds spent in each phase of an MRT step to ``sink`` while active."""
-    patched = []
-
-    def wrap(owner, attr, phase):
-        fn = getattr(owner, attr)
-
-        def timed(*a, **k):
-            synchronize(device)
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                synchronize(device)
-                sink[phase] = sink.get(phase, 0.0) + time.perf_counter() - t0
-        setattr(owner, attr, timed)
-        patched.append((owner, attr, fn))
-
-    try:
-        for attr, phase in STEP_PHASES:
-            owner = trainer if attr.startswith("_") else train_module
-            if hasattr(owner, attr):
-                wrap(owner, attr, phase)
-        yield
-    finally:
-        for owner, attr, fn in reversed(patched):
-            if owner is trainer:
-                delattr(trainer, attr)  # back to the class method
-            else:
-                setattr(owner, attr, fn)
+# Phases of one step as the trainer reports them in its metrics (mrt_engine.train), and the name each is shown under.
+STEP_PHASES = (("time/generation_s", "generation"), ("time/progress_s", "progress"), ("time/credit_s", "advantages"),
+               ("time/update_s", "policy update"))
 
 
 def step_config(ctx: Context, backend: str, out_dir: str):
@@ -60,8 +26,8 @@ def step_config(ctx: Context, backend: str, out_dir: str):
         model=dict(name=ctx.model_name if ctx.model_name in ("tiny", "smollm2-135m") else "tiny"),
         data=dict(task=task, num_train=max(16, 4 * w.step_num_prompts), num_eval=0),
         rollout=dict(group_size=w.step_n, max_tokens=w.step_max_tokens, temperature=0.9, backend=backend),
-        algo=dict(name="mrt_dense", max_cuts=w.step_max_cuts, num_branches=w.step_num_branches,
-                  answer_max_tokens=w.step_answer_tokens),
+        algo=dict(name="mrt_dense", progress=dict(max_cuts=w.step_max_cuts, num_branches=w.step_num_branches,
+                                                  max_answer_tokens=w.step_answer_tokens)),
         steps=1000, prompts_per_step=w.step_num_prompts, output_dir=out_dir, tensorboard=False, progress_bar=False,
         precision="no"))
 
@@ -91,11 +57,12 @@ def stage_step(ctx: Context) -> list[Result]:
         trainer = trainers[method]
 
         def call():
-            sink: dict[str, float] = {}
+            synchronize(ctx.device)
             t0 = time.perf_counter()
-            with phase_timer(train_module, trainer, sink, ctx.device):
-                metrics = trainer.rl_step(trainer.sampler.next(w.step_num_prompts))
+            metrics = trainer.train_step(trainer.sampler.next(w.step_num_prompts))
             trainer.backend.weights_updated()
+            synchronize(ctx.device)
+            sink = {name: metrics.get(key, 0.0) for key, name in STEP_PHASES}
             sink["total"] = time.perf_counter() - t0
             phases[method].append(sink)
             tokens[method].append(round(metrics.get("completion_tokens", 0) * w.step_num_prompts * w.step_n))
