@@ -101,7 +101,7 @@ def test_fuzz_prepare(estimators, tiny):
                 raise
 
     fuzz("ProgressEstimator.prepare", check, arguments(vocab), st.sampled_from(["score", "sample"]),
-         max_examples=1200)
+         max_examples=900)
     for bug in (*KNOWN, OUT_OF_VOCAB):
         print(f"  known bug hit {len(bug.hits)} times: {bug.text}")
 

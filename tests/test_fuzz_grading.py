@@ -26,7 +26,7 @@ def test_fuzz_extract_boxed():
         if "\\boxed" not in text and "\\fbox" not in text:
             assert got is None
 
-    fuzz("extract_boxed", check, LATEX_TEXT, max_examples=2500)
+    fuzz("extract_boxed", check, LATEX_TEXT, max_examples=3000)
 
 
 def test_fuzz_extract_boxed_nested():

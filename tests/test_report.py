@@ -120,6 +120,12 @@ def test_text_is_escaped_and_page_is_self_contained(tmp_path):
     assert html.count("<svg") == 2 * 3  # two charts per trace
 
 
+def test_lone_surrogate_is_written_as_text(tmp_path):
+    src = write_progress(tmp_path / "p.jsonl", [make_result(["bad \ud800 byte"], [0.1, 0.2], [10, 20])])
+    write_report(str(src), str(tmp_path / "r.html"))
+    assert "bad \\ud800 byte" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
 def test_budgets_follow_the_trace_lengths():
     short = read_like([make_result(["a"], [0.1, 0.5], [100, 237])])
     assert choose_budgets(short) == [60.0, 120.0, 180.0, 240.0]

@@ -19,7 +19,8 @@ def write_report(progress_path: str, out_path: str, *, budgets=None, title: str 
     records = read_progress(progress_path)
     report = build_report(records, budgets=budgets, source=os.path.basename(progress_path),
                           title=title or f"MRT trace viewer: {os.path.basename(progress_path)}")
-    with open(out_path, "w", encoding="utf-8") as fh:
+    # A lone surrogate (a JSON "\\ud800" escape in a trace) cannot be UTF-8: show it as text.
+    with open(out_path, "w", encoding="utf-8", errors="backslashreplace") as fh:
         fh.write(report.html)
     return report
 

@@ -31,7 +31,7 @@ def _num(x: float | None) -> str:
     return "" if x is None else repr(float(x))
 
 
-def _clip(text: str, limit: int = 40) -> str:
+def _clip(text: str, limit: int = 32) -> str:
     """First line of ``text``, at most ``limit`` chars (the index table stays one screen wide)."""
     line = text.strip().split("\n", 1)[0]
     return line if len(line) <= limit and line == text.strip() else line[: limit - 1] + "…"

@@ -13,7 +13,8 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin:
 h1 { font-size: 22px; margin: 4px 0 8px; } h2 { font-size: 18px; margin: 0 0 8px; }
 .meta { color: #555; margin: 2px 0; }
 table { border-collapse: collapse; margin: 8px 0 16px; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
+th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; white-space: nowrap; }
+#index { font-size: 13px; }
 th { background: #f3f3f3; white-space: normal; }
 td.text, th.text { text-align: left; }
 .scroll { overflow-x: auto; }
