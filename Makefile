@@ -23,6 +23,7 @@ verl-venv:
 	bash scripts/setup_verl_venv.sh $(VERL_VENV)
 
 test: setup verl-venv
+	bash scripts/install_browser.sh
 	VERL_VENV=$(VERL_VENV) $(PYTHON) -m pytest -q -ra tests
 
 test-fast: setup

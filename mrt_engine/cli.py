@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("demo", "progress", "regret", "train", "sft", "generate")
+COMMANDS = ("demo", "progress", "regret", "train", "sft", "generate", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
