@@ -157,7 +157,7 @@ class RolloutConfig:
 
 
 def _train_estimator() -> EstimatorConfig:
-    # The dense variant of mrt.md section 5: 4 forced answers at up to 6 boundaries; the natural
+    # The dense variant of docs/method.md section 5: 4 forced answers at up to 6 boundaries; the natural
     # end is the rollout's own graded outcome; temperature/top_p follow the rollout.
     return EstimatorConfig(mode="sample", template="boxed", max_cuts=6, num_branches=4, temperature=None,
                            top_p=None, natural_end="outcome", show_progress=False)
@@ -166,7 +166,7 @@ def _train_estimator() -> EstimatorConfig:
 @dataclass
 class AlgoConfig:
     name: str = "grpo"                 # one of ALGORITHMS (see mrt_engine.rl.algorithms)
-    alpha: float = 1.0                 # weight of the progress bonus (mrt.md: 1.0)
+    alpha: float = 1.0                 # weight of the progress bonus (docs/method.md: 1.0)
     advantage_scale: str = "std"       # "std" (GRPO) or "none" (Dr. GRPO)
     aggregation: str = "grpo"          # "grpo" | "dr_grpo" | "dapo"
     clip_low: float = 0.2

@@ -6,7 +6,7 @@ Every scheme is a function ``text -> cuts``: the char offsets where a new episod
 (``0 < cut < len(text)``, strictly increasing). ``segment`` turns cuts into episodes, so the
 episode texts always concatenate back to the trace exactly. Built-in schemes:
 
-- ``"r1"``: the R1 rule of the paper's analysis (docs/mrt.md section 4). Paragraphs are
+- ``"r1"``: the R1 rule of the paper's analysis (docs/method.md section 4). Paragraphs are
   separated by ``"\\n\\n"``; a paragraph starting with one of ``R1_KEYWORDS`` starts a new
   episode unless the previous boundary (the trace start counts as one) is 0, 1 or 2
   paragraphs before it. The ``"\\n\\n"`` separator stays at the end of the preceding episode,

@@ -323,7 +323,7 @@ _DECIMAL = re.compile(r"[+-]?\d*\.\d+|[+-]?\d+")
 
 def answer_forms(answer: str) -> list[str]:
     """Common surface forms of a numeric answer, the given one first, for estimators
-    that sum the probability of each accepted form (scoring mode, docs/mrt.md 3).
+    that sum the probability of each accepted form (scoring mode, docs/method.md 3).
 
     Integers and rationals get `a/b`, `\\frac{a}{b}`, `\\dfrac{a}{b}` and a terminating
     decimal; anything else comes back alone. Every form is `is_equiv` to `answer`.

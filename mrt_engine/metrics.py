@@ -10,7 +10,7 @@ forced to answer at a cut (prompt + prefix + termination + mean answer length, s
 flat after its last point. ``tokens`` must be non-decreasing; equal tokens make a vertical
 step.
 
-Where we depart from the authors' released analysis scripts (mrt.md section 7): answer
+Where we depart from the authors' released analysis scripts (docs/method.md section 7): answer
 lengths are the mean over the samples actually drawn (their script divides a sum over 8
 samples by 16), and every trace is paired with its own prefixes. The formula itself is
 theirs: ``regret(C0) = 1 - (1/C0) * integral_0^C0 J(t) dt`` with comparator ``J* = 1``.
@@ -75,7 +75,7 @@ def curve_area(points: list[tuple[float, float]], budget: float) -> float:
 
 
 def normalized_regret(tokens: Sequence[float], j: Sequence[float], budget: float, *, comparator: float = 1.0) -> float:
-    """Normalized regret of one J curve at token budget ``budget`` (mrt.md section 7).
+    """Normalized regret of one J curve at token budget ``budget`` (docs/method.md section 7).
 
     ``1 - (1/(comparator * C0)) * integral_0^C0 J(t) dt`` with ``(0, 0)`` prepended, linear
     interpolation, and J held flat after the last cut. With the default comparator ``J* = 1``

@@ -1,6 +1,6 @@
 """Meta-prover prompts: termination templates and chat-template handling.
 
-The meta-prover is the policy forced to stop after a prefix of its trace (docs/mrt.md 2-3):
+The meta-prover is the policy forced to stop after a prefix of its trace (docs/method.md 2-3):
 ``prompt_ids + prefix + termination``, then the model answers (sampling) or the reference
 answer is teacher-forced (scoring).
 
@@ -12,7 +12,7 @@ token ids of a prefix cut from the whole trace line up with the shared-prefix ke
 answer's tokens are the same at every cut. Decoding the ids gives back the texts concatenated.
 
 Templates (``TerminationTemplate``):
-- ``R1_TERMINATION``: the R1 termination text of docs/mrt.md section 3, character-exact (it
+- ``R1_TERMINATION``: the R1 termination text of docs/method.md section 3, character-exact (it
   ends in ``1. **``, where the model writes its answer: for sampling).
 - ``R1_SCORING_TERMINATION``: the same text up to ``</think>\\n\\n``, then
   ``The final answer is \\boxed{`` so the answer begins right after it (for scoring; ours).
@@ -178,7 +178,7 @@ def answer_ids(tokenizer, answer: str, template: str | TerminationTemplate | Non
     """Teacher-forced answer ids for scoring: ``answer`` + the template's closing ``}``.
 
     The closing brace makes "the forced answer is exactly this string" events disjoint, so the
-    probabilities of several accepted forms of one answer can be summed (docs/mrt.md 3).
+    probabilities of several accepted forms of one answer can be summed (docs/method.md 3).
     """
     if not isinstance(answer, str) or not answer:
         raise ValueError(f"answer must be a non-empty string, got {answer!r}")

@@ -24,7 +24,7 @@ R1_STARTS = ("Wait", "But wait", "Alternatively", "Is there another way to think
 
 
 def r1_episodes(text):
-    """The R1 rule of docs/mrt.md, restated here on purpose (independent of episodes.py):
+    """The R1 rule of docs/method.md, restated here on purpose (independent of episodes.py):
     a keyword paragraph starts an episode unless the previous boundary is 0-2 paragraphs
     before it. Returns the episodes as lists of paragraphs."""
     paragraphs = text.split("\n\n")

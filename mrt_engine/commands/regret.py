@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-DEFAULT_BUDGETS = (4096, 8192, 12288, 16384)  # the authors' budgets (mrt.md section 7)
+DEFAULT_BUDGETS = (4096, 8192, 12288, 16384)  # the authors' budgets (docs/method.md section 7)
 
 
 def add_parser(sub) -> None:

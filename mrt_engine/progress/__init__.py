@@ -1,4 +1,4 @@
-"""Progress estimation: J at every episode boundary of a reasoning trace (mrt.md sections 2-3).
+"""Progress estimation: J at every episode boundary of a reasoning trace (docs/method.md sections 2-3).
 
 ``from mrt_engine.progress import ProgressEstimator, ProgressResult``. See docs/progress.md.
 """

@@ -32,7 +32,7 @@ class ProgressEstimator:
             ``forward`` is reused for score mode too). Built lazily from the model otherwise.
         template: a ``mrt_engine.prompts.TerminationTemplate``, its name or its fields (a
             dict); overrides ``config.template``. Default: the R1
-            text of mrt.md for sample mode (``"r1"``) and its scoring form ending in
+            text of docs/method.md for sample mode (``"r1"``) and its scoring form ending in
             ``\\boxed{`` for score mode (``"r1_scoring"``); ``"boxed"`` suits models without
             a think tag. Score mode needs a template that ends where the answer begins.
         segmenter: ``callable(text) -> list[Episode]``; default
@@ -40,7 +40,7 @@ class ProgressEstimator:
         config / **options: an ``EstimatorConfig``, or its fields as keywords (mode, method,
             scheme, max_cuts, num_branches, natural_end, ...).
 
-    Score mode is our addition to the paper (mrt.md section 3): J is the exact probability
+    Score mode is our addition to the paper (docs/method.md section 3): J is the exact probability
     that the forced answer is the reference string (several accepted forms are summed; the
     closing brace makes them disjoint events). It is deterministic and a lower bound on the
     sampled J, which also counts equivalent strings the grader accepts.

@@ -10,7 +10,7 @@ from mrt_engine.progress.result import token_curve
 
 from .load import TraceRecord
 
-PAPER_BUDGETS = (4096.0, 8192.0, 12288.0, 16384.0)  # the authors' budgets (mrt.md section 7)
+PAPER_BUDGETS = (4096.0, 8192.0, 12288.0, 16384.0)  # the authors' budgets (docs/method.md section 7)
 BUDGET_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 

@@ -19,7 +19,7 @@ def evaluate(backend, tokenizer, problems, *, estimator, max_tokens: int, temper
     - ``progress``: mean per-episode progress ``J_k - J_{k-1}``; ``j_empty``: mean J at the
       empty prefix; ``episodes``: mean episodes per trace (J from ``estimator``, the trainer's).
     - ``regret``: mean normalized regret at budget C0 = prompt + ``max_tokens`` tokens
-      (mrt.md section 7; comparator J* = 1), over each trace's token curve.
+      (docs/method.md section 7; comparator J* = 1), over each trace's token curve.
     ``first_index``: global index of ``problems[0]`` when each rank evaluates its share.
     """
     if not problems:

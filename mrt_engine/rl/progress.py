@@ -5,7 +5,7 @@ The trainer hands :class:`mrt_engine.progress.ProgressEstimator` each sample as 
 trailing EOS), so the estimator segments exactly the ids the policy generated and its
 ``cut_tokens`` are offsets into the completion. With ``natural_end="outcome"`` (the trainer's
 default) J at the end of the trace is the sample's graded reward, and only the forced cuts
-are branched: the dense variant of mrt.md section 5.
+are branched: the dense variant of docs/method.md section 5.
 """
 from __future__ import annotations
 

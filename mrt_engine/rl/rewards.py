@@ -2,9 +2,9 @@
 
 All functions are pure tensor functions. Shapes: ``N`` traces, ``T`` padded token positions.
 
-The MRT objective (mrt.md section 2) is ``L_outcome + alpha * E[sum_j r_prg(z_j; c_{j-1})]``
+The MRT objective (docs/method.md section 2) is ``L_outcome + alpha * E[sum_j r_prg(z_j; c_{j-1})]``
 with ``r_prg(z_j; c) = J(c, z_j) - J(c)``: the gain in forced-termination success that
-episode j causes. Two training forms are shipped (mrt.md section 5):
+episode j causes. Two training forms are shipped (docs/method.md section 5):
 
 - scalar (the paper's): a continuation from a prefix gets ``A = R - mean(R_terminate)``,
   the forced-termination success at the prefix replacing the usual group mean
@@ -29,7 +29,7 @@ def episode_progress(j: torch.Tensor) -> torch.Tensor:
     """Per-episode progress from success probabilities at the cuts.
 
     ``j [L+1]``: J after 0, 1, ..., L episodes (``j[0]`` = the empty prefix).
-    Returns ``[L]`` with ``r_prg_k = j[k+1] - j[k]`` (mrt.md section 2).
+    Returns ``[L]`` with ``r_prg_k = j[k+1] - j[k]`` (docs/method.md section 2).
     """
     j = torch.as_tensor(j, dtype=torch.float32)
     if j.dim() != 1 or j.numel() < 1:
@@ -44,7 +44,7 @@ def scalar_mrt_advantages(rewards: torch.Tensor, terminated: torch.Tensor, *,
     ``rewards [P, m]``: outcome reward of the m continuations sampled from prefix p.
     ``terminated [P, m]`` bool: the continuation was forced to terminate at once (termination
     text appended, then answered) rather than reasoning on.
-    ``A[p, i] = R[p, i] - mean_{i': terminated[p, i']} R[p, i']``  (mrt.md section 5).
+    ``A[p, i] = R[p, i] - mean_{i': terminated[p, i']} R[p, i']``  (docs/method.md section 5).
 
     ``baseline [P]`` optional: an estimate of the forced-termination success at the prefix
     (e.g. J from :class:`mrt_engine.progress.ProgressEstimator` in scoring mode). It is used
@@ -100,7 +100,7 @@ def dense_progress_rewards(progress: list[torch.Tensor], episode_token_spans: li
 
 def length_penalty_rewards(rewards: torch.Tensor, lengths: torch.Tensor, *, max_tokens: int,
                            coef: float = 0.5, only_correct: bool = False) -> torch.Tensor:
-    """Length-penalised outcome reward (the "length penalty" baseline of mrt.md Table 1).
+    """Length-penalised outcome reward (the "length penalty" baseline of docs/method.md Table 1).
 
     ``R'_i = R_i - coef * lengths_i / max_tokens`` (completion tokens, a linear penalty in
     [0, coef]). With ``only_correct`` the penalty applies only where ``R_i > 0``, so a short

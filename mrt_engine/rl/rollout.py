@@ -71,7 +71,7 @@ def sample_groups(backend, tokenizer, problems, *, n: int, sampling: SamplingPar
 def sample_prefix_continuations(backend, tokenizer, problems, *, sampling: SamplingParams, num_continuations: int,
                                 num_terminate: int, max_answer_tokens: int, template, scheme: str,
                                 segment_options: dict, rng: random.Random, system=None) -> list[Sample]:
-    """Scalar MRT-RL data (mrt.md section 5): per problem, one prefix rollout cut after a
+    """Scalar MRT-RL data (docs/method.md section 5): per problem, one prefix rollout cut after a
     random number of episodes k (uniform over 0..L-1 for a trace of L episodes), then
     ``num_terminate`` continuations forced to answer at once (termination text appended) and
     ``num_continuations - num_terminate`` that reason on. Group ``g`` = the prefix of problem g.
