@@ -94,7 +94,7 @@ class VLLMBackend:
             raise ValueError(f"rollout.vllm: unknown key(s) {unknown}; known keys: {sorted(VLLM_OPTIONS)}")
         self.options = {**VLLM_OPTIONS, **(options or {})}
         vllm = import_vllm()
-        # The worker must live in this process for apply_model to reach the live tensors.
+        # The worker must live in this process, so collective_rpc hands it the live tensors as they are.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         self.model, self.tokenizer = model, tokenizer
         self._vllm = vllm
