@@ -9,11 +9,7 @@ VERL_VENV ?= $(CURDIR)/.venv-verl
 VLLM_VENV ?= $(CURDIR)/.venv-vllm
 OPENRLHF_VENV ?= $(CURDIR)/.venv-openrlhf
 
-<<<<<<< HEAD
-.PHONY: setup verl-venv vllm-venv test test-fast demo bench bench-quick bench-kernels bench-generation bench-progress gpu-check clean
-=======
-.PHONY: setup verl-venv vllm-venv openrlhf-venv test test-fast demo bench bench-quick bench-kernels bench-progress gpu-check clean
->>>>>>> vllm
+.PHONY: setup verl-venv vllm-venv openrlhf-venv test test-fast demo bench bench-quick bench-kernels bench-generation bench-progress gpu-check clean
 
 setup:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH_SPEC)
@@ -34,14 +30,11 @@ openrlhf-venv:
 verl-venv:
 	bash scripts/setup_verl_venv.sh $(VERL_VENV)
 
-<<<<<<< HEAD
-test: setup verl-venv
-	bash scripts/install_browser.sh
-	VERL_VENV=$(VERL_VENV) $(PYTHON) -m pytest -q -ra tests
-=======
+# The whole suite: the framework venvs (verl, vLLM, OpenRLHF each pin their own transformers)
+# and headless Chromium (the trace viewer's browser test) come first.
 test: setup verl-venv vllm-venv openrlhf-venv
+	bash scripts/install_browser.sh
 	VERL_VENV=$(VERL_VENV) VLLM_VENV=$(VLLM_VENV) OPENRLHF_VENV=$(OPENRLHF_VENV) $(PYTHON) -m pytest -q -ra tests
->>>>>>> vllm
 
 test-fast: setup
 	$(PYTHON) -m pytest -q -ra -m "not slow" tests
