@@ -19,21 +19,23 @@ def run(args) -> int:
     import yaml
 
     from mrt_engine.commands.train import parse_overrides
-    from mrt_engine.rl.config import _set_dotted
+    from mrt_engine.errors import user_input
+    from mrt_engine.rl.config import _build, _set_dotted
     from mrt_engine.rl.sft import SFTConfig, run_sft
 
     d = {}
-    if args.config:
-        with open(args.config) as f:
-            d = yaml.safe_load(f) or {}
-    for key, value in parse_overrides(args.overrides).items():
-        _set_dotted(d, key, value)
-    if args.output_dir:
-        d["output_dir"] = args.output_dir
-    if args.export:
-        d["export"] = args.export
-    from mrt_engine.rl.config import _build
-
-    summary = run_sft(_build(SFTConfig, d, "sft config"))
+    overrides = parse_overrides(args.overrides)
+    with user_input(args.config or "sft config"):
+        if args.config:
+            with open(args.config) as f:
+                d = yaml.safe_load(f) or {}
+        for key, value in overrides.items():
+            _set_dotted(d, key, value)
+        if args.output_dir:
+            d["output_dir"] = args.output_dir
+        if args.export:
+            d["export"] = args.export
+        cfg = _build(SFTConfig, d, "sft config")
+    summary = run_sft(cfg)
     print(json.dumps(summary, indent=1))
     return 0
