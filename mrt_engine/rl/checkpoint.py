@@ -31,6 +31,7 @@ import json
 import os
 import pickle
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -116,6 +117,8 @@ def _plain(value, where: str):
     """``value`` as tensors, numbers, strings, lists, tuples and dicts only (what
     ``torch.load(weights_only=True)`` reads back): numpy values are converted; anything else is
     a TypeError naming where it sits, raised before a file is written."""
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass
+        return value.item()
     if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
         return value
     if isinstance(value, dict):
@@ -124,8 +127,6 @@ def _plain(value, where: str):
         return type(value)(_plain(v, f"{where}[{i}]") for i, v in enumerate(value))
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value.copy())
-    if isinstance(value, np.generic):
-        return value.item()
     raise TypeError(f"checkpoint {where} is a {type(value).__name__}: a checkpoint holds only tensors, numbers, "
                     "strings, lists, tuples and dicts (so loading never unpickles code); convert it first")
 
@@ -232,7 +233,9 @@ def load_trainer_state(path: str | Path) -> dict:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's own message is a page long; keep the line naming the refused global
+        found = re.search(r"(?:Unsupported|unsupported) (?:global|GLOBAL|operand)[^\n]*", str(exc))
+        first = found.group(0).rstrip(".") if found else type(exc).__name__
         raise MRTUserError(
             f"{file}: refused to load: it holds Python objects beyond tensors, numbers, strings, lists and dicts, "
             f"and unpickling them could run code ({first}). mrt_engine never writes such a file: do not "
