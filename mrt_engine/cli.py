@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from mrt_engine.errors import MRTUserError, one_line
 
@@ -34,8 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message, category, filename, lineno, line=None, *, _default=warnings.formatwarning):
+    # our own warnings (e.g. SingleEpisodeWarning) are for the user: one line, no source excerpt
+    if category.__module__.startswith("mrt_engine"):
+        return f"mrt-engine: warning: {one_line(message)} [{category.__name__}]\n"
+    return _default(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    before, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return int(args.func(args) or 0)
     except MRTUserError as exc:
@@ -43,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mrt-engine: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = before
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Errors that are the user's to fix (bad input file, bad config, missing file or model).
 
-The rule the ``mrt-engine`` command follows (docs/cli.md):
+The rule the ``mrt-engine`` command follows:
 
 - **Expected** errors are :class:`MRTUserError`. The command prints one line,
   ``mrt-engine: error: <what was wrong, where, what to do>``, and exits 2; ``--debug`` shows
@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 
-__all__ = ["MRTUserError", "user_input", "one_line"]
+__all__ = ["MRTUserError", "user_input", "one_line", "unknown_fields"]
 
 
 class MRTUserError(ValueError):
@@ -65,3 +65,16 @@ def user_input(where: str | None = None, *, kinds: tuple[type[BaseException], ..
         if where and not text.startswith(where):
             text = f"{where}: {text}"
         raise MRTUserError(text) from exc
+
+
+def unknown_fields(found, known, *, where: str, fix: str) -> MRTUserError:
+    """The error for fields in ``found`` that are not ``known``: names each one (with the
+    closest known name, for a typo), lists the known ones, and ends with ``fix``."""
+    import difflib
+
+    known = sorted(known)
+    hints = []
+    for name in sorted(set(found) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1)
+        hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    return MRTUserError(f"{where}: unknown field {', '.join(hints)}; known fields: {known}. {fix}")

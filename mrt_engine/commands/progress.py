@@ -12,7 +12,7 @@ import json
 import re
 import sys
 
-from mrt_engine.errors import MRTUserError, user_input
+from mrt_engine.errors import MRTUserError, unknown_fields, user_input
 
 
 def add_parser(sub) -> None:
@@ -46,16 +46,6 @@ def add_parser(sub) -> None:
 
 
 TRACE_FIELDS = ("id", "trace", "traces")  # besides the problem and answer fields
-
-
-def _unknown_fields(obj: dict, known: list[str], where: str) -> MRTUserError:
-    import difflib
-
-    extra = sorted(set(obj) - set(known))
-    hints = [f"{f!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(f, known, n=1)) else repr(f)
-             for f in extra]
-    return MRTUserError(f"{where}: unknown field {', '.join(hints)}; known fields: {sorted(known)}. "
-                        "Fix the name, or pass --allow-extra-fields to ignore extra fields")
 
 
 def _check_answer(answer, field: str, where: str) -> None:
@@ -93,7 +83,8 @@ def read_items(path: str, problem_field: str = "problem", answer_field: str = "a
                 raise MRTUserError(f"{where}: missing field {field!r}; fields present: {sorted(obj)} "
                                    "(see docs/progress.md for the schema, or --problem-field/--answer-field)")
         if not allow_extra and set(obj) - set(known):
-            raise _unknown_fields(obj, known, where)
+            raise unknown_fields(obj, known, where=where,
+                                 fix="Fix the name, or pass --allow-extra-fields to ignore extra fields")
         if "trace" in obj and "traces" in obj:
             raise MRTUserError(f"{where}: give either 'trace' or 'traces', not both")
         traces = obj.get("traces", [obj["trace"]] if "trace" in obj else [])
@@ -123,6 +114,24 @@ def _generate_missing(items, model, tok, args) -> None:
         it["generated"] = True
 
 
+def _warn_single_episodes(flat, args, seg: dict) -> None:
+    """The segmenter's SingleEpisodeWarning for each trace, re-issued naming its file:line and id
+    (the estimator segments all traces in one batch and could not say which one)."""
+    import warnings
+
+    from mrt_engine.episodes import SingleEpisodeWarning, segment
+
+    if args.scheme != "r1":
+        return
+    for it, k, trace in flat:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SingleEpisodeWarning)
+            segment(trace, "r1", **seg)
+        for w in caught:
+            warnings.warn(f"{it['where']} (id {it['id']!r}, trace {k}): {w.message}", SingleEpisodeWarning,
+                          stacklevel=2)
+
+
 def _estimate(est, flat) -> list:
     """``est.estimate`` over the flat (item, trace index, trace) list; an input error the
     estimator reports for ``item N`` is re-raised naming that record's file:line and id."""
@@ -138,6 +147,9 @@ def _estimate(est, flat) -> list:
 
 
 def run(args) -> int:
+    import warnings
+
+    from mrt_engine.episodes import SingleEpisodeWarning
     from mrt_engine.models import load_model
     from mrt_engine.progress import ProgressEstimator
 
@@ -153,7 +165,10 @@ def run(args) -> int:
                                 top_p=args.top_p, seed=args.seed, max_batch_tokens=args.max_batch_tokens,
                                 show_progress=None)
     flat = [(it, k, t) for it in items for k, t in enumerate(it["traces"])]
-    results = _estimate(est, flat)
+    _warn_single_episodes(flat, args, seg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingleEpisodeWarning)  # said above, with the trace's line
+        results = _estimate(est, flat)
     with open(args.out, "w") as fh:
         for (it, k, trace), res in zip(flat, results):
             rec = {"id": it["id"], "trace_index": k, "problem": it["problem"], "answer": it["answer"],
