@@ -115,3 +115,18 @@ def test_a_crafted_pickle_is_refused_not_run(tmp_path):
     with pytest.raises(MRTUserError, match="refused"):
         load_trainer_state(path)
     assert not _Evil.target.exists()
+
+
+def test_a_checkpoint_from_before_the_tensor_rng_state_still_loads(tmp_path):
+    import numpy as np
+
+    model, _ = build_demo_model()
+    path = save_checkpoint(tmp_path, 1, model=model)
+    state = torch.load(path / "trainer_state.pt", weights_only=True)
+    np.random.seed(5)
+    state["rng"]["numpy"] = np.random.get_state()  # the old layout: a uint32 ndarray inside
+    expected = np.random.rand(3)
+    torch.save(state, path / "trainer_state.pt")
+    np.random.seed(0)
+    load_checkpoint(path, model=model)
+    assert np.array_equal(np.random.rand(3), expected)

@@ -18,7 +18,9 @@ complete ``step_*`` folder when there is no pointer (checkpoints from before the
 Safe loading. ``trainer_state.pt`` holds only tensors, numbers, strings, lists, tuples and
 dicts (the numpy RNG state is stored as a tensor), so it is read with
 ``torch.load(weights_only=True)``: a crafted pickle (one whose ``__reduce__`` would run code) is
-refused with an :class:`~mrt_engine.errors.MRTUserError`, never executed.
+refused with an :class:`~mrt_engine.errors.MRTUserError`, never executed. Checkpoints from
+before this layout (numpy RNG state as an ndarray) still load: numpy's array-rebuilding globals
+are allowlisted, as torch documents.
 
 Test hook: with ``MRT_CHECKPOINT_PAUSE_STEP=<k>`` in the environment, saving step ``k`` stops
 half-way (weights written, trainer state not yet), creates ``checkpoints/.paused_step_<k>`` and
@@ -224,6 +226,16 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _old_numpy_rng_globals() -> list:
+    # Checkpoints written before the numpy RNG state became a tensor hold a uint32 ndarray;
+    # these globals only rebuild arrays (torch's documented allowlist for numpy), never run code.
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+_OLD_NUMPY_RNG = _old_numpy_rng_globals()
+
+
 def load_trainer_state(path: str | Path) -> dict:
     """``trainer_state.pt`` of a checkpoint folder, unpickled with ``weights_only=True``."""
     file = Path(path) / "trainer_state.pt"
@@ -231,7 +243,8 @@ def load_trainer_state(path: str | Path) -> dict:
         raise MRTUserError(f"{path} is not a complete checkpoint (no trainer_state.pt); "
                            "resume from another one or start fresh")
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_OLD_NUMPY_RNG):
+            return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's own message is a page long; keep the line naming the refused global
         found = re.search(r"(?:Unsupported|unsupported) (?:global|GLOBAL|operand)[^\n]*", str(exc))
