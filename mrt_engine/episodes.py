@@ -18,8 +18,10 @@ episode texts always concatenate back to the trace exactly. Built-in schemes:
 - ``"tokens"``: fixed windows of ``window`` tokens (needs ``tokenizer``).
 
 Options common to all schemes (applied in this order, after the scheme's own cuts):
-``max_steps`` keeps the first ``max_steps`` cuts (the rest of the trace is one final episode);
-``group_size`` merges each ``group_size`` consecutive episodes into one.
+``max_cuts`` keeps the first ``max_cuts`` cuts (the rest of the trace is one final episode;
+the analysis code called it ``max_steps``); ``merge_episodes`` merges each ``merge_episodes``
+consecutive episodes into one (the analysis code's ``group_size``). The old names still work
+for one release, with a ``DeprecationWarning``.
 
 Token offsets. With a tokenizer, the trace is tokenized once (``return_offsets_mapping=True``,
 no special tokens) and each char offset ``c`` maps to the token offset
@@ -129,7 +131,7 @@ def _utf8(text: str) -> bytes:
 
 # ---------------------------------------------------------------- public scan helpers
 def r1_cuts(text: str, *, keywords: Sequence[str] = R1_KEYWORDS, min_paragraphs: int = R1_MIN_PARAGRAPHS) -> list[int]:
-    """Char offsets where the R1 rule starts a new episode (no ``max_steps`` limit)."""
+    """Char offsets where the R1 rule starts a new episode (no ``max_cuts`` limit)."""
     keywords = tuple(keywords)
     if not keywords or any(not isinstance(k, str) or not k for k in keywords):
         raise ValueError(f"keywords must be non-empty strings, got {keywords!r}")
@@ -277,14 +279,30 @@ def _check_cuts(cuts: Sequence[int], text_len: int, scheme: str) -> list[int]:
     return out
 
 
-def _limit_cuts(cuts: list[int], max_steps: int | None, group_size: int) -> list[int]:
-    if max_steps is not None:
-        cuts = cuts[:max_steps]
-    # Merging group_size consecutive episodes keeps every group_size-th cut.
-    return cuts[group_size - 1 :: group_size]
+def _limit_cuts(cuts: list[int], max_cuts: int | None, merge_episodes: int) -> list[int]:
+    if max_cuts is not None:
+        cuts = cuts[:max_cuts]
+    # Merging merge_episodes consecutive episodes keeps every merge_episodes-th cut.
+    return cuts[merge_episodes - 1 :: merge_episodes]
 
 
-def _check_common(scheme, max_steps, group_size) -> _Scheme:
+_RENAMED_OPTIONS = {"max_steps": "max_cuts", "group_size": "merge_episodes"}
+
+
+def _common_options(opts: dict) -> tuple[int | None, int]:
+    """Pop ``max_cuts`` / ``merge_episodes`` (or their deprecated names) from ``opts``."""
+    for old, new in _RENAMED_OPTIONS.items():
+        if old in opts:
+            import warnings
+
+            warnings.warn(f"segment option {old!r} is deprecated; use {new!r}", DeprecationWarning, stacklevel=3)
+            if new in opts:
+                raise ValueError(f"give {new!r} or its old name {old!r}, not both")
+            opts[new] = opts.pop(old)
+    return opts.pop("max_cuts", None), opts.pop("merge_episodes", 1)
+
+
+def _check_common(scheme, max_cuts, merge_episodes) -> _Scheme:
     if isinstance(scheme, str):
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}; known: {sorted(SCHEMES)} (add one with register_scheme)")
@@ -293,10 +311,10 @@ def _check_common(scheme, max_steps, group_size) -> _Scheme:
         entry = _Scheme(scheme, False, None)
     else:
         raise TypeError(f"scheme must be a registered name or a callable text -> cuts, got {type(scheme).__name__}")
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be an integer >= 1, got {group_size!r}")
-    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0):
-        raise ValueError(f"max_steps must be None or an integer >= 0, got {max_steps!r}")
+    if isinstance(merge_episodes, bool) or not isinstance(merge_episodes, int) or merge_episodes < 1:
+        raise ValueError(f"merge_episodes must be an integer >= 1, got {merge_episodes!r}")
+    if max_cuts is not None and (isinstance(max_cuts, bool) or not isinstance(max_cuts, int) or max_cuts < 0):
+        raise ValueError(f"max_cuts must be None or an integer >= 0, got {max_cuts!r}")
     return entry
 
 
@@ -307,7 +325,7 @@ def _scheme_cuts(text: str, scheme, entry: _Scheme, opts: dict, spans) -> list[i
         if unknown:
             raise ValueError(
                 f"scheme {name!r} got unknown option(s) {sorted(unknown)}; it accepts {list(entry.options)} "
-                "plus max_steps and group_size"
+                "plus max_cuts and merge_episodes"
             )
     if entry.needs_tokens:
         if spans is None:
@@ -329,8 +347,7 @@ def _episodes(text: str, cuts: list[int], spans) -> list[Episode]:
     ]
 
 
-def segment(text: str, scheme: str | SchemeFn = "r1", *, tokenizer=None, max_steps: int | None = None,
-            group_size: int = 1, **opts) -> list[Episode]:
+def segment(text: str, scheme: str | SchemeFn = "r1", *, tokenizer=None, **opts) -> list[Episode]:
     """Split a trace into episodes; ``"".join(e.text for e in episodes) == text``.
 
     Args:
@@ -339,18 +356,19 @@ def segment(text: str, scheme: str | SchemeFn = "r1", *, tokenizer=None, max_ste
             ``register_scheme``, or a callable ``text -> cuts``.
         tokenizer: when given, episodes carry token spans over ``tokenizer(text)`` without
             special tokens (see the module docstring for how a cut inside a token maps).
-        max_steps: keep at most this many cuts; the rest of the trace is one final episode.
-        group_size: merge this many consecutive episodes into one (the last group may be short).
-        **opts: scheme options (r1: ``keywords``, ``min_paragraphs``; regex: ``pattern``,
+        **opts: ``max_cuts`` (keep at most this many cuts; the rest of the trace is one final
+            episode), ``merge_episodes`` (merge this many consecutive episodes into one; the
+            last group may be short), and the scheme options (r1: ``keywords``, ``min_paragraphs``; regex: ``pattern``,
             ``flags``; tokens: ``window``).
 
     An empty trace gives one empty episode, so every trace has at least one episode.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    entry = _check_common(scheme, max_steps, group_size)
+    max_cuts, merge_episodes = _common_options(opts)
+    entry = _check_common(scheme, max_cuts, merge_episodes)
     spans = token_char_spans(tokenizer, text)[1] if tokenizer is not None else None
-    cuts = _limit_cuts(_scheme_cuts(text, scheme, entry, opts, spans), max_steps, group_size)
+    cuts = _limit_cuts(_scheme_cuts(text, scheme, entry, opts, spans), max_cuts, merge_episodes)
     return _episodes(text, cuts, spans)
 
 
@@ -403,16 +421,16 @@ def decode_with_spans(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tu
     return full, spans
 
 
-def segment_ids(tokenizer, token_ids: Sequence[int], scheme: str | SchemeFn = "r1", *,
-                max_steps: int | None = None, group_size: int = 1, **opts) -> list[Episode]:
+def segment_ids(tokenizer, token_ids: Sequence[int], scheme: str | SchemeFn = "r1", **opts) -> list[Episode]:
     """Segment a trace given as token ids; token spans index into these exact ids.
 
     The text is ``tokenizer.decode(token_ids)`` (special tokens kept, no clean-up), so the
     episodes join back to that text; ``token_end`` of the last episode is ``len(token_ids)``.
     """
-    entry = _check_common(scheme, max_steps, group_size)
+    max_cuts, merge_episodes = _common_options(opts)
+    entry = _check_common(scheme, max_cuts, merge_episodes)
     text, spans = decode_with_spans(tokenizer, token_ids)
-    cuts = _limit_cuts(_scheme_cuts(text, scheme, entry, opts, spans), max_steps, group_size)
+    cuts = _limit_cuts(_scheme_cuts(text, scheme, entry, opts, spans), max_cuts, merge_episodes)
     return _episodes(text, cuts, spans)
 
 

@@ -100,10 +100,13 @@ TEMPLATES: dict[str, TerminationTemplate] = {
 }
 
 
-def get_template(template: str | TerminationTemplate | None, *, scoring: bool = False) -> TerminationTemplate:
-    """A template by name (or itself); ``None`` -> the R1 default for the mode."""
+def get_template(template: str | dict | TerminationTemplate | None, *, scoring: bool = False) -> TerminationTemplate:
+    """A template by name, by its fields (a dict, as YAML configs give it) or itself;
+    ``None`` -> the R1 default for the mode."""
     if template is None:
         return R1_SCORING_TERMINATION if scoring else R1_TERMINATION
+    if isinstance(template, dict):
+        template = TerminationTemplate(**template)
     if isinstance(template, str):
         if template not in TEMPLATES:
             raise ValueError(f"unknown termination template {template!r}; known: {sorted(TEMPLATES)}")

@@ -2,20 +2,16 @@
 
 One loop, one process by default (rank-aware under ``torchrun``)::
 
-    sample prompts -> generate on the live weights -> grade -> segment / estimate progress
-    -> rewards and advantages -> policy update -> log (-> evaluate, checkpoint)
+    sample prompts -> algorithm.rollout (generate on the live weights, grade, estimate J)
+    -> algorithm.credit (rewards and advantages, or the traces to fine-tune on)
+    -> update -> log (-> evaluate, checkpoint)
 
-Algorithms (``algo.name``):
-- ``grpo``: outcome reward, group-normalised advantages.
-- ``length_penalty``: GRPO on ``R - coef * len / max_tokens``.
-- ``mrt_scalar``: the paper's MRT-RL: continuations from a random episode prefix,
-  ``A = R - mean(R_terminate)``.
-- ``mrt_dense``: outcome advantage plus each episode's progress on its tokens (alpha).
-- ``star`` / ``mrt_star``: rounds of sampling, filtering (correct / correct and most progress)
-  and SFT on the kept traces.
-
-The generator runs the model's own parameter tensors, so each rollout samples from the weights
-the last optimizer step wrote (no copy, no sync).
+The algorithms (grpo, length_penalty, mrt_scalar, mrt_dense, star, mrt_star) are small objects
+in :mod:`mrt_engine.rl.algorithms`; J at episode cuts comes from the one
+:class:`mrt_engine.progress.ProgressEstimator`, configured by ``algo.progress``. The generator
+runs the model's own parameter tensors, so each rollout samples from the weights the last
+optimizer step wrote (no copy, no sync). Every step's metrics carry its phase timings
+(``time/generation_s``, ``time/progress_s``, ``time/credit_s``, ``time/update_s``).
 """
 from __future__ import annotations
 
@@ -27,20 +23,18 @@ from pathlib import Path
 
 import torch
 
+from mrt_engine.config import TrainConfig
 from mrt_engine.rl import dist
-from mrt_engine.rl.algorithms import advantages_for
-from mrt_engine.rl.branching import estimate_trace_progress
+from mrt_engine.rl.algorithms import Credit, StepContext, build_algorithm
 from mrt_engine.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from mrt_engine.rl.config import RL_ALGORITHMS, TrainConfig
 from mrt_engine.rl.data import PromptSampler
 from mrt_engine.rl.evaluate import evaluate
-from mrt_engine.rl.generation import Sampling, make_backend
+from mrt_engine.rl.generation import make_backend
 from mrt_engine.rl.logger import MetricsLogger
 from mrt_engine.rl.optim import build_optimizer, build_scheduler
-from mrt_engine.rl.rollout import pack, sample_groups, sample_prefix_continuations
-from mrt_engine.rl.score_progress import build_score_estimator, score_trace_progress
-from mrt_engine.rl.setup import build_model, build_problems, build_template
-from mrt_engine.rl.update import batch_log_probs, policy_update, sft_update
+from mrt_engine.rl.progress import build_estimator
+from mrt_engine.rl.setup import build_model, build_problems
+from mrt_engine.rl.update import batch_log_probs, policy_update, sft_epochs
 
 __all__ = ["train", "TrainConfig", "TrainResult", "Trainer"]
 
@@ -80,25 +74,16 @@ class Trainer:
         if model is None:
             model, tokenizer = build_model(cfg.model, seed=cfg.seed)
         self.model, self.tok = model, tokenizer
-        self.device = self.model.get_input_embeddings().weight.device
         self.train_problems, self.eval_problems = build_problems(cfg.data)
-        self.template = build_template(cfg.algo.template)
         self.backend = make_backend(cfg.rollout.backend, self.model, self.tok)
+        self.estimator = build_estimator(self.model, self.tok, cfg.algo.progress, self.backend)
+        self.algorithm = build_algorithm(cfg)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.steps)
         self.sampler = PromptSampler(self.train_problems, seed=cfg.seed)
         self.ref_model = None
         if cfg.algo.kl_coef > 0:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.progress_scorer = None
-        if cfg.algo.progress_estimator == "score":
-            from mrt_engine.integrations._common import ProgressScorer
-
-            estimator = build_score_estimator(
-                self.model, self.tok, template=self.template, scheme=cfg.algo.scheme,
-                segment_options=cfg.algo.segment_options, max_cuts=cfg.algo.max_cuts,
-                generator=getattr(self.backend, "generator", None))
-            self.progress_scorer = ProgressScorer(self.model, self.tok, estimator=estimator)
         self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
         self.step = 0
         self.extra: dict = {}
@@ -124,11 +109,7 @@ class Trainer:
         result.eval_before = self.extra.get("eval_before")
         while self.step < cfg.steps:
             t0 = time.perf_counter()
-            problems = dist.shard(self.sampler.next(cfg.prompts_per_step))
-            if cfg.algo.name in RL_ALGORITHMS:
-                metrics = self.rl_step(problems)
-            else:
-                metrics = self.star_round(problems)
+            metrics = self.train_step(dist.shard(self.sampler.next(cfg.prompts_per_step)))
             metrics["lr"] = self.optimizer.param_groups[0]["lr"]  # the rate this step used
             self.scheduler.step()
             self.backend.weights_updated()
@@ -152,108 +133,53 @@ class Trainer:
         logger.close()
         return result
 
-    # -- one RL step ---------------------------------------------------------------------------
-    def rl_step(self, problems) -> dict:
-        cfg, algo, ro = self.cfg, self.cfg.algo, self.cfg.rollout
-        sampling = Sampling(max_tokens=ro.max_tokens, temperature=ro.temperature, top_p=ro.top_p,
-                            seed=self._seed(self.step))
+    # -- one step: rollout, credit, update ------------------------------------------------------
+    def train_step(self, problems) -> dict:
+        ctx = StepContext(self.cfg, self.backend, self.tok, self.estimator, self.pad_id,
+                          seed=lambda salt: self._seed(self.step, salt))
         t0 = time.perf_counter()
         self.model.eval()
-        progress = None
-        if algo.name == "mrt_scalar":
-            samples = sample_prefix_continuations(
-                self.backend, self.tok, problems, sampling=sampling, num_continuations=algo.num_continuations,
-                num_terminate=algo.num_terminate, answer_max_tokens=algo.answer_max_tokens, template=self.template,
-                scheme=algo.scheme, segment_options=algo.segment_options,
-                rng=random.Random(self._seed(self.step, 1)), system=cfg.data.system_prompt)
-            group_size = algo.num_continuations
-        else:
-            samples = sample_groups(self.backend, self.tok, problems, n=ro.group_size, sampling=sampling,
-                                    system=cfg.data.system_prompt)
-            group_size = ro.group_size
-            if algo.name == "mrt_dense":
-                progress = self._progress(samples, salt=2)
-        gen_time = time.perf_counter() - t0
-        batch = pack(samples, self.pad_id)
-        advantages, metrics = advantages_for(algo, samples, batch, group_size=group_size,
-                                             max_tokens=ro.max_tokens, progress=progress)
+        rollout = self.algorithm.rollout(ctx, problems)
+        t1 = time.perf_counter()
+        credit = self.algorithm.credit(ctx, rollout)
+        t2 = time.perf_counter()
+        metrics = {**rollout.metrics, **credit.metrics, **self.update(credit, ctx)}
+        t3 = time.perf_counter()
+        samples = rollout.samples
+        num = len(samples)
+        metrics.update({"reward": sum(s.reward for s in samples) / num,
+                        "accuracy": sum(s.reward >= 1.0 for s in samples) / num,
+                        "completion_tokens": sum(s.num_completion_tokens for s in samples) / num,
+                        "truncated": sum(s.finish_reason == "length" for s in samples) / num})
+        progress_s = ctx.timings.get("progress", 0.0)
+        generation_s = (t1 - t0) - progress_s
+        metrics.update({"time/generation_s": generation_s, "time/progress_s": progress_s,
+                        "time/credit_s": t2 - t1, "time/update_s": t3 - t2})
+        metrics["tokens_per_s"] = sum(s.num_completion_tokens for s in samples) / max(generation_s, 1e-9)
+        return metrics
+
+    def update(self, credit: Credit, ctx: StepContext) -> dict:
+        cfg = self.cfg
+        if credit.sft_samples is not None:  # STaR: supervised passes over the kept traces
+            return sft_epochs(self.model, self.optimizer, credit.sft_samples, epochs=cfg.algo.star_epochs,
+                              pad_id=self.pad_id, rng=random.Random(ctx.seed(3)),
+                              micro_batch_size=cfg.optim.micro_batch_size, grad_clip=cfg.optim.grad_clip,
+                              precision=cfg.precision)
         ref_logp = None
         if self.ref_model is not None:
-            ref_logp = batch_log_probs(self.ref_model, batch, micro_batch_size=cfg.optim.micro_batch_size,
+            ref_logp = batch_log_probs(self.ref_model, credit.batch, micro_batch_size=cfg.optim.micro_batch_size,
                                        precision=cfg.precision)
-        metrics.update(policy_update(self.model, self.optimizer, batch, advantages, algo=algo, optim=cfg.optim,
-                                     max_tokens=ro.max_tokens, precision=cfg.precision, ref_logp=ref_logp))
-        num_gen = sum(s.num_completion_tokens for s in samples)
-        metrics.update(self._sample_metrics(samples))
-        metrics["tokens_per_s"] = num_gen / max(gen_time, 1e-9)
-        return metrics
-
-    def _progress(self, samples, *, salt: int):
-        """J at each episode cut of every sample, by ``algo.progress_estimator``."""
-        algo, ro = self.cfg.algo, self.cfg.rollout
-        if self.progress_scorer is not None:
-            return score_trace_progress(self.progress_scorer, self.tok, samples)
-        return estimate_trace_progress(
-            self.backend, self.tok, samples, template=self.template, scheme=algo.scheme,
-            segment_options=algo.segment_options, max_cuts=algo.max_cuts, num_branches=algo.num_branches,
-            answer_max_tokens=algo.answer_max_tokens, temperature=ro.temperature, top_p=ro.top_p,
-            seed=self._seed(self.step, salt))
-
-    @staticmethod
-    def _sample_metrics(samples) -> dict:
-        n = len(samples)
-        return {"reward": sum(s.reward for s in samples) / n,
-                "accuracy": sum(s.reward >= 1.0 for s in samples) / n,
-                "completion_tokens": sum(s.num_completion_tokens for s in samples) / n,
-                "truncated": sum(s.finish_reason == "length" for s in samples) / n}
-
-    # -- one STaR round ------------------------------------------------------------------------
-    def star_round(self, problems) -> dict:
-        """Sample, keep correct traces (star) or the correct ones with the most progress
-        per episode (mrt_star), then SFT on them. Departure from the paper: MRT-STaR ranks by
-        mean episode progress among correct traces; the paper's exact filter is not given."""
-        cfg, algo, ro = self.cfg, self.cfg.algo, self.cfg.rollout
-        sampling = Sampling(max_tokens=ro.max_tokens, temperature=ro.temperature, top_p=ro.top_p,
-                            seed=self._seed(self.step))
-        t0 = time.perf_counter()
-        self.model.eval()
-        samples = sample_groups(self.backend, self.tok, problems, n=algo.star_num_samples, sampling=sampling,
-                                system=cfg.data.system_prompt)
-        gen_time = time.perf_counter() - t0
-        kept = [s for s in samples if s.reward >= 1.0]
-        metrics = self._sample_metrics(samples)
-        if algo.name == "mrt_star" and kept:
-            progress = self._progress(kept, salt=2)
-            scores = [float(p.progress.mean()) for p in progress]
-            order = sorted(range(len(kept)), key=lambda i: -scores[i])
-            num_keep = max(1, int(round(algo.star_keep_fraction * len(kept))))
-            metrics["progress_mean"] = sum(scores) / len(scores)
-            kept = [kept[i] for i in order[:num_keep]]
-        metrics["num_kept"] = len(kept)
-        losses = []
-        rng = random.Random(self._seed(self.step, 3))
-        for _ in range(algo.star_epochs if kept else 0):
-            rng.shuffle(kept)
-            for i in range(0, len(kept), cfg.optim.micro_batch_size):
-                chunk = kept[i:i + cfg.optim.micro_batch_size]
-                out = sft_update(self.model, self.optimizer, pack(chunk, self.pad_id),
-                                 micro_batch_size=cfg.optim.micro_batch_size, grad_clip=cfg.optim.grad_clip,
-                                 precision=cfg.precision)
-                losses.append(out["loss"])
-        metrics["loss"] = sum(losses) / len(losses) if losses else 0.0
-        metrics["tokens_per_s"] = sum(s.num_completion_tokens for s in samples) / max(gen_time, 1e-9)
-        return metrics
+        return policy_update(self.model, self.optimizer, credit.batch, credit.advantages, algo=cfg.algo,
+                             optim=cfg.optim, max_tokens=cfg.rollout.max_tokens, precision=cfg.precision,
+                             ref_logp=ref_logp)
 
     # -- evaluation and checkpoints ------------------------------------------------------------
     def evaluate(self, *, salt: int) -> dict:
-        algo, ro = self.cfg.algo, self.cfg.rollout
+        ro = self.cfg.rollout
         usable = len(self.eval_problems) // dist.world_size() * dist.world_size()  # equal shares per rank
         self.model.eval()
-        return evaluate(self.backend, self.tok, dist.shard(self.eval_problems[:usable]),
-                        max_tokens=ro.max_tokens, temperature=ro.eval_temperature, template=self.template,
-                        scheme=algo.scheme, segment_options=algo.segment_options, max_cuts=algo.max_cuts,
-                        num_branches=algo.num_branches, answer_max_tokens=algo.answer_max_tokens,
-                        branch_temperature=ro.temperature, seed=self._seed(10_000 + salt),
+        return evaluate(self.backend, self.tok, dist.shard(self.eval_problems[:usable]), estimator=self.estimator,
+                        max_tokens=ro.max_tokens, temperature=ro.eval_temperature, seed=self._seed(10_000 + salt),
                         system=self.cfg.data.system_prompt)
 
     def save(self) -> Path | None:

@@ -141,7 +141,7 @@ def test_train_refuses_a_non_empty_output_dir(tmp_path, config, capsys):
 def test_train_config_errors_are_one_line(tmp_path, config, capsys):
     out = str(tmp_path / "run")
     assert main(["train", "--config", str(config), "--output-dir", out, "--set", "stepz=3"]) == 2
-    assert _error(capsys).startswith(f"{config}: config: unknown key(s) ['stepz']; known keys: ['algo',")
+    assert _error(capsys).startswith(f"{config}: unknown key(s) ['stepz']; known keys: ['algo',")
     assert main(["train", "--config", str(config), "--set", "steps"]) == 2
     assert _error(capsys) == "--set 'steps': expected KEY=VALUE, e.g. --set algo.alpha=0.5"
     assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2

@@ -182,10 +182,10 @@ def test_registry_and_callables():
 def test_bad_options_have_clear_errors():
     with pytest.raises(ValueError, match="unknown scheme 'nope'"):
         segment("x", "nope")
-    with pytest.raises(ValueError, match="group_size"):
-        segment("x", group_size=0)
-    with pytest.raises(ValueError, match="max_steps"):
-        segment("x", max_steps=-1)
+    with pytest.raises(ValueError, match="merge_episodes"):
+        segment("x", merge_episodes=0)
+    with pytest.raises(ValueError, match="max_cuts"):
+        segment("x", max_cuts=-1)
     with pytest.raises(ValueError, match="needs pattern"):
         segment("x", "regex")
     with pytest.raises(ValueError, match="unknown option"):
@@ -353,7 +353,7 @@ def test_one_episode_with_a_skipped_keyword_warns():
         assert len(segment("A\n\nB\n\nC\n\nWait, x")) == 2  # the fourth paragraph cuts
         assert len(segment("Wait, A\n\nB")) == 1  # the trace start cannot be cut
         assert len(segment("A\n\nB\n\nWait x", min_paragraphs=2)) == 2
-        assert len(segment("A\n\nB\n\nC\n\nWait, x", max_steps=0)) == 1  # asked for one episode
+        assert len(segment("A\n\nB\n\nC\n\nWait, x", max_cuts=0)) == 1  # asked for one episode
         assert len(segment("Just one paragraph, waiting.")) == 1
     with pytest.warns(SingleEpisodeWarning, match="paragraph 2 \\(index 1\\) starts with 'But wait'"):
         segment("A\n\nBut wait, B")

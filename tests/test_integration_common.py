@@ -99,7 +99,7 @@ def test_scorer_restores_training_mode_and_needs_a_model(tiny):
     with pytest.raises(RuntimeError, match="bind"):
         C.ProgressScorer().estimate(["q"], ["t"], ["1"])
     with pytest.raises(ValueError, match="mode="):
-        C.EstimatorOptions(mode="exact")
+        C.EstimatorConfig(mode="exact")
 
 
 @pytest.mark.parametrize("module,framework,hint", [

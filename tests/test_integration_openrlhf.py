@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mrt_engine.integrations import openrlhf
-from mrt_engine.integrations._common import EstimatorOptions, ProgressScorer
+from mrt_engine.progress import EstimatorConfig, ProgressScorer
 from mrt_engine.progress import ProgressEstimator
 
 ALPHA = 1e10  # random tiny model: J near 1e-10
@@ -37,7 +37,7 @@ def test_reward_func_returns_openrlhf_dict_with_estimator_values(tiny):
     model, tok = tiny
     queries, prompts = _openrlhf_batch(tok)
     assert all(q.endswith(tok.decode([tok.pad_token_id])) for q in queries)  # special tokens really are there
-    fn = openrlhf.make_reward_func(ProgressScorer(model, tok, EstimatorOptions()), alpha=ALPHA)
+    fn = openrlhf.make_reward_func(ProgressScorer(model, tok, EstimatorConfig()), alpha=ALPHA)
     out = fn(queries, prompts, LABELS)
     assert set(out) == {"rewards", "scores", "extra_logs"}
     ref = ProgressEstimator(model, tok).estimate(PROBLEMS, RESPONSES, LABELS)
@@ -61,7 +61,7 @@ def test_response_and_problem_are_recovered_from_openrlhf_strings(tiny):
 def test_termination_baseline_form_and_bonus_only(tiny):
     model, tok = tiny
     queries, prompts = _openrlhf_batch(tok)
-    scorer = ProgressScorer(model, tok, EstimatorOptions())
+    scorer = ProgressScorer(model, tok, EstimatorConfig())
     ref = ProgressEstimator(model, tok).estimate(PROBLEMS, RESPONSES, LABELS)
     tb = openrlhf.make_reward_func(scorer, form="termination_baseline")(queries, prompts, LABELS)
     assert tb["rewards"].tolist() == pytest.approx([r.outcome - r.j[0] for r in ref], rel=1e-6, abs=1e-12)

@@ -38,7 +38,7 @@ def coin_model():
 
 
 def _sample(model, tok, method, seed=0, n=48, traces=(MANY, ONE)):
-    est = ProgressEstimator(model, tok, mode="sample", method=method, template="boxed", num_samples=n,
+    est = ProgressEstimator(model, tok, mode="sample", method=method, template="boxed", num_branches=n,
                             max_answer_tokens=3, temperature=1.0, seed=seed)
     return est.estimate([PROBLEM] * len(traces), list(traces), ["5"] * len(traces))
 
@@ -105,11 +105,11 @@ def test_existing_generator_is_reused(coin_model):
 
     model, tok = coin_model
     gen = Generator(model, tok)
-    est = ProgressEstimator(None, tok, generator=gen, mode="sample", template="boxed", num_samples=4,
+    est = ProgressEstimator(None, tok, generator=gen, mode="sample", template="boxed", num_branches=4,
                             max_answer_tokens=3, temperature=1.0, seed=7)
     assert est.model is model and est.forward is gen.forward
     a = est.estimate([PROBLEM], [ONE], ["5"])[0]
-    b = ProgressEstimator(model, tok, mode="sample", template="boxed", num_samples=4, max_answer_tokens=3,
+    b = ProgressEstimator(model, tok, mode="sample", template="boxed", num_branches=4, max_answer_tokens=3,
                           temperature=1.0, seed=7).estimate([PROBLEM], [ONE], ["5"])[0]
     assert a.samples == b.samples
     # Score mode on the generator's forward (same tensors as the model).
@@ -121,7 +121,7 @@ def test_sample_mode_runs_with_its_default_r1_template(coin_model):
     # The R1 termination text does not end where the answer begins; sample mode must accept
     # it (only score mode teacher-forces the reference).
     model, tok = coin_model
-    est = ProgressEstimator(model, tok, mode="sample", method="naive", num_samples=2, max_answer_tokens=4, seed=0)
+    est = ProgressEstimator(model, tok, mode="sample", method="naive", num_branches=2, max_answer_tokens=4, seed=0)
     assert est.template.name == "r1"
     (res,) = est.estimate([PROBLEM], [MANY], ["5"])
     assert len(res.j) == len(res.episodes) + 1

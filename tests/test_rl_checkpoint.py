@@ -9,7 +9,7 @@ from mrt_engine.rl.data import PromptSampler
 from mrt_engine.rl.demo_model import build_demo_model
 from mrt_engine.rl.logger import MetricsLogger, read_metrics
 from mrt_engine.rl.optim import build_optimizer, build_scheduler
-from mrt_engine.rl.config import OptimConfig
+from mrt_engine.config import OptimConfig
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,14 +9,14 @@ import copy
 import pytest
 import torch
 
-from mrt_engine.rl.config import TrainConfig
+from mrt_engine.config import TrainConfig
 from mrt_engine.rl.demo import DEMO_TRAIN
 from mrt_engine.rl.logger import read_metrics
 from mrt_engine.train import Trainer, train
 
 ALGOS = ("grpo", "mrt_scalar", "mrt_dense", "length_penalty", "star", "mrt_star")
 # Timing metrics differ run to run; everything else must match exactly on resume.
-TIMING = ("tokens_per_s", "step_time_s")
+TIMING = ("tokens_per_s", "step_time_s", "time/generation_s", "time/progress_s", "time/credit_s", "time/update_s")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mrt_engine.rl.config import TrainConfig
-from mrt_engine.rl.sft import SFTConfig
+from mrt_engine.config import TrainConfig
+from mrt_engine.config import SFTConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -24,7 +24,7 @@ def test_yaml_maps_onto_dataclasses(tmp_path):
     ({"algo": {"name": "ppo"}}, "algo.name"),
     ({"algo": {"aggregation": "dr_grpo"}}, "advantage_scale: none"),
     ({"algo": {"name": "mrt_scalar", "num_terminate": 4, "num_continuations": 4}}, "num_terminate"),
-    ({"rollout": {"group_size": 1}}, "group_size >= 2"),
+    ({"rollout": {"group_size": 1}}, r"rollout.group_size=1: .* need >= 2"),
     ({"data": {"num_train": 2}, "prompts_per_step": 4}, "prompts_per_step"),
     ({"model": {"name": "demo", "tiny_config": {"hidden_size": 8}}}, "tiny_config"),
     ({"precision": "fp8"}, "precision"),
@@ -32,6 +32,33 @@ def test_yaml_maps_onto_dataclasses(tmp_path):
 def test_cross_field_checks_say_what_to_change(d, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig.from_dict(d)
+
+
+def test_renamed_keys_load_with_a_deprecation_warning():
+    old = {"algo": {"name": "mrt_dense", "answer_max_tokens": 5, "num_branches": 3, "max_cuts": 2,
+                    "progress_estimator": "score", "template": "boxed",
+                    "segment_options": {"max_steps": 9, "group_size": 2}}}
+    with pytest.warns(DeprecationWarning, match="answer_max_tokens"):
+        cfg = TrainConfig.from_dict(old)
+    est = cfg.algo.progress
+    assert (est.max_answer_tokens, est.num_branches, est.max_cuts, est.mode, est.natural_end) == (5, 3, 2, "score", "close")
+    assert est.segment_options == {"max_cuts": 9, "merge_episodes": 2}
+    assert est.segmenter_options() == {"max_cuts": 2, "merge_episodes": 2}
+    with pytest.warns(DeprecationWarning, match="optim.lr"):
+        assert SFTConfig.from_yaml(CONFIGS / "sft_demo.yaml").optim.lr == 3e-3
+    with pytest.raises(ValueError, match="keep only 'progress.num_branches'"):
+        TrainConfig.from_dict({"algo": {"num_branches": 3, "progress": {"num_branches": 2}}})
+
+
+def test_trainer_estimator_defaults_follow_the_rollout():
+    cfg = TrainConfig.from_dict({"rollout": {"temperature": 0.6, "top_p": 0.9}, "algo": {"progress": {"num_branches": 8}}})
+    est = cfg.algo.progress
+    assert (est.mode, est.natural_end, est.max_cuts, est.num_branches) == ("sample", "outcome", 6, 8)
+    assert (est.temperature, est.top_p) == (0.6, 0.9)
+    with pytest.raises(ValueError, match="algo.progress: unknown key"):
+        TrainConfig.from_dict({"algo": {"progress": {"num_brnaches": 8}}})
+    with pytest.raises(ValueError, match="num_branches"):
+        TrainConfig.from_dict({"algo": {"progress": {"num_branches": 0}}})
 
 
 def test_example_configs_parse():

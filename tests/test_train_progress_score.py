@@ -1,4 +1,4 @@
-"""mrt_dense with ``algo.progress_estimator: score`` on the shipped demo model.
+"""mrt_dense with ``algo.progress.mode: score`` on the shipped demo model.
 
 The J values the trainer turns into advantages must be exactly what a separately built
 ``ProgressEstimator(mode="score", method="fast")`` returns for the same completions at the
@@ -10,24 +10,26 @@ import copy
 import pytest
 import torch
 
-import mrt_engine.train as train_mod
-from mrt_engine.integrations._common import episode_token_spans, token_char_ends
+from mrt_engine.config import TrainConfig
+from mrt_engine.integrations._common import episode_token_spans as char_episode_spans, token_char_ends
 from mrt_engine.progress import ProgressEstimator
-from mrt_engine.rl.config import TrainConfig
 from mrt_engine.rl.demo import DEMO_TRAIN
-from mrt_engine.rl.rollout import _strip_eos
-from mrt_engine.rl.setup import build_template
+from mrt_engine.rl.progress import episode_token_spans
+from mrt_engine.rl.rollout import strip_eos
 from mrt_engine.train import Trainer
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def score_config(tmp_path, **algo) -> TrainConfig:
+def score_config(tmp_path) -> TrainConfig:
     d = copy.deepcopy(DEMO_TRAIN)
     d["data"].update(num_train=16, num_eval=0, seed=123)  # the warm start's own problems: some solved
     d["rollout"].update(group_size=2, max_tokens=384, temperature=0.7)
-    d["algo"].update(name="mrt_dense", max_cuts=4, progress_estimator="score", **algo)
+    d["algo"] = {k: v for k, v in d["algo"].items() if k not in ("max_cuts", "num_branches", "answer_max_tokens",
+                                                                 "template", "progress")}
+    d["algo"].update(name="mrt_dense", progress={"mode": "score", "natural_end": "close", "max_cuts": 4,
+                                                  "template": DEMO_TRAIN["algo"].get("template", "boxed")})
     d["optim"].update(lr=1e-3, weight_decay=0.0, micro_batch_size=4, warmup_ratio=0.0)
     d.update(steps=2, prompts_per_step=4, output_dir=str(tmp_path / "run"), tensorboard=False, progress_bar=False,
              num_threads=None)
@@ -40,50 +42,49 @@ def test_mrt_dense_score_progress_matches_a_separate_estimator(tmp_path, monkeyp
     model, tok = trainer.model, trainer.tok
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     seen = []
-    real = train_mod.advantages_for
+    real = trainer.algorithm.credit
 
-    def spy(algo, samples, batch, *, progress=None, **kw):
+    def spy(ctx, rollout):
         # the weights the progress was estimated with: nothing has been updated since rollout
         state = {n: p.detach().clone() for n, p in model.named_parameters()}
-        adv, metrics = real(algo, samples, batch, progress=progress, **kw)
-        seen.append((list(samples), progress, state, batch, adv))
-        return adv, metrics
+        credit = real(ctx, rollout)
+        seen.append((list(rollout.samples), rollout.progress, state, credit.batch, credit.advantages))
+        return credit
 
-    monkeypatch.setattr(train_mod, "advantages_for", spy)
+    monkeypatch.setattr(trainer.algorithm, "credit", spy)
     result = trainer.run()
     assert result.steps == 2 and len(seen) == 2
     assert model.training, "the update leaves the policy in train mode"
+    assert all(h["time/progress_s"] > 0 and h["time/generation_s"] > 0 for h in result.history)
 
     # a separately constructed estimator on a copy of the snapshotted weights
     other = copy.deepcopy(model)
-    template = build_template(cfg.algo.template)
-    estimator = ProgressEstimator(other, tok, mode="score", method="fast", template=template,
-                                  scheme=cfg.algo.scheme, segment_options={"max_steps": cfg.algo.max_cuts})
+    estimator = ProgressEstimator(other, tok, mode="score", method="fast", template=cfg.algo.progress.template,
+                                  scheme=cfg.algo.progress.scheme, segment_options={"max_cuts": 4})
     num_multi = 0
     for samples, progress, state, batch, adv in seen:
         with torch.no_grad():
             for n, p in other.named_parameters():
                 p.copy_(state[n])
-        traces = [_strip_eos(s.completion_ids, tok) for s in samples]
+        traces = [strip_eos(s.completion_ids, tok) for s in samples]
         ref = estimator.estimate([s.context_ids for s in samples], traces, [s.problem.answer for s in samples])
         assert len(progress) == len(samples)
         for s, p, r, ids in zip(samples, progress, ref, traces):
             assert p.j == r.j, "trainer's J differs from the separate estimator's at the same weights"
-            # the advantages use fp32 progress; the estimator's is fp64 J_k - J_{k-1}
-            torch.testing.assert_close(p.progress, torch.tensor(r.progress, dtype=torch.float32), rtol=0, atol=1e-7)
-            assert all(0.0 <= x <= 1.0 for x in p.j) and len(p.episode_spans) == len(r.progress)
-            num_multi += len(r.progress) > 1
+            assert all(0.0 <= x <= 1.0 for x in p.j) and p.num_episodes == r.num_episodes
+            num_multi += r.num_episodes > 1
             # spans: the estimator's token cuts, which the char-offset mapping of the
             # integrations agrees with (the last episode also covers the EOS)
-            spans = episode_token_spans(r, token_char_ends(tok, ids))
+            spans = char_episode_spans(r, token_char_ends(tok, ids))
             if spans:
                 spans[-1] = (spans[-1][0], len(s.completion_ids))
-            assert p.episode_spans == spans
+            assert episode_token_spans(p, len(s.completion_ids)) == spans
         # the advantages carry alpha * progress_k on episode k's tokens on top of one outcome term
         for i, (s, p) in enumerate(zip(samples, progress)):
             start = batch.completion_start[i]
             row = adv[i, start:start + len(s.completion_ids)]
-            rest = torch.cat([row[a:b] - cfg.algo.alpha * p.progress[k] for k, (a, b) in enumerate(p.episode_spans)])
+            spans = episode_token_spans(p, len(s.completion_ids))
+            rest = torch.cat([row[a:b] - cfg.algo.alpha * p.progress[k] for k, (a, b) in enumerate(spans)])
             if rest.numel():
                 torch.testing.assert_close(rest, rest[:1].expand_as(rest), rtol=0, atol=1e-6)
     assert num_multi, "no completion had more than one episode: the test checks nothing per cut"
@@ -94,30 +95,29 @@ def test_mrt_dense_score_progress_matches_a_separate_estimator(tmp_path, monkeyp
 
 
 def test_score_estimator_config_checks():
-    with pytest.raises(ValueError, match="progress_estimator"):
-        TrainConfig.from_dict({"algo": {"name": "mrt_dense", "progress_estimator": "sampled"}})
-    with pytest.raises(ValueError, match="only applies to mrt_dense and mrt_star"):
-        TrainConfig.from_dict({"algo": {"name": "grpo", "progress_estimator": "score"}})
+    with pytest.raises(ValueError, match="mode="):
+        TrainConfig.from_dict({"algo": {"name": "mrt_dense", "progress": {"mode": "sampled"}}})
     with pytest.raises(ValueError, match="scoring template"):
-        TrainConfig.from_dict({"algo": {"name": "mrt_dense", "progress_estimator": "score", "template": "r1"}})
+        TrainConfig.from_dict({"algo": {"name": "mrt_dense", "progress": {"mode": "score", "template": "r1"}}})
     with pytest.raises(ValueError, match="scoring template"):
-        TrainConfig.from_dict({"algo": {"name": "mrt_star", "progress_estimator": "score",
-                                        "template": {"text": "\n\nAnswer: ", "answer_prefix": "Answer: "}}})
-    cfg = TrainConfig.from_dict({"algo": {"name": "mrt_star", "progress_estimator": "score", "template": "boxed"}})
-    assert cfg.algo.progress_estimator == "score"
-    assert TrainConfig().algo.progress_estimator == "branch"
+        TrainConfig.from_dict({"algo": {"name": "mrt_star", "progress": {
+            "mode": "score", "template": {"text": "\n\nAnswer: ", "answer_prefix": "Answer: "}}}})
+    cfg = TrainConfig.from_dict({"algo": {"name": "mrt_star", "progress": {"mode": "score", "template": "boxed"}}})
+    assert cfg.algo.progress.mode == "score"
+    assert TrainConfig().algo.progress.mode == "sample"
 
 
-def test_score_needs_a_reference_answer(tmp_path):
+def test_progress_needs_a_reference_answer(tiny):
     from types import SimpleNamespace
 
+    from mrt_engine.rl.progress import estimate_progress
     from mrt_engine.rl.rollout import Sample
-    from mrt_engine.rl.score_progress import score_inputs
 
-    tok = SimpleNamespace(eos_token_id=0)  # score_inputs only strips the EOS
-    sample = Sample(SimpleNamespace(problem="1+1?", answer=""), 0, [5, 6], [7, 8, 0], "x")
+    model, tok = tiny
+    est = ProgressEstimator(model, tok, mode="score", template="boxed")
+    sample = Sample(SimpleNamespace(problem="1+1?", answer=""), 0, [5, 6], [7, 8, tok.eos_token_id], "x")
     with pytest.raises(ValueError, match="reference answer"):
-        score_inputs(tok, [sample])
-    sample.problem.answer = 2
-    prompts, traces, answers = score_inputs(tok, [sample])
-    assert prompts == [[5, 6]] and traces == [[7, 8]] and answers == ["2"]
+        estimate_progress(est, tok, [sample])
+    sample.problem.answer = 2  # numbers are normalised to their string form
+    (res,) = estimate_progress(est, tok, [sample])
+    assert res.cut_tokens[-1] == 2  # the trailing EOS is not part of the segmented trace

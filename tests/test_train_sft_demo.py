@@ -5,7 +5,7 @@ import pytest
 
 from mrt_engine.rl.demo import DEMO_TEMPLATE, format_table
 from mrt_engine.rl.demo_model import demo_tokenizer
-from mrt_engine.rl.setup import build_template
+from mrt_engine.prompts import get_template as build_template
 from mrt_engine.rl.sft import SFTConfig, build_examples, run_sft
 
 

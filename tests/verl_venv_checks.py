@@ -20,7 +20,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from tensordict import TensorDict  # noqa: E402
 from verl import DataProto  # noqa: E402
 
-from mrt_engine.integrations._common import EstimatorOptions, ProgressScorer, token_char_ends  # noqa: E402
+from mrt_engine.integrations._common import EstimatorConfig, ProgressScorer, token_char_ends  # noqa: E402
 from mrt_engine.progress import ProgressEstimator  # noqa: E402
 
 ALPHA = 1e10  # the random tiny model puts J near 1e-10 (see tests/test_integration_trl.py)
@@ -94,7 +94,7 @@ def _expected(tiny, responses_ids):
 
 
 def _scorer(tiny):
-    return ProgressScorer(*tiny, EstimatorOptions(extra=dict(ESTIMATOR)))
+    return ProgressScorer(*tiny, EstimatorConfig(**ESTIMATOR))
 
 
 def test_classic_manager_places_progress_on_episode_ends_and_outcome_last(tiny):
@@ -185,7 +185,8 @@ def test_reward_loop_manager_through_load_reward_manager(tiny):
     })
     manager = load_reward_manager(config, tok)
     assert type(manager).__name__ == "MRTRewardLoopManager" and isinstance(manager, RewardManagerBase)
-    manager.scorer.options.extra.update(ESTIMATOR)  # the test's segmentation; the model came from config
+    for key, value in ESTIMATOR.items():  # the test's segmentation; the model came from config
+        setattr(manager.scorer.config, key, value)
     data, rows_r = _batch(tok)
     results = _expected(tiny, rows_r)
     outs = [asyncio.new_event_loop().run_until_complete(manager.run_single(data[i:i + 1])) for i in range(len(data))]

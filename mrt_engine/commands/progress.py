@@ -8,11 +8,22 @@ the ``ProgressResult`` fields (schema in docs/progress.md).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
+import warnings
 
 from mrt_engine.errors import MRTUserError, unknown_fields, user_input
+
+
+class _Deprecated(argparse.Action):
+    """A renamed flag: stores onto the new name and warns once."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        warnings.warn(f"{option_string} is deprecated; use --{self.dest.replace('_', '-')}", DeprecationWarning,
+                      stacklevel=2)
+        setattr(namespace, self.dest, values)
 
 
 def add_parser(sub) -> None:
@@ -25,10 +36,17 @@ def add_parser(sub) -> None:
     p.add_argument("--method", choices=("fast", "naive"), default="fast")
     p.add_argument("--template", default=None, help="termination template name (default: r1_scoring / r1)")
     p.add_argument("--scheme", default="r1", help="episode segmenter scheme")
-    p.add_argument("--max-steps", type=int, default=None, help="segmenter: at most this many cuts")
-    p.add_argument("--group-size", type=int, default=1, help="segmenter: merge this many episodes")
-    p.add_argument("--num-samples", type=int, default=8)
-    p.add_argument("--max-answer-tokens", type=int, default=32)
+    p.add_argument("--max-cuts", type=int, default=None, help="at most this many episode boundaries per trace")
+    p.add_argument("--merge-episodes", type=int, default=1, help="segmenter: merge this many consecutive episodes")
+    p.add_argument("--num-branches", type=int, default=8, help="sample mode: forced answers per cut")
+    p.add_argument("--max-answer-tokens", type=int, default=32, help="sample mode: budget of each forced answer")
+    p.add_argument("--natural-end", choices=("close", "forced", "outcome"), default="close",
+                   help="J at the end of the trace: answer after the natural close, after the termination text, "
+                        "or the trace's own grade")
+    # The previous release's names, kept for one release (argparse maps them onto the new ones).
+    for old, new_flag in (("--max-steps", "max_cuts"), ("--group-size", "merge_episodes"),
+                          ("--num-samples", "num_branches")):
+        p.add_argument(old, dest=new_flag, type=int, help=argparse.SUPPRESS, action=_Deprecated)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
@@ -117,8 +135,6 @@ def _generate_missing(items, model, tok, args) -> None:
 def _warn_single_episodes(flat, args, seg: dict) -> None:
     """The segmenter's SingleEpisodeWarning for each trace, re-issued naming its file:line and id
     (the estimator segments all traces in one batch and could not say which one)."""
-    import warnings
-
     from mrt_engine.episodes import SingleEpisodeWarning, segment
 
     if args.scheme != "r1":
@@ -147,8 +163,6 @@ def _estimate(est, flat) -> list:
 
 
 def run(args) -> int:
-    import warnings
-
     from mrt_engine.episodes import SingleEpisodeWarning
     from mrt_engine.models import load_model
     from mrt_engine.progress import ProgressEstimator
@@ -157,10 +171,11 @@ def run(args) -> int:
     with user_input(f"--model {args.model}"):
         model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
     _generate_missing(items, model, tok, args)
-    seg = {k: v for k, v in (("max_steps", args.max_steps), ("group_size", args.group_size)) if v not in (None, 1)}
+    seg = {"merge_episodes": args.merge_episodes} if args.merge_episodes != 1 else {}
     with user_input("progress options"):
         est = ProgressEstimator(model, tok, mode=args.mode, method=args.method, template=args.template,
-                                scheme=args.scheme, segment_options=seg, num_samples=args.num_samples,
+                                scheme=args.scheme, segment_options=seg, max_cuts=args.max_cuts,
+                                num_branches=args.num_branches, natural_end=args.natural_end,
                                 max_answer_tokens=args.max_answer_tokens, temperature=args.temperature,
                                 top_p=args.top_p, seed=args.seed, max_batch_tokens=args.max_batch_tokens,
                                 show_progress=None)

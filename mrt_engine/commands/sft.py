@@ -16,26 +16,18 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    import yaml
-
     from mrt_engine.commands.train import parse_overrides
+    from mrt_engine.config import SFTConfig, load_config
     from mrt_engine.errors import user_input
-    from mrt_engine.rl.config import _build, _set_dotted
-    from mrt_engine.rl.sft import SFTConfig, run_sft
+    from mrt_engine.rl.sft import run_sft
 
-    d = {}
     overrides = parse_overrides(args.overrides)
+    if args.output_dir:
+        overrides["output_dir"] = args.output_dir
+    if args.export:
+        overrides["export"] = args.export
     with user_input(args.config or "sft config"):
-        if args.config:
-            with open(args.config) as f:
-                d = yaml.safe_load(f) or {}
-        for key, value in overrides.items():
-            _set_dotted(d, key, value)
-        if args.output_dir:
-            d["output_dir"] = args.output_dir
-        if args.export:
-            d["export"] = args.export
-        cfg = _build(SFTConfig, d, "sft config")
+        cfg = load_config(SFTConfig, args.config, overrides)
     summary = run_sft(cfg)
     print(json.dumps(summary, indent=1))
     return 0

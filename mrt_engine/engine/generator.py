@@ -156,10 +156,7 @@ class Generator:
         return [req.outputs for req in requests]
 
     def _abort(self) -> None:
-        for seq in list(self.scheduler.running):
-            self.block_manager.free_seq(seq)
-        self.scheduler.running.clear()
-        self.scheduler.waiting.clear()
+        self.scheduler.abort_all()
         self.block_manager.take_copies()
         self.runner.cache.zero_blocks(self.block_manager.take_fresh())
 
@@ -224,7 +221,7 @@ class Generator:
             child.status = parent.status
             child.prefilled = True
             child.group_id, child.num_shared_blocks = parent.group_id, parent.num_shared_blocks
-            self.scheduler.running.append(child)
+            self.scheduler.add_running(child)
         for child in queued:
             self.scheduler.add(child)
         return children
@@ -237,10 +234,7 @@ class Generator:
         reason = self._finish_reason(seq, token)
         if reason is not None:
             seq.finish_reason = reason
-            if seq.block_table or seq in self.scheduler.running:
-                self.scheduler.finish(seq)
-            else:
-                self.scheduler.waiting.remove(seq)
+            self.scheduler.finish(seq)
             self._emit(seq)
 
     def _finish_reason(self, seq: Sequence, token: int) -> str | None:

@@ -123,7 +123,22 @@ class Scheduler:
         self.waiting.appendleft(seq)
         self.num_preemptions += 1
 
+    def add_running(self, seq: Sequence) -> None:
+        """Admit an already-prefilled sequence (a fork child sharing its parent's blocks)."""
+        self.running.append(seq)
+
     def finish(self, seq: Sequence) -> None:
-        self.block_manager.free_seq(seq)
+        """Retire ``seq`` from whichever queue holds it, freeing its blocks if it has any."""
+        if seq.block_table or seq in self.running:
+            self.block_manager.free_seq(seq)
+            self.running.remove(seq)
+        else:
+            self.waiting.remove(seq)
         seq.status = Status.FINISHED
-        self.running.remove(seq)
+
+    def abort_all(self) -> None:
+        """Drop every queued and running sequence, freeing their blocks (after an error)."""
+        for seq in self.running:
+            self.block_manager.free_seq(seq)
+        self.running.clear()
+        self.waiting.clear()

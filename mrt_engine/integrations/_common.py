@@ -1,8 +1,8 @@
 """Pieces shared by the TRL, verl and OpenRLHF adapters.
 
 Every adapter does the same four things: pull the problem text, the completion text and the
-reference answer out of the framework's batch; run :class:`mrt_engine.progress.ProgressEstimator`
-on the policy (or a copy of it); turn each :class:`ProgressResult` into a scalar bonus or into
+reference answer out of the framework's batch; run :class:`mrt_engine.progress.ProgressScorer`
+(the estimator bound to the policy, or a copy of it); turn each :class:`ProgressResult` into a scalar bonus or into
 per-token rewards on the framework's own completion tokens. Those pieces live here, free of
 any framework import, so they can be tested and reused on their own.
 
@@ -11,14 +11,13 @@ The code here must also run inside the verl virtualenv (transformers < 5.11): it
 """
 from __future__ import annotations
 
-import bisect
-import contextlib
 import importlib.util
-import math
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
+
+from mrt_engine.episodes import char_to_token_offsets
+from mrt_engine.progress import EstimatorConfig, ProgressScorer, reference_answer  # noqa: F401 (re-exported)
 
 FORMS = ("progress", "termination_baseline", "dense")
 
@@ -100,8 +99,17 @@ def token_char_ends(tokenizer, token_ids: Sequence[int]) -> list[int]:
 
 
 def first_token_past(char_offset: int, ends: Sequence[int]) -> int:
-    """Index of the first token whose last character lies past ``char_offset`` (len(ends) if none)."""
-    return bisect.bisect_right(list(ends), char_offset)
+    """Index of the first token whose last character lies past ``char_offset`` (len(ends) if none).
+
+    The segmenter's rule (``mrt_engine.episodes.char_to_token_offsets``), applied to the
+    framework's own tokens.
+    """
+    spans, prev = [], 0
+    for end in ends:  # a running max: a prefix decode may end in a replacement char that later merges
+        end = max(prev, int(end))
+        spans.append((prev, end))
+        prev = end
+    return char_to_token_offsets([char_offset], spans)[0]
 
 
 def episode_char_spans(result) -> list[tuple[int, int]]:
@@ -127,20 +135,6 @@ def episode_token_spans(result, ends: Sequence[int]) -> list[tuple[int, int]]:
     the token before them, and tokens past the thinking (after ``</think>``) belong to none.
     """
     return [(first_token_past(a, ends), first_token_past(b, ends)) for a, b in episode_char_spans(result)]
-
-
-def reference_answer(value, *, index: int):
-    """A data set's answer cell as the estimator takes it: str, or a list of accepted str forms."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, int, float)) for v in value):
-        return [str(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy arrays from verl's non_tensor_batch
-        return reference_answer(value.tolist(), index=index)
-    raise TypeError(f"example {index}: reference answer {value!r} ({type(value).__name__}) is not a string, a "
-                    "number or a list of accepted forms")
 
 
 # -- rewards from estimator results -----------------------------------------------------------
@@ -209,83 +203,3 @@ def last_token_rewards(result, spans: Sequence[tuple[int, int]], num_tokens: int
         out[last] += alpha * prg[k]
     out[outcome_index] += outcome_of(result)
     return out
-
-
-# -- running the estimator --------------------------------------------------------------------
-
-@dataclass
-class EstimatorOptions:
-    """Options passed through to :class:`mrt_engine.progress.ProgressEstimator`."""
-
-    mode: str = "score"
-    method: str = "fast"
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.mode not in ("score", "sample"):
-            raise ValueError(f"mode={self.mode!r}; use 'score' (teacher-forced answer) or 'sample'")
-        if self.method not in ("fast", "naive"):
-            raise ValueError(f"method={self.method!r}; use 'fast' or 'naive'")
-
-
-class ProgressScorer:
-    """Runs the estimator on a (possibly training) model without disturbing it.
-
-    The estimator holds references to the model's parameters (no copy), so after every
-    optimizer step it scores with the new weights. Scoring runs under ``torch.no_grad`` with
-    the model switched to eval mode (dropout off) and switched back afterwards.
-    """
-
-    def __init__(self, model=None, tokenizer=None, options: EstimatorOptions | None = None, *, estimator=None):
-        self.model = model
-        self.tokenizer = tokenizer
-        self.options = options or EstimatorOptions()
-        # A ready estimator (anything with .estimate(problems, traces, answers)) is used as is.
-        self._fixed = estimator
-        self._estimator = None
-        self._estimator_model = None
-
-    def bind(self, model, tokenizer=None) -> None:
-        self.model = model
-        if tokenizer is not None:
-            self.tokenizer = tokenizer
-        self._estimator = None
-
-    def estimator(self):
-        if self._fixed is not None:
-            return self._fixed
-        if self.model is None or self.tokenizer is None:
-            raise RuntimeError(
-                "no model to estimate progress with: pass model= and tokenizer= (the same model object the "
-                "trainer trains), or call .bind(model, tokenizer) once the trainer is built")
-        if self._estimator is None or self._estimator_model is not self.model:
-            from mrt_engine.progress import ProgressEstimator
-
-            self._estimator = ProgressEstimator(self.model, self.tokenizer, mode=self.options.mode,
-                                                method=self.options.method, **self.options.extra)
-            self._estimator_model = self.model
-        return self._estimator
-
-    def estimate(self, problems: list[str], completions: list[str], answers: list) -> list:
-        estimator = self.estimator()
-        with _eval_mode(self.model), torch.no_grad():
-            results = estimator.estimate(problems, completions, answers)
-        if len(results) != len(completions):
-            raise RuntimeError(f"estimator returned {len(results)} results for {len(completions)} completions")
-        for i, res in enumerate(results):
-            if any(math.isnan(float(p)) for p in res.progress):
-                raise RuntimeError(f"estimator returned NaN progress for completion {i}")
-        return results
-
-
-@contextlib.contextmanager
-def _eval_mode(model):
-    modules = [m for m in (model,) if isinstance(m, torch.nn.Module)]
-    was_training = [m.training for m in modules]
-    for m in modules:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, flag in zip(modules, was_training):
-            m.train(flag)

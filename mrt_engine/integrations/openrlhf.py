@@ -28,7 +28,7 @@ import os
 import torch
 
 from mrt_engine.integrations._common import (
-    EstimatorOptions,
+    EstimatorConfig,
     ProgressScorer,
     outcome_of,
     reference_answer,
@@ -132,7 +132,7 @@ def _default_reward_func():
 
     model, tok = load_model(name, device=os.environ.get("MRT_DEVICE", "cpu"),
                             dtype=os.environ.get("MRT_DTYPE", "float32"))
-    options = EstimatorOptions(mode=os.environ.get("MRT_ESTIMATOR_MODE", "score"))
+    options = EstimatorConfig(mode=os.environ.get("MRT_ESTIMATOR_MODE", "score"))
     return make_reward_func(ProgressScorer(model, tok, options), alpha=float(os.environ.get("MRT_ALPHA", "1.0")),
                             form=os.environ.get("MRT_FORM", "progress"),
                             include_outcome=os.environ.get("MRT_INCLUDE_OUTCOME", "1") == "1")

@@ -29,7 +29,7 @@ import torch
 
 from mrt_engine.integrations._common import (
     FORMS,
-    EstimatorOptions,
+    EstimatorConfig,
     ProgressScorer,
     answer_column,
     column,
@@ -63,7 +63,7 @@ class MRTProgressReward:
         answer_column: dataset column with the reference answer (str, or list of accepted forms).
         problem_column: dataset column with the problem text; when None, the last user message of
             a conversational prompt or the prompt string itself.
-        mode, method, **estimator_options: passed to ``ProgressEstimator``.
+        mode, method, **estimator_options: fields of ``mrt_engine.config.EstimatorConfig``.
         estimator: a ready estimator (``.estimate(problems, traces, answers)``) to use instead.
     """
 
@@ -80,7 +80,7 @@ class MRTProgressReward:
         self.include_outcome = include_outcome
         self.answer_column = answer_column
         self.problem_column = problem_column
-        self.scorer = ProgressScorer(model, tokenizer, EstimatorOptions(mode, method, estimator_options),
+        self.scorer = ProgressScorer(model, tokenizer, EstimatorConfig(mode=mode, method=method, **estimator_options),
                                      estimator=estimator)
         self.__name__ = f"mrt_{form}"  # TRL logs rewards under the callable's name
         self.last_results: list = []

@@ -41,7 +41,7 @@ import torch
 
 from mrt_engine.integrations._common import (
     FORMS,
-    EstimatorOptions,
+    EstimatorConfig,
     ProgressScorer,
     episode_token_spans,
     last_token_rewards,
@@ -156,7 +156,7 @@ def _scorer_from_config(config, tokenizer) -> ProgressScorer:
             raise ValueError("set +reward.reward_kwargs.mrt_model=<checkpoint> (the model that estimates "
                              "progress)") from exc
     model, _ = load_model(name, device=opts.get("mrt_device", "cpu"), dtype=opts.get("mrt_dtype", "float32"))
-    return ProgressScorer(model, tokenizer, EstimatorOptions(mode=opts.get("mrt_mode", "score")))
+    return ProgressScorer(model, tokenizer, EstimatorConfig(mode=opts.get("mrt_mode", "score")))
 
 
 # -- reward managers ---------------------------------------------------------------------------
@@ -205,7 +205,7 @@ class MRTRewardManager(AbstractRewardManager):
         if scorer is None:
             if model is None:
                 raise ValueError("MRTRewardManager needs model= (the policy or a copy) or scorer=")
-            scorer = ProgressScorer(model, tokenizer, EstimatorOptions(mode=mode))
+            scorer = ProgressScorer(model, tokenizer, EstimatorConfig(mode=mode))
         self.scorer = scorer
 
     def __call__(self, data: DataProto, return_dict: bool = False):

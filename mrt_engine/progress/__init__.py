@@ -2,8 +2,11 @@
 
 ``from mrt_engine.progress import ProgressEstimator, ProgressResult``. See docs/progress.md.
 """
-from .config import EstimatorConfig
+from mrt_engine.config import EstimatorConfig
 from .estimator import ProgressEstimator
+from .inputs import reference_answer
 from .result import ProgressResult, progress_from_j, token_curve
+from .scorer import ProgressScorer
 
-__all__ = ["ProgressEstimator", "ProgressResult", "EstimatorConfig", "progress_from_j", "token_curve"]
+__all__ = ["ProgressEstimator", "ProgressResult", "ProgressScorer", "EstimatorConfig", "progress_from_j",
+           "reference_answer", "token_curve"]

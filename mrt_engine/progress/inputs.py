@@ -7,10 +7,12 @@ natural close) and ``answer_ids`` one accepted form of the reference followed by
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from . import _compat
+from mrt_engine import prompts
+from mrt_engine.episodes import char_to_token_offsets, decode_with_spans, segment, segment_ids
 
 
 @dataclass
@@ -27,14 +29,39 @@ class TraceInputs:
     natural_end_included: bool
     outcome: float | None
     references: list[str]
+    verifier: Callable | None = None    # exact task verifier for graded answers (None: math equivalence)
 
     @property
     def num_cuts(self) -> int:
         return len(self.cut_tokens)
 
+    def forced_cuts_only(self) -> "TraceInputs":
+        """The same item without its natural-end cut (J there is taken from the outcome)."""
+        if not self.natural_end_included:
+            return self
+        return dataclasses.replace(self, cut_chars=self.cut_chars[:-1], cut_tokens=self.cut_tokens[:-1],
+                                   suffix_ids=self.suffix_ids[:-1], natural_end_included=False)
+
     def context_len(self, cut: int) -> int:
         """Tokens before the suffix at cut index ``cut``: prompt + trace prefix."""
         return len(self.prompt_ids) + self.cut_tokens[cut]
+
+
+def reference_answer(value, *, index: int):
+    """A data set's answer cell as the estimator takes it: str, or a list of accepted str forms.
+
+    Numbers become strings; numpy arrays (verl's non_tensor_batch) become lists.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, int, float)) for v in value):
+        return [str(v) for v in value]
+    if hasattr(value, "tolist"):
+        return reference_answer(value.tolist(), index=index)
+    raise TypeError(f"example {index}: reference answer {value!r} ({type(value).__name__}) is not a string, a "
+                    "number or a list of accepted forms")
 
 
 def _as_forms(answer, index: int) -> list[str]:
@@ -46,11 +73,11 @@ def _as_forms(answer, index: int) -> list[str]:
             raise TypeError(f"item {index}: reference answers must be str, got {type(form).__name__}")
         if not form.strip():
             raise ValueError(f"item {index}: the reference answer is empty; an empty answer cannot be scored "
-                             "(give the answer string that goes inside \\boxed{{}})")
+                             "(give the answer string that goes inside \\boxed{})")
     return forms
 
 
-def _answer_ids(tokenizer, prompts, form: str, template, index: int) -> list[int]:
+def _answer_ids(tokenizer, form: str, template, index: int) -> list[int]:
     ids = list(prompts.answer_ids(tokenizer, form, template))
     text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
     if text != form + "}":
@@ -71,19 +98,16 @@ def _token_cuts(episodes, thinking: str, trace_ids: list[int], tokenizer, index:
             raise ValueError(f"item {index}: the segmenter's token spans end at {ends[-1]} but the trace has "
                              f"{len(trace_ids)} tokens; segment with the same tokenizer (no special tokens)")
         return ends
-    # Map char cuts to tokens: a cut inside a token moves to that token's end (the prefix
-    # keeps every char before the cut).
+    # A custom segmenter gave char spans only: map them with the segmenter's own rule (a token
+    # that straddles a cut belongs to the later episode; see mrt_engine.episodes).
     offsets = tokenizer(thinking, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    out = []
-    for e in episodes:
-        out.append(sum(1 for start, _ in offsets if start < e.char_end))
+    out = char_to_token_offsets([e.char_end for e in episodes], offsets)
+    out[-1] = len(trace_ids)
     return out
 
 
 def _ids_trace(tokenizer, ids, close: str, index: int) -> tuple[str, list[int], str]:
     """(full text, thinking ids, thinking text) of a trace given as token ids (kept exactly)."""
-    from mrt_engine.episodes import decode_with_spans
-
     ids = [int(t) for t in ids]
     text, spans = decode_with_spans(tokenizer, ids)
     if close and close in text:
@@ -94,7 +118,7 @@ def _ids_trace(tokenizer, ids, close: str, index: int) -> tuple[str, list[int], 
     return text, ids, text
 
 
-def _prompt(tokenizer, prompts, problem, index: int) -> list[int]:
+def _prompt(tokenizer, problem, index: int) -> list[int]:
     if isinstance(problem, str):
         return list(prompts.prompt_ids(tokenizer, problem))
     if isinstance(problem, (list, tuple)) and all(isinstance(t, int) for t in problem):
@@ -103,37 +127,37 @@ def _prompt(tokenizer, prompts, problem, index: int) -> list[int]:
 
 
 def prepare(index: int, problem, trace, answer, *, tokenizer, template, config,
-            segmenter: Callable | None, max_positions: int, grade: bool = True) -> TraceInputs:
+            segmenter: Callable | None, max_positions: int, outcome: float | None = None,
+            verifier: Callable | None = None, grade: bool = True) -> TraceInputs:
     """Tokenize one item, find its cuts, check it fits the model. Raises ValueError on bad input.
 
     ``problem``: text (the chat template is applied) or prompt token ids (used as given).
     ``trace``: text (tokenized once, no special tokens) or token ids (kept exactly, e.g. the
     engine's output, and segmented with ``mrt_engine.episodes.segment_ids``), so no
     decode/re-encode round trip can change what the policy generated.
+    ``outcome``: the trace's grade when the caller already has it (then it is not re-graded);
+    ``verifier``: the exact task verifier that grades the trace and every sampled answer.
     """
-    prompts = _compat.prompts()
     forms = _as_forms(answer, index)
+    seg_opts = config.segmenter_options()
     close = config.think_close
     if isinstance(trace, str):
         full = trace
         thinking = trace.split(close, 1)[0] if close and close in trace else trace
         trace_ids = list(tokenizer(thinking, add_special_tokens=False).input_ids)
-        seg = segmenter or (lambda text: _compat.segment_fn()(text, config.scheme, tokenizer=tokenizer,
-                                                             **config.segment_options))
+        seg = segmenter or (lambda text: segment(text, config.scheme, tokenizer=tokenizer, **seg_opts))
     elif isinstance(trace, (list, tuple)) and all(isinstance(t, int) for t in trace):
         if segmenter is not None:
             raise ValueError(f"item {index}: a custom segmenter needs text traces; token-id traces use "
                              "mrt_engine.episodes.segment_ids with scheme/segment_options")
         full, trace_ids, thinking = _ids_trace(tokenizer, trace, close, index)
-        from mrt_engine.episodes import segment_ids
-
-        seg = lambda text: segment_ids(tokenizer, trace_ids, config.scheme, **config.segment_options)  # noqa: E731
+        seg = lambda text: segment_ids(tokenizer, trace_ids, config.scheme, **seg_opts)  # noqa: E731
     else:
         raise TypeError(f"item {index}: trace must be a str or a list of token ids, got {type(trace).__name__}")
     episodes = list(seg(thinking)) if trace_ids else []
     if episodes and "".join(e.text for e in episodes) != thinking:
         raise ValueError(f"item {index}: the segmenter's episodes do not join back to the trace")
-    prompt = _prompt(tokenizer, prompts, problem, index)
+    prompt = _prompt(tokenizer, problem, index)
     term = list(prompts.termination_ids(tokenizer, template))
     if not term:
         raise ValueError("the termination text tokenizes to nothing; the first answer token needs a suffix token")
@@ -142,15 +166,18 @@ def prepare(index: int, problem, trace, answer, *, tokenizer, template, config,
         ends = _token_cuts(episodes, thinking, trace_ids, tokenizer, index)
         cut_chars = [0] + [e.char_end for e in episodes]
         cut_tokens = [0] + list(ends)
-        natural = bool(config.natural_end)
-        close_ids = list(prompts.natural_close_ids(tokenizer, template)) if natural else term
-        suffix_ids = [term] * len(episodes) + [close_ids]
+        # The last cut is the natural end: answered after the natural close ("close"), after the
+        # termination text like any cut ("forced"), or taken from the outcome ("outcome": no suffix).
+        natural = config.natural_end != "forced"
+        last = {"close": lambda: list(prompts.natural_close_ids(tokenizer, template)),
+                "forced": lambda: term, "outcome": lambda: []}[config.natural_end]()
+        suffix_ids = [term] * len(episodes) + [last]
     else:
         cut_chars, cut_tokens, natural, suffix_ids = [0], [0], False, [term]
 
     # Only score mode teacher-forces the reference; sample mode grades sampled answers, so its
     # template (e.g. the R1 text) need not end where the answer begins.
-    answers = [_answer_ids(tokenizer, prompts, f, template, index) for f in forms] if config.mode == "score" else []
+    answers = [_answer_ids(tokenizer, f, template, index) for f in forms] if config.mode == "score" else []
     tail = max(len(a) for a in answers) if answers else config.max_answer_tokens
     need = len(prompt) + len(trace_ids) + max(len(s) for s in suffix_ids) + tail
     if need > max_positions:
@@ -158,13 +185,16 @@ def prepare(index: int, problem, trace, answer, *, tokenizer, template, config,
             f"item {index}: prompt ({len(prompt)}) + trace ({len(trace_ids)}) + termination + answer needs {need} "
             f"positions but the model has {max_positions}; shorten the trace (e.g. keep its first "
             f"{max_positions - need + len(trace_ids)} tokens) or use a longer-context model")
-    outcome = None
-    if grade:
-        outcome = max(float(_compat.grade_fn()(full, f).score) for f in forms)
+    if outcome is None and grade:
+        from mrt_engine.grading import grade as grade_fn
+
+        outcome = max(float(grade_fn(full, f, verifier=verifier).score) for f in forms)
+    elif outcome is not None:
+        outcome = float(outcome)
     return TraceInputs(index=index, prompt_ids=prompt, trace_ids=trace_ids, thinking=thinking,
                        episodes=[e.text for e in episodes], cut_chars=cut_chars, cut_tokens=cut_tokens,
                        suffix_ids=suffix_ids, answer_ids=answers, natural_end_included=natural,
-                       outcome=outcome, references=forms)
+                       outcome=outcome, references=forms, verifier=verifier)
 
 
 def check_lengths(problems: Sequence, traces: Sequence, answers: Sequence) -> None:

@@ -32,6 +32,9 @@ class ProgressResult:
             of regret curves.
         outcome: grade of the trace itself against the reference (0..1); None when not graded.
         natural_end_included: whether the last cut is the natural end (see above).
+        natural_end: how J there was taken: "close" (answers after the natural close),
+            "forced" (the termination text), "outcome" (the trace's own grade: scores holds
+            ``[outcome]``, samples ``[]``, answer_tokens 0); None when not included.
         mode, method: how J was estimated.
         samples: sample mode only, per cut the sampled answers (text), else None.
         scores: sample mode only, per cut the grade of each sample, else None.
@@ -57,6 +60,7 @@ class ProgressResult:
     scores: list[list[float]] | None = None
     answers: list[list[str | None]] | None = None
     answer_tokens: list[float] | None = None
+    natural_end: str | None = None
     meta: dict = field(default_factory=dict)
 
     @property

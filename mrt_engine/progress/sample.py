@@ -18,7 +18,6 @@ from typing import Callable
 
 import torch
 
-from . import _compat
 from .inputs import TraceInputs
 
 
@@ -36,16 +35,19 @@ def mean_and_stderr(scores: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
-def _grade_cut(tokenizer, grade, suffix_ids, answers, references):
+def _grade_cut(tokenizer, it: TraceInputs, cut: int, answers: list[str]):
     """(texts, scores, extracted answers) of one cut's samples.
 
     The suffix ends where the answer begins (e.g. ``\\boxed{``): each sample is graded as
-    suffix text + sample text, against every accepted reference form (best grade counts).
+    suffix text + sample text, against every accepted reference form (best grade counts),
+    with the item's exact verifier when it has one.
     """
-    head = tokenizer.decode(suffix_ids, skip_special_tokens=False)
+    from mrt_engine.grading import grade
+
+    head = tokenizer.decode(it.suffix_ids[cut], skip_special_tokens=False)
     scores, extracted = [], []
     for a in answers:
-        grades = [grade(head + a, r) for r in references]
+        grades = [grade(head + a, r, verifier=it.verifier) for r in it.references]
         scores.append(max(float(g.score) for g in grades))
         extracted.append(grades[0].extracted)
     return answers, scores, extracted
@@ -55,7 +57,7 @@ def sample_fast(generator, tokenizer, items: list[TraceInputs], *, config, stop_
                 on_cuts: Callable[[int], None] | None = None):
     """Per item, per cut: (answer texts, scores, extracted answers, mean answer tokens).
 
-    One ``Generator.branch`` call per trace forks ``num_samples`` continuations at all of its
+    One ``Generator.branch`` call per trace forks ``num_branches`` continuations at all of its
     cuts together (prefix blocks shared, one decode batch of cuts x samples). Seeds: the
     engine seeds sample i of a request from ``(seed, i)``; every cut of a trace gets the same
     request seed ``cut_seed(seed, item, 0)``, so cuts share their random numbers (common
@@ -64,18 +66,16 @@ def sample_fast(generator, tokenizer, items: list[TraceInputs], *, config, stop_
     """
     from mrt_engine.engine import SamplingParams
 
-    grade = _compat.grade_fn()
     out = []
     for it in items:
-        params = SamplingParams(n=config.num_samples, temperature=config.temperature, top_p=config.top_p,
+        params = SamplingParams(n=config.num_branches, temperature=config.temperature, top_p=config.top_p,
                                 max_tokens=config.max_answer_tokens, stop_token_ids=tuple(stop_ids),
                                 seed=cut_seed(config.seed, it.index, 0))
         cuts = [it.context_len(c) for c in range(it.num_cuts)]
         outputs = generator.branch(it.prompt_ids + it.trace_ids, cuts, it.suffix_ids, params)  # [cut][sample]
         per_cut = []
         for c, outs in enumerate(outputs):
-            texts, scores, extracted = _grade_cut(tokenizer, grade, it.suffix_ids[c], [o.text for o in outs],
-                                                  it.references)
+            texts, scores, extracted = _grade_cut(tokenizer, it, c, [o.text for o in outs])
             per_cut.append((texts, scores, extracted, sum(len(o.token_ids) for o in outs) / len(outs)))
         out.append(per_cut)
         if on_cuts is not None:
@@ -86,7 +86,6 @@ def sample_fast(generator, tokenizer, items: list[TraceInputs], *, config, stop_
 def sample_naive(model, tokenizer, items: list[TraceInputs], *, config, stop_ids: list[int],
                  on_cuts: Callable[[int], None] | None = None):
     """Same output as ``sample_fast`` with plain ``model.generate`` on every re-encoded prefix."""
-    grade = _compat.grade_fn()
     dev = next(model.parameters()).device
     out = []
     greedy = config.temperature == 0
@@ -100,7 +99,7 @@ def sample_naive(model, tokenizer, items: list[TraceInputs], *, config, stop_ids
                 input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=not greedy,
                 temperature=config.temperature if not greedy else None, top_p=config.top_p if not greedy else None,
                 top_k=0 if not greedy else None,
-                max_new_tokens=config.max_answer_tokens, num_return_sequences=config.num_samples,
+                max_new_tokens=config.max_answer_tokens, num_return_sequences=config.num_branches,
                 eos_token_id=list(stop_ids), pad_token_id=tokenizer.pad_token_id)
             new = gen[:, ids.shape[1]:].tolist()
             texts, lens = [], []
@@ -109,7 +108,7 @@ def sample_naive(model, tokenizer, items: list[TraceInputs], *, config, stop_ids
                 row = row[:cut_at]
                 lens.append(len(row))
                 texts.append(tokenizer.decode([t for t in row if t not in stop_ids], skip_special_tokens=False))
-            texts, scores, extracted = _grade_cut(tokenizer, grade, it.suffix_ids[c], texts, it.references)
+            texts, scores, extracted = _grade_cut(tokenizer, it, c, texts)
             per_cut.append((texts, scores, extracted, sum(lens) / len(lens)))
             if on_cuts is not None:
                 on_cuts(1)

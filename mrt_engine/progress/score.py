@@ -23,7 +23,6 @@ import torch
 
 from mrt_engine.engine.forward import DecoderForward, varlen_causal_attention
 
-from . import _compat
 from .inputs import TraceInputs
 
 
@@ -90,7 +89,8 @@ def prefill(fwd: DecoderForward, seqs: list[list[int]], max_tokens: int) -> tupl
     Sequences that fit ``max_tokens`` together run in one varlen pass; a longer sequence runs
     in chunks, each chunk attending the K/V already captured (so memory stays bounded).
     """
-    prefix_attention, _ = _compat.ops()
+    from mrt_engine.ops import prefix_suffix_attention as prefix_attention
+
     lens = [len(s) for s in seqs]
     offsets = [0]
     for n in lens:
@@ -138,7 +138,8 @@ def prefill(fwd: DecoderForward, seqs: list[list[int]], max_tokens: int) -> tupl
 def score_fast(fwd: DecoderForward, items: list[TraceInputs], *, max_tokens: int,
                on_cuts: Callable[[int], None] | None = None) -> list[list[list[float]]]:
     """Log-prob of every answer form at every cut: ``out[item][cut][form]`` (natural log)."""
-    prefix_attention, selective_log_prob = _compat.ops()
+    from mrt_engine.ops import prefix_suffix_attention as prefix_attention, selective_log_prob
+
     dev = fwd.device
     scale = fwd.shape.scale
     bias = getattr(fwd.lm_head, "bias", None)

@@ -1,53 +1,248 @@
-"""Per-algorithm credit assignment: samples (graded, maybe with progress) -> token advantages.
+"""The training algorithms as small objects in a registry: ``rollout`` then ``credit``.
 
-Each branch only calls the pure functions of rewards.py and advantages.py.
+``ALGORITHMS[name](cfg)`` gives an :class:`Algorithm`. ``rollout(ctx, problems)`` samples
+(and, for the MRT forms, estimates J at the episode cuts); ``credit(ctx, rollout)`` turns the
+graded rollout into either token advantages for a policy-gradient update or the samples for a
+supervised (STaR) update. Every number comes from the pure functions of ``rewards.py`` and
+``advantages.py``; the trainer only orchestrates. Add an algorithm with :func:`register`.
+
+- ``grpo``: outcome reward, group-normalised advantages.
+- ``length_penalty``: GRPO on ``R - coef * len / max_tokens``.
+- ``mrt_scalar``: the paper's MRT-RL: continuations from a random episode prefix,
+  ``A = R - mean(R_terminate)``.
+- ``mrt_dense``: outcome advantage plus each episode's progress on its tokens (alpha).
+- ``star`` / ``mrt_star``: sample, keep (correct / correct with monotone progress, lowest
+  regret first), fine-tune on the kept traces.
 """
 from __future__ import annotations
 
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
 import torch
 
+from mrt_engine.engine import SamplingParams
+from mrt_engine.metrics import normalized_regret
+from mrt_engine.progress import ProgressResult, token_curve
 from mrt_engine.rl.advantages import group_advantages, token_advantages
+from mrt_engine.rl.progress import episode_token_spans, estimate_progress
 from mrt_engine.rl.rewards import dense_progress_rewards, length_penalty_rewards, scalar_mrt_advantages
+from mrt_engine.rl.rollout import Batch, Sample, pack, sample_groups, sample_prefix_continuations
 
 
-def advantages_for(algo, samples, batch, *, group_size: int, max_tokens: int, progress=None) -> tuple[torch.Tensor, dict]:
-    """Token advantages ``[N, T]`` for the packed ``batch`` of ``samples`` and a few metrics.
+@dataclass
+class StepContext:
+    """What one step's rollout and credit need from the trainer."""
 
-    - grpo: group-normalised outcome.
-    - length_penalty: group-normalised ``R - coef * len / max_tokens``.
-    - mrt_scalar: ``R - mean(R_terminate)`` per prefix group (no std scaling, as in the paper).
-    - mrt_dense: group-normalised outcome plus ``alpha * progress`` of each episode on its tokens.
-    """
-    rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)  # [N]
-    lengths = torch.tensor([s.num_completion_tokens for s in samples], dtype=torch.float32)
-    metrics = {}
-    dense = None
-    name = algo.name
-    if name in ("grpo", "mrt_dense"):
-        seq_adv = group_advantages(rewards, group_size, scale=algo.advantage_scale)
-    elif name == "length_penalty":
-        shaped = length_penalty_rewards(rewards, lengths, max_tokens=max_tokens, coef=algo.length_coef)
-        metrics["shaped_reward"] = shaped.mean().item()
-        seq_adv = group_advantages(shaped, group_size, scale=algo.advantage_scale)
-    elif name == "mrt_scalar":
-        m = algo.num_continuations
-        terminated = torch.tensor([s.terminated for s in samples]).view(-1, m)
-        seq_adv = scalar_mrt_advantages(rewards.view(-1, m), terminated).reshape(-1)
-        r = rewards.view(-1, m)
-        term_mean = (r * terminated).sum(1) / terminated.sum(1)
-        cont_mean = (r * ~terminated).sum(1) / (~terminated).sum(1).clamp(min=1)
-        metrics["j_prefix"] = term_mean.mean().item()
-        metrics["progress_mean"] = (cont_mean - term_mean).mean().item()
-    else:
-        raise ValueError(f"algorithm {name!r} has no RL advantages (star / mrt_star are SFT rounds)")
-    if name == "mrt_dense":
-        if progress is None:
-            raise ValueError("mrt_dense needs per-trace progress (estimate_trace_progress)")
+    cfg: object                          # TrainConfig
+    backend: object                      # rollout backend (rl.generation)
+    tokenizer: object
+    estimator: object                    # ProgressEstimator on the live policy
+    pad_id: int
+    seed: Callable[[int], int]           # salt -> this step's seed for that random choice
+    timings: dict = field(default_factory=dict)
+
+    def sampling(self) -> SamplingParams:
+        ro = self.cfg.rollout
+        return SamplingParams(max_tokens=ro.max_tokens, temperature=ro.temperature, top_p=ro.top_p, seed=self.seed(0))
+
+    def progress(self, samples: list[Sample], *, salt: int = 2) -> list[ProgressResult]:
+        """J at every episode cut of ``samples`` (timed as the step's progress phase)."""
+        t0 = time.perf_counter()
+        out = estimate_progress(self.estimator, self.tokenizer, samples, seed=self.seed(salt))
+        self.timings["progress"] = self.timings.get("progress", 0.0) + time.perf_counter() - t0
+        return out
+
+
+@dataclass
+class Rollout:
+    samples: list[Sample]
+    group_size: int
+    progress: list[ProgressResult] | None = None
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class Credit:
+    """Either ``advantages [N, T]`` over ``batch`` (policy gradient) or ``sft_samples`` (STaR)."""
+
+    metrics: dict
+    batch: Batch | None = None
+    advantages: torch.Tensor | None = None
+    sft_samples: list[Sample] | None = None
+
+
+class Algorithm:
+    name: ClassVar[str] = ""
+
+    def __init__(self, cfg):
+        self.cfg, self.algo = cfg, cfg.algo
+
+    def rollout(self, ctx: StepContext, problems) -> Rollout:
+        n = self.cfg.rollout.group_size
+        samples = sample_groups(ctx.backend, ctx.tokenizer, problems, n=n, sampling=ctx.sampling(),
+                                system=self.cfg.data.system_prompt)
+        return Rollout(samples, n)
+
+    def credit(self, ctx: StepContext, rollout: Rollout) -> Credit:
+        batch = pack(rollout.samples, ctx.pad_id)
+        seq_adv, dense, metrics = self.sequence_advantages(rollout, batch)
+        adv = token_advantages(seq_adv, batch.loss_mask, dense)
+        metrics["adv_abs_mean"] = (adv.abs().sum() / batch.loss_mask.sum().clamp(min=1)).item()
+        return Credit(metrics, batch=batch, advantages=adv)
+
+    def sequence_advantages(self, rollout: Rollout, batch: Batch):
+        """(per-sequence advantages [N], optional dense token rewards [N, T], metrics)."""
+        raise NotImplementedError
+
+
+ALGORITHMS: dict[str, type[Algorithm]] = {}
+
+
+def register(cls: type[Algorithm]) -> type[Algorithm]:
+    ALGORITHMS[cls.name] = cls
+    return cls
+
+
+def build_algorithm(cfg) -> Algorithm:
+    name = cfg.algo.name
+    if name not in ALGORITHMS:
+        raise ValueError(f"algo.name={name!r}: use one of {sorted(ALGORITHMS)}")
+    return ALGORITHMS[name](cfg)
+
+
+def _rewards(samples: list[Sample]) -> torch.Tensor:
+    return torch.tensor([s.reward for s in samples], dtype=torch.float32)  # [N]
+
+
+@register
+class GRPO(Algorithm):
+    name = "grpo"
+
+    def sequence_advantages(self, rollout, batch):
+        return group_advantages(_rewards(rollout.samples), rollout.group_size, scale=self.algo.advantage_scale), None, {}
+
+
+@register
+class LengthPenalty(Algorithm):
+    name = "length_penalty"
+
+    def sequence_advantages(self, rollout, batch):
+        lengths = torch.tensor([s.num_completion_tokens for s in rollout.samples], dtype=torch.float32)
+        shaped = length_penalty_rewards(_rewards(rollout.samples), lengths, max_tokens=self.cfg.rollout.max_tokens,
+                                        coef=self.algo.length_coef)
+        seq_adv = group_advantages(shaped, rollout.group_size, scale=self.algo.advantage_scale)
+        return seq_adv, None, {"shaped_reward": shaped.mean().item()}
+
+
+@register
+class MRTDense(GRPO):
+    """Group-normalised outcome advantage plus ``alpha * progress`` of each episode on its tokens."""
+
+    name = "mrt_dense"
+
+    def rollout(self, ctx, problems):
+        out = super().rollout(ctx, problems)
+        out.progress = ctx.progress(out.samples)
+        return out
+
+    def sequence_advantages(self, rollout, batch):
+        seq_adv, _, metrics = super().sequence_advantages(rollout, batch)
         width = batch.input_ids.shape[1]
-        spans = [[(start + a, start + b) for a, b in p.episode_spans] for p, start in zip(progress, batch.completion_start)]
-        dense = dense_progress_rewards([p.progress for p in progress], spans, width, alpha=algo.alpha)
-        metrics["progress_mean"] = float(torch.cat([p.progress for p in progress]).mean())
-        metrics["num_episodes"] = sum(len(p.episode_spans) for p in progress) / len(progress)
-    adv = token_advantages(seq_adv, batch.loss_mask, dense)
-    metrics["adv_abs_mean"] = (adv.abs().sum() / batch.loss_mask.sum().clamp(min=1)).item()
-    return adv, metrics
+        spans = [[(start + a, start + b) for a, b in episode_token_spans(p, s.num_completion_tokens)]
+                 for p, s, start in zip(rollout.progress, rollout.samples, batch.completion_start)]
+        progress = [torch.tensor(p.progress, dtype=torch.float32) for p in rollout.progress]
+        dense = dense_progress_rewards(progress, spans, width, alpha=self.algo.alpha)
+        flat = torch.cat(progress) if progress else torch.zeros(0)
+        metrics["progress_mean"] = float(flat.mean()) if flat.numel() else 0.0
+        metrics["num_episodes"] = sum(len(p.progress) for p in rollout.progress) / len(rollout.progress)
+        return seq_adv, dense, metrics
+
+
+@register
+class MRTScalar(Algorithm):
+    """``A = R - mean(R_terminate)`` per prefix group (no std scaling, as in the paper)."""
+
+    name = "mrt_scalar"
+
+    def rollout(self, ctx, problems):
+        algo, est = self.algo, self.algo.progress
+        samples = sample_prefix_continuations(
+            ctx.backend, ctx.tokenizer, problems, sampling=ctx.sampling(), num_continuations=algo.num_continuations,
+            num_terminate=algo.num_terminate, max_answer_tokens=est.max_answer_tokens,
+            template=ctx.estimator.template, scheme=est.scheme, segment_options=est.segmenter_options(),
+            rng=random.Random(ctx.seed(1)), system=self.cfg.data.system_prompt)
+        return Rollout(samples, algo.num_continuations)
+
+    def sequence_advantages(self, rollout, batch):
+        m = rollout.group_size
+        rewards = _rewards(rollout.samples).view(-1, m)
+        terminated = torch.tensor([s.terminated for s in rollout.samples]).view(-1, m)
+        term_mean = (rewards * terminated).sum(1) / terminated.sum(1)
+        cont_mean = (rewards * ~terminated).sum(1) / (~terminated).sum(1).clamp(min=1)
+        metrics = {"j_prefix": term_mean.mean().item(), "progress_mean": (cont_mean - term_mean).mean().item()}
+        return scalar_mrt_advantages(rewards, terminated).reshape(-1), None, metrics
+
+
+@register
+class STaR(Algorithm):
+    """Sample, keep the correct traces, fine-tune on them (one round per step)."""
+
+    name = "star"
+
+    def rollout(self, ctx, problems):
+        n = self.algo.star_num_samples
+        samples = sample_groups(ctx.backend, ctx.tokenizer, problems, n=n, sampling=ctx.sampling(),
+                                system=self.cfg.data.system_prompt)
+        return Rollout(samples, n)
+
+    def credit(self, ctx, rollout):
+        kept = [s for s in rollout.samples if s.reward >= 1.0]
+        return Credit({"num_correct": len(kept), "num_kept": len(kept)}, sft_samples=kept)
+
+
+@register
+class MRTSTaR(STaR):
+    """STaR whose filter depends on the intermediate J values (see :func:`select_by_progress`)."""
+
+    name = "mrt_star"
+
+    def rollout(self, ctx, problems):
+        out = super().rollout(ctx, problems)
+        correct = [s for s in out.samples if s.reward >= 1.0]
+        out.progress = ctx.progress(correct) if correct else []
+        return out
+
+    def credit(self, ctx, rollout):
+        correct = [s for s in rollout.samples if s.reward >= 1.0]
+        budgets = [len(s.context_ids) + self.cfg.rollout.max_tokens for s in correct]
+        keep = select_by_progress(rollout.progress, budgets, keep_fraction=self.algo.star_keep_fraction)
+        num_monotone = sum(all(p >= 0 for p in r.progress) for r in rollout.progress)
+        progress = [p for r in rollout.progress for p in r.progress]
+        metrics = {"num_correct": len(correct), "num_monotone": num_monotone, "num_kept": len(keep),
+                   "progress_mean": sum(progress) / len(progress) if progress else 0.0}
+        return Credit(metrics, sft_samples=[correct[i] for i in keep])
+
+
+def select_by_progress(results: list[ProgressResult], budgets: list[float], *, keep_fraction: float) -> list[int]:
+    """MRT-STaR's filter over correct traces: indices to fine-tune on, best first.
+
+    Eligible: traces whose every episode makes non-negative progress (J never falls). Ranked by
+    normalized regret at ``budgets[i]`` (prompt + completion budget; lower is better: J rose
+    early), and the best ``ceil``-rounded ``keep_fraction`` of the eligible are kept (at least
+    one when any is eligible).
+
+    Departure from the paper, which gives no exact filter: ranking correct traces by their mean
+    episode progress cancels itself (progress telescopes to ``(J_L - J_0) / L`` and J_L is 1 for
+    a correct trace, so the intermediate J values drop out). Monotone progress and regret both
+    depend on every intermediate J.
+    """
+    if len(results) != len(budgets):
+        raise ValueError(f"{len(results)} progress results for {len(budgets)} budgets")
+    eligible = [i for i, r in enumerate(results) if all(p >= 0 for p in r.progress)]
+    regret = {i: normalized_regret(*token_curve(results[i]), budgets[i]) for i in eligible}
+    order = sorted(eligible, key=lambda i: (regret[i], i))
+    num_keep = max(1, int(round(keep_fraction * len(order)))) if order else 0
+    return order[:num_keep]

@@ -76,7 +76,7 @@ def plot(before: dict, after: dict, history: list[dict], path: str | Path, *, al
 
 def run_demo(*, output_dir: str = "runs/demo", steps: int | None = None, algo: str | None = None,
              from_scratch: bool = False, sft_steps: int | None = None, overrides: dict | None = None) -> dict:
-    from mrt_engine.rl.config import TrainConfig
+    from mrt_engine.config import TrainConfig
     from mrt_engine.train import train
 
     t0 = time.perf_counter()
@@ -88,20 +88,20 @@ def run_demo(*, output_dir: str = "runs/demo", steps: int | None = None, algo: s
     if algo is not None:
         cfg["algo"]["name"] = algo
     if from_scratch:
-        from mrt_engine.rl.sft import SFTConfig, run_sft
-        from mrt_engine.rl.config import _build
+        from mrt_engine.config import SFTConfig, from_dict
+        from mrt_engine.rl.sft import run_sft
 
         sft = copy.deepcopy(DEMO_SFT)
         sft["output_dir"] = str(out / "sft")
         if sft_steps is not None:
             sft["steps"] = sft_steps
         print(f"warm start: SFT for {sft['steps']} steps on {sft['data']['task']} traces")
-        summary = run_sft(_build(SFTConfig, sft, "sft"))
+        summary = run_sft(from_dict(SFTConfig, sft, "sft"))
         cfg["model"] = {"name": "demo-init", "device": "cpu", "init_checkpoint": summary["checkpoint"]}
     for key, value in (overrides or {}).items():
-        from mrt_engine.rl.config import _set_dotted
+        from mrt_engine.config import set_dotted
 
-        _set_dotted(cfg, key, value)
+        set_dotted(cfg, key, value)
     config = TrainConfig.from_dict(cfg)
     print(f"MRT demo: {config.algo.name}, {config.steps} steps x {config.prompts_per_step} prompts x "
           f"{config.rollout.group_size} traces on the demo model ({config.rollout.backend} generator)")

@@ -3,39 +3,36 @@ from __future__ import annotations
 
 import torch
 
-from mrt_engine.rl.branching import estimate_trace_progress
-from mrt_engine.rl.generation import Sampling
+from mrt_engine.engine import SamplingParams
+from mrt_engine.metrics import normalized_regret
+from mrt_engine.progress import token_curve
+from mrt_engine.rl.progress import estimate_progress
 from mrt_engine.rl.rollout import sample_groups
 
 
 @torch.no_grad()
-def evaluate(backend, tokenizer, problems, *, max_tokens: int, temperature: float, template, scheme: str,
-             segment_options: dict, max_cuts: int, num_branches: int, answer_max_tokens: int,
-             branch_temperature: float, seed: int, system=None, with_progress: bool = True) -> dict:
+def evaluate(backend, tokenizer, problems, *, estimator, max_tokens: int, temperature: float, seed: int,
+             system=None, with_progress: bool = True) -> dict:
     """One completion per problem (greedy at ``temperature=0``).
 
-    - ``pass@1``: fraction correct.
-    - ``tokens``: mean completion tokens.
-    - ``progress``: mean per-episode progress ``J_k - J_{k-1}`` from forced-termination branches.
+    - ``pass@1``: fraction correct; ``tokens``: mean completion tokens.
+    - ``progress``: mean per-episode progress ``J_k - J_{k-1}``; ``j_empty``: mean J at the
+      empty prefix; ``episodes``: mean episodes per trace (J from ``estimator``, the trainer's).
     - ``regret``: mean normalized regret at budget C0 = prompt + ``max_tokens`` tokens
-      (mrt.md section 7; comparator J* = 1), over the J curve at the cuts.
+      (mrt.md section 7; comparator J* = 1), over each trace's token curve.
     """
     if not problems:
         return {}
-    samples = sample_groups(backend, tokenizer, problems, n=1,
-                            sampling=Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed), system=system)
+    samples = sample_groups(backend, tokenizer, problems, n=1, system=system,
+                            sampling=SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed))
     out = {"pass@1": sum(s.reward for s in samples) / len(samples),
            "tokens": sum(s.num_completion_tokens for s in samples) / len(samples)}
     if with_progress:
-        from mrt_engine.metrics import normalized_regret
-
-        prog = estimate_trace_progress(backend, tokenizer, samples, template=template, scheme=scheme,
-                                       segment_options=segment_options, max_cuts=max_cuts, num_branches=num_branches,
-                                       answer_max_tokens=answer_max_tokens, temperature=branch_temperature,
-                                       seed=seed + 7)
-        out["progress"] = float(torch.cat([p.progress for p in prog]).mean())
-        out["j_empty"] = sum(p.j[0] for p in prog) / len(prog)
-        out["regret"] = sum(normalized_regret(p.tokens_at_cut, p.j, len(s.context_ids) + max_tokens)
-                            for p, s in zip(prog, samples)) / len(prog)
-        out["episodes"] = sum(len(p.episode_spans) for p in prog) / len(prog)
+        results = estimate_progress(estimator, tokenizer, samples, seed=seed + 7)
+        progress = [p for r in results for p in r.progress]
+        out["progress"] = sum(progress) / len(progress) if progress else 0.0
+        out["j_empty"] = sum(r.j[0] for r in results) / len(results)
+        out["regret"] = sum(normalized_regret(*token_curve(r), len(s.context_ids) + max_tokens)
+                            for r, s in zip(results, samples)) / len(results)
+        out["episodes"] = sum(r.num_episodes for r in results) / len(results)
     return out

@@ -1,37 +1,21 @@
 """Generation on the live policy weights: the in-process engine, or plain transformers.
 
 Both backends run the policy's own parameter tensors (no copy), so the next rollout after an
-optimizer step samples from the updated policy. Outputs are normalised to :class:`Completion`.
+optimizer step samples from the updated policy. Both take the engine's
+:class:`~mrt_engine.engine.SamplingParams` and return its
+:class:`~mrt_engine.engine.GenerationOutput` (one sampling type, one output type).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-
-@dataclass
-class Completion:
-    token_ids: list[int]
-    text: str
-    finish_reason: str  # "stop" (EOS or stop string) or "length"
-
-
-@dataclass
-class Sampling:
-    n: int = 1
-    max_tokens: int = 128
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
+from mrt_engine.engine import GenerationOutput, Generator, SamplingParams
 
 
 class EngineBackend:
     """:class:`mrt_engine.engine.Generator` (paged KV cache, continuous batching)."""
 
     def __init__(self, model, tokenizer, **engine_kwargs):
-        from mrt_engine.engine import Generator
-
         self.generator = Generator(model, tokenizer, **engine_kwargs)
         self.tokenizer = tokenizer
 
@@ -43,12 +27,8 @@ class EngineBackend:
         """Cached prefix KV was computed with the old weights: drop it after every update."""
         self.generator.reset_prefix_cache()
 
-    def generate(self, prompts: list[list[int]], s: Sampling) -> list[list[Completion]]:
-        from mrt_engine.engine import SamplingParams
-
-        params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed)
-        outs = self.generator.generate(prompts, params)
-        return [[Completion(list(o.token_ids), o.text, _finish(o.finish_reason)) for o in group] for group in outs]
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[GenerationOutput]]:
+        return self.generator.generate(prompts, params)
 
 
 class HFBackend:
@@ -65,7 +45,8 @@ class HFBackend:
         pass
 
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], s: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[list[int]], s: SamplingParams) -> list[list[GenerationOutput]]:
+        """Only ``n``, ``max_tokens``, ``temperature``, ``top_p`` and ``seed`` of ``s`` apply here."""
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         device = self.model.get_input_embeddings().weight.device
@@ -97,13 +78,9 @@ class HFBackend:
                     row = row[:row.index(tok.eos_token_id) + 1]
                     finish = "stop"
                 text = tok.decode([t for t in row if t != tok.eos_token_id], skip_special_tokens=False)
-                group.append(Completion(row, text, finish))
+                group.append(GenerationOutput(list(prompts[i]), row, text, None, finish))
             result.append(group)
         return result
-
-
-def _finish(reason) -> str:
-    return "length" if str(reason) == "length" else "stop"
 
 
 def make_backend(name: str, model, tokenizer):

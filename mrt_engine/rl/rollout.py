@@ -7,11 +7,11 @@ sampled; only those tokens are trained on).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
-from mrt_engine.rl.generation import Completion, Sampling
+from mrt_engine.engine import GenerationOutput, SamplingParams
 
 
 @dataclass
@@ -56,11 +56,10 @@ def encode_prompts(tokenizer, problems, *, system=None) -> list[list[int]]:
     return [prompt_ids(tokenizer, p.problem, system=system) for p in problems]
 
 
-def sample_groups(backend, tokenizer, problems, *, n: int, sampling: Sampling, system=None) -> list[Sample]:
+def sample_groups(backend, tokenizer, problems, *, n: int, sampling: SamplingParams, system=None) -> list[Sample]:
     """``n`` completions per problem; group ``g`` = problem ``g``."""
     prompts = encode_prompts(tokenizer, problems, system=system)
-    outs = backend.generate(prompts, Sampling(n=n, max_tokens=sampling.max_tokens, temperature=sampling.temperature,
-                                              top_p=sampling.top_p, seed=sampling.seed))
+    outs = backend.generate(prompts, replace(sampling, n=n))
     samples = []
     for g, (problem, prompt, group) in enumerate(zip(problems, prompts, outs)):
         for c in group:
@@ -69,8 +68,8 @@ def sample_groups(backend, tokenizer, problems, *, n: int, sampling: Sampling, s
     return samples
 
 
-def sample_prefix_continuations(backend, tokenizer, problems, *, sampling: Sampling, num_continuations: int,
-                                num_terminate: int, answer_max_tokens: int, template, scheme: str,
+def sample_prefix_continuations(backend, tokenizer, problems, *, sampling: SamplingParams, num_continuations: int,
+                                num_terminate: int, max_answer_tokens: int, template, scheme: str,
                                 segment_options: dict, rng: random.Random, system=None) -> list[Sample]:
     """Scalar MRT-RL data (mrt.md section 5): per problem, one prefix rollout cut after a
     random number of episodes k (uniform over 0..L-1 for a trace of L episodes), then
@@ -81,12 +80,11 @@ def sample_prefix_continuations(backend, tokenizer, problems, *, sampling: Sampl
     from mrt_engine.prompts import encode
 
     prompts = encode_prompts(tokenizer, problems, system=system)
-    traces = backend.generate(prompts, Sampling(n=1, max_tokens=sampling.max_tokens, temperature=sampling.temperature,
-                                                top_p=sampling.top_p, seed=sampling.seed))
+    traces = backend.generate(prompts, replace(sampling, n=1))
     term_ids = encode(tokenizer, template.text)
     term_ctx, cont_ctx, prefixes = [], [], []
     for prompt, (trace,) in zip(prompts, traces):
-        ids = _strip_eos(trace.token_ids, tokenizer)
+        ids = strip_eos(trace.token_ids, tokenizer)
         episodes = segment_ids(tokenizer, ids, scheme, **segment_options)
         k = rng.randrange(len(episodes))  # episodes kept in the prefix (never the whole trace)
         cut = episodes[k - 1].token_end if k > 0 else 0
@@ -96,8 +94,7 @@ def sample_prefix_continuations(backend, tokenizer, problems, *, sampling: Sampl
         cont_ctx.append(prompt + prefix)
     seed2 = None if sampling.seed is None else sampling.seed + 1
     num_continue = num_continuations - num_terminate
-    term_outs = backend.generate(term_ctx, Sampling(n=num_terminate, max_tokens=answer_max_tokens,
-                                                    temperature=sampling.temperature, top_p=sampling.top_p, seed=seed2))
+    term_outs = backend.generate(term_ctx, replace(sampling, n=num_terminate, max_tokens=max_answer_tokens, seed=seed2))
     cont_budget = [max(1, sampling.max_tokens - len(p[0])) for p in prefixes]
     cont_outs = _generate_varying_budget(backend, cont_ctx, cont_budget, num_continue, sampling, seed2)
     samples = []
@@ -114,19 +111,19 @@ def sample_prefix_continuations(backend, tokenizer, problems, *, sampling: Sampl
     return samples
 
 
-def _generate_varying_budget(backend, contexts, budgets, n, sampling: Sampling, seed) -> list[list[Completion]]:
+def _generate_varying_budget(backend, contexts, budgets, n, sampling: SamplingParams, seed) -> list[list[GenerationOutput]]:
     # Continuations keep the whole trace within rollout.max_tokens: batch equal budgets together.
     out: list = [None] * len(contexts)
     for budget in sorted(set(budgets)):
         idx = [i for i, b in enumerate(budgets) if b == budget]
-        res = backend.generate([contexts[i] for i in idx], Sampling(n=n, max_tokens=budget, temperature=sampling.temperature,
-                                                                   top_p=sampling.top_p, seed=seed))
+        res = backend.generate([contexts[i] for i in idx], replace(sampling, n=n, max_tokens=budget, seed=seed))
         for i, r in zip(idx, res):
             out[i] = r
     return out
 
 
-def _strip_eos(ids, tokenizer) -> list[int]:
+def strip_eos(ids, tokenizer) -> list[int]:
+    """The completion without its trailing EOS tokens (what the segmenter and estimator read)."""
     ids = list(ids)
     while ids and ids[-1] == tokenizer.eos_token_id:
         ids.pop()

@@ -47,11 +47,3 @@ def build_problems(dcfg):
                                difficulty=dcfg.difficulty) if dcfg.num_eval else []
     seen = {p.problem for p in train}
     return train, [p for p in held if p.problem not in seen]
-
-
-def build_template(spec):
-    from mrt_engine.prompts import TerminationTemplate, get_template
-
-    if isinstance(spec, dict):
-        return TerminationTemplate(**spec)
-    return get_template(spec)

@@ -12,53 +12,10 @@ from __future__ import annotations
 import random
 import re
 import time
-from dataclasses import dataclass, field
-
 import torch
 
-from mrt_engine.rl.config import DataConfig, ModelConfig, _build
+from mrt_engine.config import SFTConfig
 from mrt_engine.rl.rollout import Sample, encode_prompts, pack
-
-
-@dataclass
-class SFTConfig:
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="demo-init"))
-    data: DataConfig = field(default_factory=lambda: DataConfig(num_train=2000, num_eval=32))
-    steps: int = 300
-    batch_size: int = 32
-    micro_batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05
-    grad_clip: float = 1.0
-    seed: int = 0
-    output_dir: str = "runs/sft"
-    template: object = "boxed"          # termination template for the meta-prover examples
-    scheme: str = "r1"
-    segment_options: dict = field(default_factory=dict)
-    termination_fraction: float = 0.3   # share of examples that are meta-prover examples
-    eval_every: int = 100
-    eval_max_tokens: int = 256
-    export: str | None = None           # also write compact fp16 weights here (the demo asset)
-    num_threads: int | None = None
-    precision: str = "auto"
-
-    def __post_init__(self):
-        if isinstance(self.model, dict):
-            self.model = _build(ModelConfig, self.model, "model")
-        if isinstance(self.data, dict):
-            self.data = _build(DataConfig, self.data, "data")
-        if self.steps < 1 or self.batch_size < 1 or self.micro_batch_size < 1:
-            raise ValueError("steps, batch_size and micro_batch_size must be >= 1")
-        if not 0 <= self.termination_fraction < 1:
-            raise ValueError(f"termination_fraction={self.termination_fraction} must be in [0, 1)")
-
-    @classmethod
-    def from_yaml(cls, path) -> "SFTConfig":
-        import yaml
-
-        with open(path) as f:
-            return _build(cls, yaml.safe_load(f) or {}, "sft config")
 
 
 def _answer_stated(answer: str, text: str) -> bool:
@@ -98,12 +55,12 @@ def build_examples(problems, tokenizer, *, seed: int, template, scheme: str = "r
 def run_sft(cfg: SFTConfig, *, log=None) -> dict:
     """Train, evaluate (greedy pass@1 on held-out problems), save; returns a summary."""
     from mrt_engine.rl.checkpoint import save_checkpoint
-    from mrt_engine.rl.config import OptimConfig
     from mrt_engine.rl.demo_model import export_weights
     from mrt_engine.rl.generation import make_backend
     from mrt_engine.rl.logger import MetricsLogger
     from mrt_engine.rl.optim import build_optimizer, build_scheduler
-    from mrt_engine.rl.setup import build_model, build_problems, build_template
+    from mrt_engine.prompts import get_template
+    from mrt_engine.rl.setup import build_model, build_problems
     from mrt_engine.rl.update import sft_update
 
     log = log or (lambda text: print(text, flush=True))
@@ -112,14 +69,12 @@ def run_sft(cfg: SFTConfig, *, log=None) -> dict:
     torch.manual_seed(cfg.seed)
     model, tok = build_model(cfg.model, seed=cfg.seed)
     train_problems, eval_problems = build_problems(cfg.data)
-    template = build_template(cfg.template)
+    template = get_template(cfg.template)
     examples = build_examples(train_problems, tok, seed=cfg.seed, template=template, scheme=cfg.scheme,
                               segment_options=cfg.segment_options, termination_fraction=cfg.termination_fraction,
                               system=cfg.data.system_prompt)
-    optim_cfg = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
-                            grad_clip=cfg.grad_clip, micro_batch_size=cfg.micro_batch_size)
-    optimizer = build_optimizer(model, optim_cfg)
-    scheduler = build_scheduler(optimizer, optim_cfg, cfg.steps)
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.optim, cfg.steps)
     backend = make_backend("engine", model, tok)
     logger = MetricsLogger(cfg.output_dir, total_steps=cfg.steps, progress_bar=False, tensorboard=False)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -132,7 +87,8 @@ def run_sft(cfg: SFTConfig, *, log=None) -> dict:
             order += rng.sample(range(len(examples)), len(examples))
         chosen, order = order[:cfg.batch_size], order[cfg.batch_size:]
         out = sft_update(model, optimizer, pack([examples[i] for i in chosen], pad),
-                         micro_batch_size=cfg.micro_batch_size, grad_clip=cfg.grad_clip, precision=cfg.precision)
+                         micro_batch_size=cfg.optim.micro_batch_size, grad_clip=cfg.optim.grad_clip,
+                         precision=cfg.precision)
         scheduler.step()
         backend.weights_updated()
         logger.log(step, {"loss": out["loss"], "lr": scheduler.get_last_lr()[0]})
@@ -157,9 +113,9 @@ def run_sft(cfg: SFTConfig, *, log=None) -> dict:
 
 
 def sft_eval(backend, tok, problems, *, max_tokens: int, system=None) -> float:
-    from mrt_engine.rl.generation import Sampling
+    from mrt_engine.engine import SamplingParams
     from mrt_engine.rl.rollout import sample_groups
 
-    samples = sample_groups(backend, tok, problems, n=1, sampling=Sampling(max_tokens=max_tokens, temperature=0.0),
-                            system=system)
+    samples = sample_groups(backend, tok, problems, n=1, system=system,
+                            sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0))
     return sum(s.reward for s in samples) / len(samples)

@@ -100,3 +100,18 @@ def sft_update(model, optimizer, batch: Batch, *, micro_batch_size: int, grad_cl
         loss_sum += loss.item()
     norm = _step(model, optimizer, grad_clip)
     return {"loss": loss_sum, "grad_norm": norm}
+
+
+def sft_epochs(model, optimizer, samples: list, *, epochs: int, pad_id: int, rng, micro_batch_size: int,
+               grad_clip: float, precision: str = "no") -> dict:
+    """``epochs`` shuffled passes of supervised steps over ``samples`` (one step per micro-batch)."""
+    from mrt_engine.rl.rollout import pack
+
+    samples, losses = list(samples), []
+    for _ in range(epochs if samples else 0):
+        rng.shuffle(samples)
+        for i in range(0, len(samples), micro_batch_size):
+            out = sft_update(model, optimizer, pack(samples[i:i + micro_batch_size], pad_id),
+                             micro_batch_size=micro_batch_size, grad_clip=grad_clip, precision=precision)
+            losses.append(out["loss"])
+    return {"loss": sum(losses) / len(losses) if losses else 0.0}

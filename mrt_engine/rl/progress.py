@@ -1,0 +1,60 @@
+"""J at the episode cuts of the trainer's own rollouts, from the one estimator.
+
+The trainer hands :class:`mrt_engine.progress.ProgressEstimator` each sample as token ids
+(prompt = the sample's ``context_ids`` used as given, trace = the completion without its
+trailing EOS), so the estimator segments exactly the ids the policy generated and its
+``cut_tokens`` are offsets into the completion. With ``natural_end="outcome"`` (the trainer's
+default) J at the end of the trace is the sample's graded reward, and only the forced cuts
+are branched: the dense variant of mrt.md section 5.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from mrt_engine.config import EstimatorConfig
+from mrt_engine.progress import ProgressEstimator, ProgressResult, reference_answer
+from mrt_engine.rl.rollout import Sample, strip_eos, task_verifier
+
+
+def build_estimator(model, tokenizer, config: EstimatorConfig, backend) -> ProgressEstimator:
+    """The estimator on the live policy, branching on the rollout engine when there is one.
+
+    Sample mode needs a generator whose prefix cache the trainer resets after every update:
+    the engine backend's own. With the ``hf`` backend there is none, so sample mode falls back
+    to ``method="naive"`` (plain ``generate``) rather than a second engine with a stale cache.
+    """
+    generator = getattr(backend, "generator", None)
+    if generator is None and config.mode == "sample" and config.method == "fast":
+        config = dataclasses.replace(config, method="naive")
+    return ProgressEstimator(model, tokenizer, generator=generator, config=config)
+
+
+def estimate_progress(estimator: ProgressEstimator, tokenizer, samples: list[Sample], *,
+                      seed: int | None = None) -> list[ProgressResult]:
+    """One :class:`ProgressResult` per sample (graded samples: ``reward`` is their outcome)."""
+    prompts, traces, answers = [], [], []
+    for i, s in enumerate(samples):
+        answer = getattr(s.problem, "answer", None)
+        if answer is None or (isinstance(answer, str) and not answer.strip()):
+            raise ValueError(f"sample {i}: progress needs the problem's reference answer, but problem "
+                             f"{getattr(s.problem, 'problem', s.problem)!r:.80} has none; give every problem an "
+                             "answer (data.answer_field)")
+        prompts.append([int(t) for t in s.context_ids])
+        traces.append([int(t) for t in strip_eos(s.completion_ids, tokenizer)])
+        answers.append(reference_answer(answer, index=i))
+    return estimator.estimate(prompts, traces, answers, outcomes=[s.reward for s in samples],
+                              verifiers=[task_verifier(s.problem) for s in samples], seed=seed)
+
+
+def episode_token_spans(result: ProgressResult, num_completion_tokens: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of each episode in the sample's completion tokens.
+
+    The last episode is extended over the trailing EOS (and anything the estimator did not
+    segment, e.g. text after ``</think>``), so every trained token carries its episode's
+    progress. A trace with no tokens has no episode.
+    """
+    cuts = [int(c) for c in result.cut_tokens]
+    spans = list(zip(cuts[:-1], cuts[1:]))
+    if spans:
+        spans[-1] = (spans[-1][0], num_completion_tokens)
+    return spans
