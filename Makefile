@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 VERL_VENV ?= $(CURDIR)/.venv-verl
 
-.PHONY: setup verl-venv vllm-venv test test-fast demo bench bench-quick bench-kernels bench-progress gpu-check clean
+.PHONY: setup verl-venv vllm-venv test test-fast demo bench bench-quick bench-kernels bench-generation bench-progress gpu-check clean
 
 setup:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH_SPEC)
@@ -23,6 +23,7 @@ verl-venv:
 	bash scripts/setup_verl_venv.sh $(VERL_VENV)
 
 test: setup verl-venv
+	bash scripts/install_browser.sh
 	VERL_VENV=$(VERL_VENV) $(PYTHON) -m pytest -q -ra tests
 
 test-fast: setup
@@ -31,17 +32,22 @@ test-fast: setup
 demo: setup
 	$(PYTHON) -m mrt_engine.cli demo
 
+# Benchmarks (docs/benchmarks.md). bench-generation / bench-progress are stage selections of
+# bench/throughput.py; pass more of its flags with BENCH_ARGS="--repeats 3 --threads 1".
 bench: setup
-	$(PYTHON) bench/throughput.py
+	$(PYTHON) bench/throughput.py $(BENCH_ARGS)
 
 bench-quick: setup
-	$(PYTHON) bench/throughput.py --quick
+	$(PYTHON) bench/throughput.py --quick $(BENCH_ARGS)
 
 bench-kernels: setup
 	$(PYTHON) bench/kernels.py
 
+bench-generation: setup
+	$(PYTHON) bench/generation.py $(BENCH_ARGS)
+
 bench-progress: setup
-	$(PYTHON) bench/progress.py
+	$(PYTHON) bench/progress.py $(BENCH_ARGS)
 
 # On a CUDA machine: CUDA tests + kernel benchmarks, short table last (< 6 min).
 gpu-check:

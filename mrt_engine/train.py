@@ -12,6 +12,10 @@ in :mod:`mrt_engine.rl.algorithms`; J at episode cuts comes from the one
 runs the model's own parameter tensors, so each rollout samples from the weights the last
 optimizer step wrote (no copy, no sync). Every step's metrics carry its phase timings
 (``time/generation_s``, ``time/progress_s``, ``time/credit_s``, ``time/update_s``).
+
+Under ``torchrun`` (``parallel.strategy: ddp | fsdp2``, see :mod:`mrt_engine.rl.dist`) each
+rank takes its share of the step's prompts; every random choice derives from (seed, step) and
+the global sample index, not the rank, so N processes reproduce one process's run.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from mrt_engine.config import TrainConfig
 from mrt_engine.rl import dist
 from mrt_engine.rl.algorithms import Credit, StepContext, build_algorithm
 from mrt_engine.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from mrt_engine.rl.dist_checkpoint import load_distributed, save_distributed
 from mrt_engine.rl.data import PromptSampler
 from mrt_engine.rl.evaluate import evaluate
 from mrt_engine.rl.generation import make_backend
@@ -64,7 +69,7 @@ def train(config: TrainConfig | dict | str, *, stop_after: int | None = None, mo
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, *, model=None, tokenizer=None):
-        dist.init_from_env()
+        dist.init_from_env(timeout_s=cfg.parallel.timeout_s)
         self.cfg = cfg
         self.rank = dist.rank()
         if cfg.num_threads:
@@ -78,25 +83,31 @@ class Trainer:
         self.backend = make_backend(cfg.rollout.backend, self.model, self.tok)
         self.estimator = build_estimator(self.model, self.tok, cfg.algo.progress, self.backend)
         self.algorithm = build_algorithm(cfg)
-        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.ref_policy = None
+        if cfg.algo.kl_coef > 0:
+            self.ref_policy = dist.PolicyLogProbs(copy.deepcopy(self.model).eval().requires_grad_(False))
+        # The module the update calls (DDP-wrapped or FSDP2-sharded); the optimizer comes after.
+        self.policy = dist.wrap_policy(self.model, cfg.parallel.strategy)
+        self.optimizer = build_optimizer(self.policy, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.steps)
         self.sampler = PromptSampler(self.train_problems, seed=cfg.seed)
-        self.ref_model = None
-        if cfg.algo.kl_coef > 0:
-            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
         self.step = 0
         self.extra: dict = {}
 
-    # -- per-step seeds: every random choice derives from (seed, step, rank), so resume is exact
+    # -- per-step seeds: every random choice derives from (seed, step), so resume is exact; the
+    # engine keys each sample's draws by its own seed and index, not by the batch it is in
     def _seed(self, step: int, salt: int = 0) -> int:
-        return (self.cfg.seed * 1_000_003 + step * 9_973 + self.rank * 101 + salt) % (2 ** 31)
+        return (self.cfg.seed * 1_000_003 + step * 9_973 + salt) % (2 ** 31)
 
     def run(self, *, stop_after: int | None = None) -> TrainResult:
         cfg = self.cfg
         ckpt = latest_checkpoint(cfg.output_dir) if cfg.resume else None
         if ckpt is not None:
-            state = load_checkpoint(ckpt, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
+            if cfg.parallel.strategy == "none":
+                state = load_checkpoint(ckpt, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
+            else:
+                state = load_distributed(ckpt, policy=self.policy, optimizer=self.optimizer, scheduler=self.scheduler)
             self.sampler.load_state(state["cursor"])
             self.step, self.extra = state["step"], state["extra"]
             self.backend.weights_updated()
@@ -136,10 +147,11 @@ class Trainer:
     # -- one step: rollout, credit, update ------------------------------------------------------
     def train_step(self, problems) -> dict:
         ctx = StepContext(self.cfg, self.backend, self.tok, self.estimator, self.pad_id,
-                          seed=lambda salt: self._seed(self.step, salt))
+                          seed=lambda salt: self._seed(self.step, salt), rank=self.rank)
         t0 = time.perf_counter()
         self.model.eval()
-        rollout = self.algorithm.rollout(ctx, problems)
+        with dist.full_weights(self.policy):
+            rollout = self.algorithm.rollout(ctx, problems)
         t1 = time.perf_counter()
         credit = self.algorithm.credit(ctx, rollout)
         t2 = time.perf_counter()
@@ -161,15 +173,15 @@ class Trainer:
     def update(self, credit: Credit, ctx: StepContext) -> dict:
         cfg = self.cfg
         if credit.sft_samples is not None:  # STaR: supervised passes over the kept traces
-            return sft_epochs(self.model, self.optimizer, credit.sft_samples, epochs=cfg.algo.star_epochs,
+            return sft_epochs(self.policy, self.optimizer, credit.sft_samples, epochs=cfg.algo.star_epochs,
                               pad_id=self.pad_id, rng=random.Random(ctx.seed(3)),
                               micro_batch_size=cfg.optim.micro_batch_size, grad_clip=cfg.optim.grad_clip,
                               precision=cfg.precision)
         ref_logp = None
-        if self.ref_model is not None:
-            ref_logp = batch_log_probs(self.ref_model, credit.batch, micro_batch_size=cfg.optim.micro_batch_size,
+        if self.ref_policy is not None:
+            ref_logp = batch_log_probs(self.ref_policy, credit.batch, micro_batch_size=cfg.optim.micro_batch_size,
                                        precision=cfg.precision)
-        return policy_update(self.model, self.optimizer, credit.batch, credit.advantages, algo=cfg.algo,
+        return policy_update(self.policy, self.optimizer, credit.batch, credit.advantages, algo=cfg.algo,
                              optim=cfg.optim, max_tokens=cfg.rollout.max_tokens, precision=cfg.precision,
                              ref_logp=ref_logp)
 
@@ -177,13 +189,17 @@ class Trainer:
     def evaluate(self, *, salt: int) -> dict:
         ro = self.cfg.rollout
         usable = len(self.eval_problems) // dist.world_size() * dist.world_size()  # equal shares per rank
+        share = dist.shard(self.eval_problems[:usable])
         self.model.eval()
-        return evaluate(self.backend, self.tok, dist.shard(self.eval_problems[:usable]), estimator=self.estimator,
-                        max_tokens=ro.max_tokens, temperature=ro.eval_temperature, seed=self._seed(10_000 + salt),
-                        system=self.cfg.data.system_prompt)
+        with dist.full_weights(self.policy):
+            return evaluate(self.backend, self.tok, share, estimator=self.estimator, max_tokens=ro.max_tokens,
+                            temperature=ro.eval_temperature, seed=self._seed(10_000 + salt),
+                            system=self.cfg.data.system_prompt, first_index=self.rank * len(share))
 
     def save(self) -> Path | None:
+        state = dict(optimizer=self.optimizer, scheduler=self.scheduler, cursor=self.sampler.state(), extra=self.extra)
+        if self.cfg.parallel.strategy != "none":  # every rank writes its shards
+            return save_distributed(self.cfg.output_dir, self.step, policy=self.policy, **state)
         if self.rank != 0:
             return None
-        return save_checkpoint(self.cfg.output_dir, self.step, model=self.model, optimizer=self.optimizer,
-                               scheduler=self.scheduler, cursor=self.sampler.state(), extra=self.extra)
+        return save_checkpoint(self.cfg.output_dir, self.step, model=self.model, **state)

@@ -81,9 +81,10 @@ def _dense(q, ks, vs, scale):
     return (w[:, None, :] @ v).squeeze(1)
 
 
-@pytest.mark.parametrize("cascade,density", [(True, 0.0), (True, 2.0), (True, 0.35), (False, 0.35)])
-def test_decode_attention_matches_dense(cascade, density, monkeypatch):
-    monkeypatch.setattr(DecodeAttention, "min_union_density", density)  # 0: always read unions, 2: never
+@pytest.mark.parametrize("cascade,backend", [(True, "torch"), (False, "torch"), (True, "triton")])
+def test_decode_attention_matches_dense(cascade, backend):
+    """The engine's plan (ops.plan_decode) drives ops.branch_decode_attention: its torch
+    reference, or the Triton kernel in the interpreter."""
     torch.manual_seed(1)
     bs, hkv, hq, d = 4, 2, 6, 8
     cache = PagedKVCache(num_layers=1, num_blocks=60, block_size=bs, num_kv_heads=hkv, head_dim=d,
@@ -114,12 +115,16 @@ def test_decode_attention_matches_dense(cascade, density, monkeypatch):
     order = [seqs[i] for i in (5, 0, 6, 3, 1, 7, 4, 2)]
     seqs = group_order(order)
     scale = d ** -0.5
-    attend = DecodeAttention(cache, seqs, scale, cascade=cascade)
+    attend = DecodeAttention(cache, seqs, scale, cascade=cascade, backend=backend)
     q = torch.randn(len(seqs), hq, d)
     k_new, v_new = torch.randn(len(seqs), hkv, d), torch.randn(len(seqs), hkv, d)
     out = attend(0, q, k_new, v_new)
-    if cascade:  # 5 groups; the three over the trace read their union as one unit when asked
-        assert attend.num_units == {0.0: 3, 2.0: 5}.get(density, attend.num_units)
+    if cascade:  # singleton 18, group A (3), singleton 1, group B (2), singleton 9
+        assert attend.plan.group_indptr.tolist() == [0, 1, 4, 5, 7, 8]
+        assert attend.plan.shared_lens.tolist() == [16, 12, 0, 12, 8]
+    else:  # every sequence its own group, over its own full blocks
+        assert attend.plan.group_indptr.tolist() == list(range(9))
+        assert attend.plan.shared_lens.tolist() == [16, 12, 16, 16, 0, 12, 12, 8]
     kc, vc = cache.k_cache(0), cache.v_cache(0)
     for i, s in enumerate(seqs):
         ks = kc[s.block_table].flatten(0, 1)[:len(s)]

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from mrt_engine.ops.testing import branch_case, paged_case, scoring_case
+from ops_helpers import branch_case, paged_case, scoring_case
 from mrt_engine.ops import (
     branch_decode_attention,
     branch_decode_attention_with_lse,

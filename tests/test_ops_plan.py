@@ -75,13 +75,11 @@ def test_scoring_plan_layout_and_dedup(use_native):
     plan = plan_scoring([3, 5, 2, 3], [[0, 3], [2], [1, 2], [1]], 2, trace_tokens=tokens, use_native=use_native)
     # traces 0 and 3 are prefixes of trace 1: one slot serves all three; trace 2 has its own.
     assert plan.unique_traces.tolist() == [1, 2]
-    assert plan.trace_slot.tolist() == [0, 0, 1, 0]
     assert plan.trace_indptr.tolist() == [0, 5, 7]
-    assert plan.prefix_start.tolist() == [0, 0, 0, 5, 5, 0]
+    assert plan.prefix_start.tolist() == [0, 0, 0, 5, 5, 0]  # traces 0, 1, 3 read slot 0; trace 2 slot 1
     assert plan.cuts.tolist() == [0, 3, 2, 1, 2, 1]
     assert plan.suffix_indptr.tolist() == [0, 2, 4, 6, 8, 10, 12]
     assert plan.suffix_positions.tolist()[:6] == [0, 1, 3, 4, 2, 3]
-    assert plan.suffix_trace.tolist() == [0, 0, 1, 2, 2, 3] and plan.suffix_cut_index.tolist() == [0, 1, 0, 0, 1, 0]
     assert (plan.max_suffix_len, plan.num_prefix_tokens, plan.num_suffix_tokens) == (2, 7, 12)
     no_dedup = plan_scoring([3, 5, 2, 3], [[0, 3], [2], [1, 2], [1]], 2, use_native=use_native)
     assert no_dedup.trace_indptr.tolist() == [0, 3, 8, 10, 13]
@@ -104,10 +102,16 @@ def test_decode_plan_groups_and_attention_agree_with_plain_paged(use_native):
     lens = [13, 18, 9, 6, 2]
     plan = plan_decode(tables, lens, block_size=bs, use_native=use_native)
     assert plan.group_indptr.tolist() == [0, 3, 4, 5]
-    assert plan.shared_lens.tolist() == [8, 0, 0]  # 2 blocks common to all three; singletons share nothing
-    assert plan.tail_lens.tolist() == [5, 10, 1, 6, 2]
+    # 2 blocks common to all three; a singleton's full blocks go to the shared pass too
+    assert plan.shared_lens.tolist() == [8, 4, 0]
+    assert plan.tail_lens.tolist() == [5, 10, 1, 2, 2]
     grouped = plan_decode(tables, lens, block_size=bs, group_ids=[0, 0, 1, 1, 2], use_native=use_native)
+    # group 1 = sequences 2 and 3 share no block; a group of one (sequence 4) has no full block
     assert grouped.group_indptr.tolist() == [0, 2, 4, 5] and grouped.shared_lens.tolist() == [12, 0, 0]
+    assert grouped.tail_lens.tolist() == [1, 6, 9, 6, 2]
+    singles = plan_decode(tables, lens, block_size=bs, group_ids=range(5), use_native=use_native)
+    assert singles.shared_lens.tolist() == [12, 16, 8, 4, 0] and singles.tail_lens.tolist() == [1, 2, 1, 2, 2]
+    assert singles.tail_block_tables.tolist() == [[20], [22], [30], [41], [50]]
     # The cascade over the plan equals plain paged attention over the full tables.
     k_cache, v_cache = torch.randn(64, bs, 2, 8), torch.randn(64, bs, 2, 8)
     q = torch.randn(5, 4, 8)
@@ -115,7 +119,7 @@ def test_decode_plan_groups_and_attention_agree_with_plain_paged(use_native):
     full = torch.tensor([t + [0] * (width - len(t)) for t in tables], dtype=torch.int32)
     ref = paged_decode_attention_reference(q, k_cache, v_cache, block_tables=full, context_lens=torch.tensor(lens),
                                            scale=0.3)
-    for p in (plan, grouped):
+    for p in (plan, grouped, singles):
         assert (p.max_shared_len, p.max_tail_len) == (int(p.shared_lens.max()), int(p.tail_lens.max()))
         out = branch_decode_attention_reference(
             q, k_cache, v_cache, group_indptr=p.group_indptr, shared_block_tables=p.shared_block_tables,

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from mrt_engine.ops.testing import branch_case, paged_case, scoring_case
-from mrt_engine.ops.testing import branch_oracle, logprob_oracle, paged_oracle, scoring_oracle
+from ops_helpers import branch_case, paged_case, scoring_case
+from ops_helpers import branch_oracle, logprob_oracle, paged_oracle, scoring_oracle
 from mrt_engine.ops import (
     branch_decode_attention_reference,
     merge_state,

@@ -51,3 +51,24 @@ def test_planned_scoring_matches_hf_on_each_prefix(tiny, backend):
                 lp = torch.log_softmax(model(ids[None]).logits[0].double(), -1)
                 expected += [lp[cut + j, ids[cut + j + 1]].item() for j in range(len(suffixes[t][k]) - 1)]
     torch.testing.assert_close(logp.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-4, atol=1e-4)
+
+
+def test_score_path_prefills_repeated_traces_once(tiny, monkeypatch):
+    """score_fast plans with ops.plan_scoring: a trace repeated in a batch is prefilled once
+    and scored from the same rows, with the log-probs of the plain re-encoding."""
+    from mrt_engine.progress import ProgressEstimator
+    from mrt_engine.progress import score
+
+    model, tok = tiny
+    prefilled = []
+    real = score.prefill
+    monkeypatch.setattr(score, "prefill", lambda fwd, seqs, max_tokens: prefilled.append(len(seqs)) or
+                        real(fwd, seqs, max_tokens))
+    trace = "Two plus three is five.\n\nSo \\boxed{5}."
+    args = (["What is 2 + 3?"] * 3, [trace, trace, "Five."], ["5"] * 3)
+    fast = ProgressEstimator(model, tok, mode="score", method="fast").estimate(*args)
+    naive = ProgressEstimator(model, tok, mode="score", method="naive").estimate(*args)
+    assert prefilled == [2]  # one batch: the repeated trace once, the other trace once
+    assert fast[0].log_j == fast[1].log_j
+    for a, b in zip(fast, naive):
+        assert a.log_j == pytest.approx(b.log_j, abs=1e-4, rel=1e-4)

@@ -21,7 +21,7 @@ from mrt_engine.prompts import (
     termination_ids,
 )
 
-MRT_DOC = Path("/work/shared/docs/mrt.md")
+MRT_DOC = Path(__file__).resolve().parent.parent / "docs" / "method.md"  # the method in the repo
 # DeepSeek-R1-distill style: BOS written by the template, <｜User｜>/<｜Assistant｜> roles and
 # the assistant turn opened with "<think>\n". Written for these tests.
 R1_CHAT_TEMPLATE = (

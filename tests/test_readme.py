@@ -27,3 +27,40 @@ def test_readme_training_config_loads(monkeypatch):
     from mrt_engine.train import TrainConfig
 
     TrainConfig.from_yaml("configs/demo.yaml")
+
+
+def _pages():
+    root = README.parent
+    return [README, *sorted((root / "docs").rglob("*.md"))]
+
+
+def test_docs_link_only_inside_the_repo():
+    # The repository stands alone: no page points above its root, and every page or path a page
+    # names in backticks or a markdown link exists.
+    root = README.parent
+    missing, outside = [], []
+    for page in _pages():
+        text = page.read_text()
+        outside += [f"{page.name}: {m}" for m in re.findall(r"\.\./[\w./-]+|/work/[\w./-]*", text)]
+        for target in re.findall(r"`((?:docs|configs|mrt_engine|bench|scripts|tests)/[\w./{},-]+?)`", text):
+            for path in _expand(target):
+                if not (root / path).exists():
+                    missing.append(f"{page.name}: {path}")
+        for target in re.findall(r"\]\(([^)#\s]+)", text):
+            if not target.startswith(("http://", "https://")) and not (page.parent / target).exists():
+                missing.append(f"{page.name}: {target}")
+    assert outside == [] and missing == []
+
+
+def _expand(target: str) -> list[str]:
+    """``docs/integrations/{trl,verl}.md`` -> both paths; a trailing slash or dot is dropped."""
+    match = re.search(r"\{([^}]*)\}", target)
+    paths = [target[:match.start()] + alt + target[match.end():] for alt in match.group(1).split(",")] if match else [target]
+    return [p.rstrip("/.") for p in paths]
+
+
+def test_method_page_has_the_sections_the_code_cites():
+    text = (README.parent / "docs" / "method.md").read_text()
+    for number in range(1, 10):
+        assert re.search(rf"^## {number}\. ", text, re.M), f"docs/method.md lacks section {number}"
+    assert "Where we depart from the paper" in text

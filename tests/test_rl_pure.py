@@ -125,20 +125,22 @@ def test_kl_k3_and_kl_term():
 def test_policy_update_moves_log_probs_with_the_advantage_sign():
     from mrt_engine.config import AlgoConfig, OptimConfig
     from mrt_engine.rl.demo_model import build_demo_model
+    from mrt_engine.rl.dist import PolicyLogProbs
     from mrt_engine.rl.optim import build_optimizer
     from mrt_engine.rl.rollout import Sample, pack
     from mrt_engine.rl.update import batch_log_probs, policy_update
 
     model, _ = build_demo_model()
+    policy = PolicyLogProbs(model)  # the module the update calls (DDP/FSDP2 wrap this one)
     batch = pack([Sample(None, 0, [1, 5, 6], [7, 8, 9, 2], ""), Sample(None, 0, [1, 5, 6], [10, 11, 2], "")], 0)
     adv = batch.loss_mask.float() * torch.tensor([[1.0], [-1.0]])  # reinforce row 0, discourage row 1
     opt = build_optimizer(model, OptimConfig(lr=1e-3, weight_decay=0.0))
-    before = batch_log_probs(model, batch, micro_batch_size=1).sum(1)
+    before = batch_log_probs(policy, batch, micro_batch_size=1).sum(1)
     for aggregation in ("grpo", "dapo"):
-        out = policy_update(model, opt, batch, adv, algo=AlgoConfig(aggregation=aggregation),
+        out = policy_update(policy, opt, batch, adv, algo=AlgoConfig(aggregation=aggregation),
                             optim=OptimConfig(micro_batch_size=1), max_tokens=8)
         assert out["grad_norm"] > 0
-    after = batch_log_probs(model, batch, micro_batch_size=1).sum(1)
+    after = batch_log_probs(policy, batch, micro_batch_size=1).sum(1)
     assert after[0] > before[0] and after[1] < before[1]
 
 

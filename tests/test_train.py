@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mrt_engine.config import TrainConfig
-from mrt_engine.rl.demo import DEMO_TRAIN
+from mrt_engine.configs import shipped_config
 from mrt_engine.rl.logger import read_metrics
 from mrt_engine.train import Trainer, train
 
@@ -23,12 +23,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_config(tmp_path, algo: str, **over) -> TrainConfig:
-    d = copy.deepcopy(DEMO_TRAIN)
+    d = shipped_config("demo")
     # the warm start's own training problems (data seed of DEMO_SFT): the weak demo model gets
     # some of them right, so every algorithm sees a learning signal within 3 small steps
     d["data"].update(num_train=16, num_eval=0, seed=123)
     d["rollout"].update(group_size=2, max_tokens=512, temperature=0.7)
-    d["algo"].update(name=algo, num_branches=2, max_cuts=3, star_num_samples=2, num_continuations=3, num_terminate=1)
+    d["algo"].update(name=algo, star_num_samples=2, num_continuations=3, num_terminate=1)
+    d["algo"]["progress"].update(num_branches=2, max_cuts=3)
     d["optim"].update(lr=1e-3, weight_decay=0.0, micro_batch_size=4, warmup_ratio=0.0)
     d.update(steps=3, prompts_per_step=4, output_dir=str(tmp_path / algo), tensorboard=False, progress_bar=False,
              num_threads=None)

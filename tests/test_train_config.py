@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mrt_engine.config import TrainConfig
+from mrt_engine.config import TrainConfig, from_dict
 from mrt_engine.config import SFTConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -45,7 +45,8 @@ def test_renamed_keys_load_with_a_deprecation_warning():
     assert est.segment_options == {"max_cuts": 9, "merge_episodes": 2}
     assert est.segmenter_options() == {"max_cuts": 2, "merge_episodes": 2}
     with pytest.warns(DeprecationWarning, match="optim.lr"):
-        assert SFTConfig.from_yaml(CONFIGS / "sft_demo.yaml").optim.lr == 3e-3
+        sft = from_dict(SFTConfig, {"lr": 3e-3, "micro_batch_size": 4})
+    assert (sft.optim.lr, sft.optim.micro_batch_size) == (3e-3, 4)
     with pytest.raises(ValueError, match="keep only 'progress.num_branches'"):
         TrainConfig.from_dict({"algo": {"num_branches": 3, "progress": {"num_branches": 2}}})
 
@@ -73,11 +74,11 @@ def test_example_configs_parse():
     assert algos == {"grpo", "mrt_scalar", "mrt_dense", "length_penalty", "star", "mrt_star"}
 
 
-def test_demo_yaml_mirrors_code():
-    from mrt_engine.rl.demo import DEMO_SFT, DEMO_TRAIN
+def test_repo_configs_are_the_shipped_ones():
+    from mrt_engine.configs import shipped_config
 
-    assert yaml.safe_load((CONFIGS / "demo.yaml").read_text()) == DEMO_TRAIN
-    assert yaml.safe_load((CONFIGS / "sft_demo.yaml").read_text()) == DEMO_SFT
+    assert yaml.safe_load((CONFIGS / "demo.yaml").read_text()) == shipped_config("demo")
+    assert yaml.safe_load((CONFIGS / "sft_demo.yaml").read_text()) == shipped_config("sft_demo")
 
 
 def test_cli_has_train_sft_demo():

@@ -13,7 +13,7 @@ import torch
 from mrt_engine.config import TrainConfig
 from mrt_engine.integrations._common import episode_token_spans as char_episode_spans, token_char_ends
 from mrt_engine.progress import ProgressEstimator
-from mrt_engine.rl.demo import DEMO_TRAIN
+from mrt_engine.configs import shipped_config
 from mrt_engine.rl.progress import episode_token_spans
 from mrt_engine.rl.rollout import strip_eos
 from mrt_engine.train import Trainer
@@ -23,13 +23,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def score_config(tmp_path) -> TrainConfig:
-    d = copy.deepcopy(DEMO_TRAIN)
+    d = shipped_config("demo")
     d["data"].update(num_train=16, num_eval=0, seed=123)  # the warm start's own problems: some solved
     d["rollout"].update(group_size=2, max_tokens=384, temperature=0.7)
-    d["algo"] = {k: v for k, v in d["algo"].items() if k not in ("max_cuts", "num_branches", "answer_max_tokens",
-                                                                 "template", "progress")}
-    d["algo"].update(name="mrt_dense", progress={"mode": "score", "natural_end": "close", "max_cuts": 4,
-                                                  "template": DEMO_TRAIN["algo"].get("template", "boxed")})
+    d["algo"]["name"] = "mrt_dense"
+    d["algo"]["progress"].update(mode="score", natural_end="close", max_cuts=4)
     d["optim"].update(lr=1e-3, weight_decay=0.0, micro_batch_size=4, warmup_ratio=0.0)
     d.update(steps=2, prompts_per_step=4, output_dir=str(tmp_path / "run"), tensorboard=False, progress_bar=False,
              num_threads=None)

@@ -16,18 +16,11 @@ from .sequence import Sequence
 
 
 def resolve_backend(requested: str, device: torch.device) -> str:
-    """'ops' (the Triton kernels of mrt_engine.ops) on CUDA when they are importable,
-    else 'torch' (the engine's batched torch attention, the CPU path)."""
+    """'ops' (``mrt_engine.ops`` dispatches: CUDA -> Triton when installed, CPU -> the torch
+    reference) or 'torch' (the reference forced); 'auto' is 'ops' on CUDA, else 'torch'."""
     if requested != "auto":
         return requested
-    if device.type != "cuda":
-        return "torch"
-    try:
-        from mrt_engine import ops  # noqa: F401
-
-        return "ops" if hasattr(ops, "branch_decode_attention") else "torch"
-    except ImportError:
-        return "torch"
+    return "ops" if device.type == "cuda" else "torch"
 
 
 class ModelRunner:
@@ -63,7 +56,8 @@ class ModelRunner:
             seqs = group_order(batch.seqs)
             ids = [s.token_ids[-1] for s in seqs]
             pos = [len(s) - 1 for s in seqs]
-            attend = DecodeAttention(self.cache, seqs, scale, cascade=self.config.cascade, backend=self.backend)
+            attend = DecodeAttention(self.cache, seqs, scale, cascade=self.config.cascade,
+                                     backend=None if self.backend == "ops" else "torch")
             rows = None
             samplers = seqs
         input_ids = torch.tensor(ids, device=device)  # [T]

@@ -13,15 +13,15 @@ def prefix_suffix_attention(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix
                             max_suffix_len=None, validate=True, backend=None):
     """Shared-prefix scoring attention -> [S, Hq, D]; see ``prefix_suffix_attention_reference``.
 
-    Triton only: ``max_suffix_len`` (host int, from the plan) and ``validate=False`` (metadata
-    checked once by the planner) remove the host syncs of each call.
+    ``validate=False`` (metadata checked once by the planner) skips the value checks; Triton
+    only: ``max_suffix_len`` (host int, from the plan) removes the last host sync of each call.
     """
-    kw = dict(suffix_indptr=suffix_indptr, prefix_start=prefix_start, cuts=cuts, scale=scale)
+    kw = dict(suffix_indptr=suffix_indptr, prefix_start=prefix_start, cuts=cuts, scale=scale, validate=validate)
     if use_triton(backend, q, k_suffix, k_prefix):
         from .attention_triton import prefix_suffix_attention_triton
 
         return prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, max_suffix_len=max_suffix_len,
-                                              validate=validate, **kw)
+                                              **kw)
     return prefix_suffix_attention_reference(q, k_suffix, v_suffix, k_prefix, v_prefix, **kw)
 
 
@@ -29,14 +29,14 @@ def paged_decode_attention(q, k_cache, v_cache, *, block_tables, context_lens, s
                            validate=True, backend=None):
     """One decode step over a paged KV cache -> [B, Hq, D]; see ``paged_decode_attention_reference``.
 
-    Triton only: ``max_context_len`` (host int) and ``validate=False`` remove the host syncs.
+    ``validate=False`` skips the value checks; Triton only: ``max_context_len`` (host int)
+    removes the last host sync.
     """
-    kw = dict(block_tables=block_tables, context_lens=context_lens, scale=scale)
+    kw = dict(block_tables=block_tables, context_lens=context_lens, scale=scale, validate=validate)
     if use_triton(backend, q, k_cache):
         from .attention_triton import paged_decode_attention_triton
 
-        return paged_decode_attention_triton(q, k_cache, v_cache, max_context_len=max_context_len, validate=validate,
-                                             **kw)
+        return paged_decode_attention_triton(q, k_cache, v_cache, max_context_len=max_context_len, **kw)
     return paged_decode_attention_reference(q, k_cache, v_cache, **kw)
 
 
@@ -45,15 +45,14 @@ def branch_decode_attention(q, k_cache, v_cache, *, group_indptr, shared_block_t
                             max_group_size=None, validate=True, backend=None):
     """Cascade decode (shared prefix read once per group) -> [B, Hq, D]; see the reference.
 
-    Triton only: the ``max_*`` host ints (``DecodePlan`` has them) and ``validate=False``
-    remove the host syncs of each call.
+    ``validate=False`` skips the value checks (``DecodePlan.attention_args()`` passes it);
+    Triton only: the ``max_*`` host ints remove the last host syncs of each call.
     """
     kw = dict(group_indptr=group_indptr, shared_block_tables=shared_block_tables, shared_lens=shared_lens,
-              tail_block_tables=tail_block_tables, tail_lens=tail_lens, scale=scale)
+              tail_block_tables=tail_block_tables, tail_lens=tail_lens, scale=scale, validate=validate)
     if use_triton(backend, q, k_cache):
         from .attention_triton import branch_decode_attention_triton
 
         return branch_decode_attention_triton(q, k_cache, v_cache, max_shared_len=max_shared_len,
-                                              max_tail_len=max_tail_len, max_group_size=max_group_size,
-                                              validate=validate, **kw)
+                                              max_tail_len=max_tail_len, max_group_size=max_group_size, **kw)
     return branch_decode_attention_reference(q, k_cache, v_cache, **kw)

@@ -69,9 +69,9 @@ def check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indpt
 
 
 def prefix_suffix_attention_with_lse(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix_indptr,
-                                     prefix_start, cuts, scale):
+                                     prefix_start, cuts, scale, validate=True):
     """Like ``prefix_suffix_attention_reference`` but returns ``(out [S,Hq,D], lse [S,Hq])``."""
-    check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indptr, prefix_start, cuts)
+    check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indptr, prefix_start, cuts, values=validate)
     S, hq, d = q.shape
     hkv = k_suffix.shape[1]
     dev = q.device
@@ -118,15 +118,16 @@ def prefix_suffix_attention_with_lse(q, k_suffix, v_suffix, k_prefix, v_prefix, 
 
 
 def prefix_suffix_attention_reference(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix_indptr,
-                                      prefix_start, cuts, scale):
+                                      prefix_start, cuts, scale, validate=True):
     """Shared-prefix scoring attention -> out [S, Hq, D] (dtype of q).
 
     Suffix i (rows ``suffix_indptr[i]:suffix_indptr[i+1]``) attends prefix rows
     ``prefix_start[i] : prefix_start[i] + cuts[i]`` and its own rows causally. Computed as
     two states (prefix, causal suffix) merged with ``merge_state`` (natural-log LSE).
+    ``validate=False`` skips the value checks (the planner made them once per step).
     """
     out, _ = prefix_suffix_attention_with_lse(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indptr=suffix_indptr,
-                                              prefix_start=prefix_start, cuts=cuts, scale=scale)
+                                              prefix_start=prefix_start, cuts=cuts, scale=scale, validate=validate)
     return out.to(q.dtype)
 
 
@@ -194,39 +195,44 @@ def _paged_state(q_rows, k_cache, v_cache, block_tables, lens, scale):
     return out.reshape(n, mq, hq, d), lse.reshape(n, mq, hq)
 
 
-def paged_decode_attention_with_lse(q, k_cache, v_cache, *, block_tables, context_lens, scale):
-    check_paged_inputs(q, k_cache, v_cache, block_tables, context_lens, "paged_decode_attention")
+def paged_decode_attention_with_lse(q, k_cache, v_cache, *, block_tables, context_lens, scale, validate=True):
+    check_paged_inputs(q, k_cache, v_cache, block_tables, context_lens, "paged_decode_attention", values=validate)
     out, lse = _paged_state(q[:, None], k_cache, v_cache, block_tables, context_lens, scale)
     return out[:, 0], lse[:, 0]
 
 
-def paged_decode_attention_reference(q, k_cache, v_cache, *, block_tables, context_lens, scale):
+def paged_decode_attention_reference(q, k_cache, v_cache, *, block_tables, context_lens, scale, validate=True):
     """One decode step: q [B, Hq, D] attends the first ``context_lens[b]`` cached tokens of
     sequence b, stored in blocks ``block_tables[b]`` of ``k_cache [num_blocks, block_size, Hkv, D]``.
     """
     out, _ = paged_decode_attention_with_lse(q, k_cache, v_cache, block_tables=block_tables,
-                                             context_lens=context_lens, scale=scale)
+                                             context_lens=context_lens, scale=scale, validate=validate)
     return out.to(q.dtype)
 
 
 # ---------------------------------------------------------------- branch (cascade) decode
 
-def check_group_indptr(group_indptr, num_groups, batch):
-    check(group_indptr.dim() == 1 and group_indptr.shape[0] == num_groups + 1,
-          f"group_indptr must be [G+1={num_groups + 1}]; got {tuple(group_indptr.shape)}")
+def check_branch_inputs(q, k_cache, v_cache, group_indptr, shared_block_tables, shared_lens, tail_block_tables,
+                        tail_lens, values=True):
+    """Shape checks always; value checks (ranges, block ids, group_indptr) when ``values``."""
+    B, G = q.shape[0], shared_lens.shape[0]
+    check_paged_inputs(q, k_cache, v_cache, shared_block_tables, shared_lens, "branch shared prefix", values=values)
+    check_paged_inputs(q, k_cache, v_cache, tail_block_tables, tail_lens, "branch tails", values=values)
+    check(tail_lens.shape[0] == B, f"tail_lens must be [B={B}]; got {tuple(tail_lens.shape)}")
+    check(group_indptr.dim() == 1 and group_indptr.shape[0] == G + 1,
+          f"group_indptr must be [G+1={G + 1}]; got {tuple(group_indptr.shape)}")
+    if not values:
+        return
     gi = group_indptr.tolist()
-    check(gi[0] == 0 and gi[-1] == batch and all(a <= b for a, b in zip(gi, gi[1:])),
-          f"group_indptr must rise from 0 to B={batch}; got {gi[:8]}...")
+    check(gi[0] == 0 and gi[-1] == B and all(a <= b for a, b in zip(gi, gi[1:])),
+          f"group_indptr must rise from 0 to B={B}; got {gi[:8]}...")
 
 
 def branch_decode_attention_with_lse(q, k_cache, v_cache, *, group_indptr, shared_block_tables, shared_lens,
-                                     tail_block_tables, tail_lens, scale):
-    B = q.shape[0]
-    check_paged_inputs(q, k_cache, v_cache, shared_block_tables, shared_lens, "branch shared prefix")
-    check_paged_inputs(q, k_cache, v_cache, tail_block_tables, tail_lens, "branch tails")
-    check(tail_lens.shape[0] == B, f"tail_lens must be [B={B}]; got {tuple(tail_lens.shape)}")
+                                     tail_block_tables, tail_lens, scale, validate=True):
     G = shared_lens.shape[0]
-    check_group_indptr(group_indptr, G, B)
+    check_branch_inputs(q, k_cache, v_cache, group_indptr, shared_block_tables, shared_lens, tail_block_tables,
+                        tail_lens, values=validate)
     dev = q.device
     gi = group_indptr.to(dev, torch.long)
     sizes = gi[1:] - gi[:-1]  # [G]
@@ -242,13 +248,15 @@ def branch_decode_attention_with_lse(q, k_cache, v_cache, *, group_indptr, share
 
 
 def branch_decode_attention_reference(q, k_cache, v_cache, *, group_indptr, shared_block_tables, shared_lens,
-                                      tail_block_tables, tail_lens, scale):
+                                      tail_block_tables, tail_lens, scale, validate=True):
     """Cascade decode for branches sharing a prefix: sequences ``group_indptr[g]:group_indptr[g+1]``
     share the first ``shared_lens[g]`` tokens (blocks ``shared_block_tables[g]``); sequence b
     then has ``tail_lens[b]`` own tokens (blocks ``tail_block_tables[b]``). Shared and tail
-    states are merged with ``merge_state``.
+    states are merged with ``merge_state``. ``validate=False`` skips the value checks (the
+    planner made them once per step).
     """
     out, _ = branch_decode_attention_with_lse(
         q, k_cache, v_cache, group_indptr=group_indptr, shared_block_tables=shared_block_tables,
-        shared_lens=shared_lens, tail_block_tables=tail_block_tables, tail_lens=tail_lens, scale=scale)
+        shared_lens=shared_lens, tail_block_tables=tail_block_tables, tail_lens=tail_lens, scale=scale,
+        validate=validate)
     return out.to(q.dtype)

@@ -5,7 +5,7 @@ import torch
 
 from . import _kernels
 from ._dispatch import check
-from .attention_ref import check_group_indptr, check_paged_inputs, check_scoring_inputs
+from .attention_ref import check_branch_inputs, check_paged_inputs, check_scoring_inputs
 from .merge import merge_state, merge_states
 
 _GPU_TARGET_PROGRAMS = 2 * 132  # ~2 waves on an H100/H200
@@ -136,13 +136,8 @@ def branch_decode_attention_triton(q, k_cache, v_cache, *, group_indptr, shared_
     host sync.
     """
     B = q.shape[0]
-    check_paged_inputs(q, k_cache, v_cache, shared_block_tables, shared_lens, "branch shared prefix", values=validate)
-    check_paged_inputs(q, k_cache, v_cache, tail_block_tables, tail_lens, "branch tails", values=validate)
-    check(tail_lens.shape[0] == B, f"tail_lens must be [B={B}]; got {tuple(tail_lens.shape)}")
-    check(group_indptr.dim() == 1 and group_indptr.shape[0] == shared_lens.shape[0] + 1,
-          f"group_indptr must be [G+1={shared_lens.shape[0] + 1}]; got {tuple(group_indptr.shape)}")
-    if validate:
-        check_group_indptr(group_indptr, shared_lens.shape[0], B)
+    check_branch_inputs(q, k_cache, v_cache, group_indptr, shared_block_tables, shared_lens, tail_block_tables,
+                        tail_lens, values=validate)
     o_s, l_s = grouped_paged_decode_triton(q, k_cache, v_cache, group_indptr=group_indptr,
                                            block_tables=shared_block_tables, lens=shared_lens, scale=scale,
                                            num_splits=num_splits, max_len=max_shared_len, max_group_size=max_group_size)

@@ -3,7 +3,8 @@
 A state is ``(v, s)``: ``v [..., H, D]`` the softmax-weighted values over one key set and
 ``s [..., H]`` the natural-log log-sum-exp of the scaled scores over that set (``-inf`` for
 an empty set). Cascade attention (shared prefix + tail) and prefix/suffix scoring both
-compute two states and merge them here.
+compute two states and merge them here; split-KV kernels merge K states with
+``merge_states``, the one implementation of the weighting.
 """
 from __future__ import annotations
 
@@ -17,14 +18,7 @@ def merge_state(v_a: torch.Tensor, s_a: torch.Tensor, v_b: torch.Tensor, s_b: to
             f"merge_state shapes: v_a {tuple(v_a.shape)}, s_a {tuple(s_a.shape)}, v_b {tuple(v_b.shape)}, "
             f"s_b {tuple(s_b.shape)}; expected v [..., H, D] and s [..., H] matching"
         )
-    s_a = s_a.float()
-    s_b = s_b.float()
-    s = torch.logaddexp(s_a, s_b)  # [..., H]
-    finite = torch.isfinite(s)
-    safe = torch.where(finite, s, torch.zeros_like(s))
-    w_a = torch.where(finite, torch.exp(s_a - safe), torch.zeros_like(s))  # exp(-inf)=0 for an empty side
-    w_b = torch.where(finite, torch.exp(s_b - safe), torch.zeros_like(s))
-    v = v_a.float() * w_a[..., None] + v_b.float() * w_b[..., None]
+    v, s = merge_states(torch.stack([v_a, v_b]), torch.stack([s_a, s_b]))
     return v.to(v_a.dtype), s
 
 

@@ -21,6 +21,9 @@ from . import plan_py
 
 _NATIVE_SCORING = native is not None and hasattr(native, "plan_scoring")
 _NATIVE_DECODE = native is not None and hasattr(native, "plan_decode")
+# The index lists both planners return (named, so an extension built from older sources
+# that returns more lists still loads; tests compare the two planners).
+_SCORING_LISTS = ("trace_indptr", "unique_traces", "suffix_indptr", "prefix_start", "cuts", "suffix_positions")
 
 
 @dataclass(frozen=True)
@@ -35,20 +38,13 @@ class ScoringPlan:
 
     trace_indptr: torch.Tensor  # [U+1] packed prefix rows of each unique trace
     unique_traces: torch.Tensor  # [U] original trace index prefilled in slot u
-    trace_slot: torch.Tensor  # [T] slot whose rows serve trace t (dedup: t equals or prefixes it)
     suffix_indptr: torch.Tensor  # [N+1]
-    prefix_start: torch.Tensor  # [N] first prefix row of suffix i's trace
+    prefix_start: torch.Tensor  # [N] first prefix row of suffix i's trace (dedup: the rows of a trace it prefixes)
     cuts: torch.Tensor  # [N] prefix tokens suffix i attends (the cut, in tokens)
-    suffix_trace: torch.Tensor  # [N] original trace of suffix i
-    suffix_cut_index: torch.Tensor  # [N] k: suffix i is attached at cuts_per_trace[t][k]
     suffix_positions: torch.Tensor  # [S] position of each suffix token (cut + offset)
     max_suffix_len: int
     num_prefix_tokens: int  # L
     num_suffix_tokens: int  # S
-
-    @property
-    def num_suffixes(self) -> int:
-        return int(self.cuts.shape[0])
 
     def to(self, device) -> "ScoringPlan":
         """The same plan with its tensors on ``device`` (once per step, not per layer)."""
@@ -77,10 +73,6 @@ class DecodePlan:
     max_tail_len: int
     max_group_size: int
 
-    @property
-    def num_groups(self) -> int:
-        return int(self.shared_lens.shape[0])
-
     def to(self, device) -> "DecodePlan":
         """The same plan with its tensors on ``device`` (once per step, not per layer)."""
         return _to(self, device)
@@ -106,12 +98,11 @@ def _i32(values) -> torch.Tensor:
 
 
 def _padded(rows) -> torch.Tensor:
+    """Rows of ints -> [n, width] int32, padded with 0 (one tensor build: this runs every decode step)."""
     width = max(1, max((len(r) for r in rows), default=0))
-    out = torch.zeros(len(rows), width, dtype=torch.int32)  # [n, width]
-    for i, r in enumerate(rows):
-        if r:
-            out[i, : len(r)] = torch.tensor(r, dtype=torch.int32)
-    return out
+    if not rows:
+        return torch.zeros(0, width, dtype=torch.int32)
+    return torch.tensor([list(r) + [0] * (width - len(r)) for r in rows], dtype=torch.int32)  # [n, width]
 
 
 def plan_scoring(trace_lens: Sequence[int], cuts_per_trace: Sequence[Sequence[int]],
@@ -152,7 +143,7 @@ def plan_scoring(trace_lens: Sequence[int], cuts_per_trace: Sequence[Sequence[in
              else plan_py.plan_scoring_lists(trace_lens, cuts, sl, tokens))
     suffix_indptr = lists["suffix_indptr"]
     return ScoringPlan(
-        **{k: _i32(v) for k, v in lists.items()},
+        **{k: _i32(lists[k]) for k in _SCORING_LISTS},
         max_suffix_len=max((b - a for a, b in zip(suffix_indptr, suffix_indptr[1:])), default=0),
         num_prefix_tokens=lists["trace_indptr"][-1], num_suffix_tokens=suffix_indptr[-1],
     )
@@ -165,7 +156,8 @@ def plan_decode(block_tables: Sequence[Sequence[int]], context_lens: Sequence[in
     block_tables[b] = the cache blocks of sequence b in order; context_lens[b] = its cached
     tokens. Sequences next to each other that start with the same full blocks form a group
     (or, with ``group_ids``, runs of equal ids do); the common full blocks become the group's
-    shared prefix, the rest each sequence's tail.
+    shared prefix, the rest each sequence's tail. A group of one puts all its full blocks in
+    the shared pass, so tails stay short (the torch reference pads the tails to the longest).
     """
     check(block_size >= 1, f"block_size must be >= 1; got {block_size}")
     tables = [[int(x) for x in t] for t in block_tables]

@@ -40,19 +40,16 @@ def plan_scoring_lists(trace_lens, cuts_per_trace, suffix_lens, trace_tokens):
     trace_indptr = [0]
     for r in unique_traces:
         trace_indptr.append(trace_indptr[-1] + trace_lens[r])
-    suffix_indptr, prefix_start, cuts, suffix_trace, suffix_cut_index, suffix_positions = [0], [], [], [], [], []
+    suffix_indptr, prefix_start, cuts, suffix_positions = [0], [], [], []
     for i in range(num_traces):
         for k, cut in enumerate(cuts_per_trace[i]):
             n = suffix_lens[i][k]
             suffix_indptr.append(suffix_indptr[-1] + n)
             prefix_start.append(trace_indptr[trace_slot[i]])
             cuts.append(cut)
-            suffix_trace.append(i)
-            suffix_cut_index.append(k)
             suffix_positions.extend(range(cut, cut + n))
-    return dict(trace_indptr=trace_indptr, unique_traces=unique_traces, trace_slot=trace_slot,
-                suffix_indptr=suffix_indptr, prefix_start=prefix_start, cuts=cuts, suffix_trace=suffix_trace,
-                suffix_cut_index=suffix_cut_index, suffix_positions=suffix_positions)
+    return dict(trace_indptr=trace_indptr, unique_traces=unique_traces, suffix_indptr=suffix_indptr,
+                prefix_start=prefix_start, cuts=cuts, suffix_positions=suffix_positions)
 
 
 def _common_prefix(a, b, limit):
@@ -68,7 +65,9 @@ def plan_decode_lists(block_tables, context_lens, block_size, group_ids):
     With ``group_ids`` (one per sequence), runs are consecutive equal ids; otherwise a run
     grows while the members still share at least one full block and at least half of the
     blocks the run shared before (so one stray sequence does not shrink a long shared prefix).
-    A run of one sequence shares nothing (its whole context is tail).
+    A run of one sequence puts all its full blocks in the shared pass too: the tails then hold
+    at most the partial last blocks of singletons, so a batched torch pass over the tails
+    (padded to the longest) stays short; for the Triton kernel either place costs the same.
     """
     num_seqs = len(block_tables)
     full = [context_lens[b] // block_size for b in range(num_seqs)]  # full blocks of each sequence
@@ -88,7 +87,7 @@ def plan_decode_lists(block_tables, context_lens, block_size, group_ids):
                     break
                 common = new
             e += 1
-        shared_blocks.append(common if e - b > 1 else 0)
+        shared_blocks.append(common)
         group_indptr.append(e)
         b = e
     shared_tables = [list(block_tables[group_indptr[g]][: shared_blocks[g]]) for g in range(len(shared_blocks))]

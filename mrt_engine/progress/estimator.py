@@ -118,7 +118,7 @@ class ProgressEstimator:
     @torch.no_grad()
     def estimate(self, problems: Sequence, traces: Sequence, answers: Sequence, *,
                  outcomes: Sequence[float] | None = None, verifiers: Sequence | None = None,
-                 seed: int | None = None) -> list[ProgressResult]:
+                 seed: int | Sequence[int] | None = None) -> list[ProgressResult]:
         """One ``ProgressResult`` per trace, in input order.
 
         ``problems[i]``: text (the chat template is applied) or prompt token ids (used as given).
@@ -127,11 +127,18 @@ class ProgressEstimator:
         ``outcomes[i]``: the trace's grade if the caller has it (J at the natural end with
         ``natural_end="outcome"``); ``verifiers[i]``: an exact task verifier for the trace and
         its sampled answers (None: math equivalence); ``seed``: this call's sample-mode seed
-        (default ``config.seed``). The model runs in eval mode and is switched back after.
+        (default ``config.seed``), or one seed per trace (then a trace's draws depend on its own
+        seed only, not on its position: what sharding a batch over ranks needs). The model runs
+        in eval mode and is switched back after.
         """
         items = self.prepare(problems, traces, answers, outcomes=outcomes, verifiers=verifiers)
         cfg = self.config
-        if seed is not None and seed != cfg.seed:
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != len(items):
+                raise ValueError(f"seed has {len(seed)} entries for {len(items)} traces; give one per trace")
+            for it, s in zip(items, seed):
+                it.seed_key = (int(s), 0)
+        elif seed is not None and seed != cfg.seed:
             import dataclasses
 
             cfg = dataclasses.replace(cfg, seed=int(seed))

@@ -30,6 +30,7 @@ class TraceInputs:
     outcome: float | None
     references: list[str]
     verifier: Callable | None = None    # exact task verifier for graded answers (None: math equivalence)
+    seed_key: tuple[int, int] | None = None  # sample mode: cut c draws from cut_seed(*seed_key, c)
 
     @property
     def num_cuts(self) -> int:
@@ -65,6 +66,11 @@ def reference_answer(value, *, index: int):
 
 
 def _as_forms(answer, index: int) -> list[str]:
+    if answer is None or isinstance(answer, (bool, dict, bytes)) or not isinstance(answer, (str, int, float, list, tuple)):
+        raise TypeError(f"item {index}: the reference answer must be a str, a number or a list of accepted str "
+                        f"forms, got {type(answer).__name__}")
+    if isinstance(answer, (int, float)):
+        answer = str(answer)
     forms = [answer] if isinstance(answer, str) else list(answer)
     if not forms:
         raise ValueError(f"item {index}: no reference answer given")
@@ -118,11 +124,30 @@ def _ids_trace(tokenizer, ids, close: str, index: int) -> tuple[str, list[int], 
     return text, ids, text
 
 
+def _check_text(text: str, index: int, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"item {index}: the {what} is not valid text ({exc.reason} at char {exc.start}); "
+                         "fix its encoding") from None
+
+
+def _check_ids(ids, vocab: int, index: int, what: str) -> list[int]:
+    """Token ids as given, checked: ints (not bools) in ``[0, vocab)``."""
+    for k, t in enumerate(ids):
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab:
+            raise ValueError(f"item {index}: {what} token id {t!r} at position {k} is not in the vocabulary "
+                             f"[0, {vocab}); give ids from this model's tokenizer")
+    return [int(t) for t in ids]
+
+
 def _prompt(tokenizer, problem, index: int) -> list[int]:
     if isinstance(problem, str):
+        _check_text(problem, index, "problem")
         return list(prompts.prompt_ids(tokenizer, problem))
     if isinstance(problem, (list, tuple)) and all(isinstance(t, int) for t in problem):
-        return list(problem)  # prompt token ids, used as given (chat template already applied)
+        # prompt token ids, used as given (chat template already applied)
+        return _check_ids(problem, len(tokenizer), index, "prompt")
     raise TypeError(f"item {index}: problem must be a str or a list of prompt token ids, got {type(problem).__name__}")
 
 
@@ -142,6 +167,7 @@ def prepare(index: int, problem, trace, answer, *, tokenizer, template, config,
     seg_opts = config.segmenter_options()
     close = config.think_close
     if isinstance(trace, str):
+        _check_text(trace, index, "trace")
         full = trace
         thinking = trace.split(close, 1)[0] if close and close in trace else trace
         trace_ids = list(tokenizer(thinking, add_special_tokens=False).input_ids)
@@ -150,7 +176,8 @@ def prepare(index: int, problem, trace, answer, *, tokenizer, template, config,
         if segmenter is not None:
             raise ValueError(f"item {index}: a custom segmenter needs text traces; token-id traces use "
                              "mrt_engine.episodes.segment_ids with scheme/segment_options")
-        full, trace_ids, thinking = _ids_trace(tokenizer, trace, close, index)
+        full, trace_ids, thinking = _ids_trace(tokenizer, _check_ids(trace, len(tokenizer), index, "trace"),
+                                               close, index)
         seg = lambda text: segment_ids(tokenizer, trace_ids, config.scheme, **seg_opts)  # noqa: E731
     else:
         raise TypeError(f"item {index}: trace must be a str or a list of token ids, got {type(trace).__name__}")
@@ -198,6 +225,9 @@ def prepare(index: int, problem, trace, answer, *, tokenizer, template, config,
 
 
 def check_lengths(problems: Sequence, traces: Sequence, answers: Sequence) -> None:
+    for name, value in (("problems", problems), ("traces", traces), ("answers", answers)):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name} must be a list with one entry per item (got a {type(value).__name__})")
     if not (len(problems) == len(traces) == len(answers)):
         raise ValueError(f"problems ({len(problems)}), traces ({len(traces)}) and answers ({len(answers)}) "
                          "must have one entry per item")

@@ -25,6 +25,12 @@ def cut_seed(seed: int, item: int, cut: int) -> int:
     return (seed * 1_000_003 + item * 10_007 + cut) % (2 ** 31 - 1)
 
 
+def item_seed(config, it: TraceInputs, cut: int) -> int:
+    """The seed of cut ``cut`` of ``it``: from ``(config.seed, item index)``, or the item's own key."""
+    seed, item = it.seed_key if it.seed_key is not None else (config.seed, it.index)
+    return cut_seed(seed, item, cut)
+
+
 def mean_and_stderr(scores: list[float]) -> tuple[float, float]:
     """Mean and its standard error (sample std with n-1 / sqrt(n)); NaN error for one sample."""
     n = len(scores)
@@ -70,7 +76,7 @@ def sample_fast(generator, tokenizer, items: list[TraceInputs], *, config, stop_
     for it in items:
         params = SamplingParams(n=config.num_branches, temperature=config.temperature, top_p=config.top_p,
                                 max_tokens=config.max_answer_tokens, stop_token_ids=tuple(stop_ids),
-                                seed=cut_seed(config.seed, it.index, 0))
+                                seed=item_seed(config, it, 0))
         cuts = [it.context_len(c) for c in range(it.num_cuts)]
         outputs = generator.branch(it.prompt_ids + it.trace_ids, cuts, it.suffix_ids, params)  # [cut][sample]
         per_cut = []
@@ -94,7 +100,7 @@ def sample_naive(model, tokenizer, items: list[TraceInputs], *, config, stop_ids
         for c in range(it.num_cuts):
             context = it.prompt_ids + it.trace_ids[:it.cut_tokens[c]] + it.suffix_ids[c]
             ids = torch.tensor([context], device=dev)  # [1, L]
-            torch.manual_seed(cut_seed(config.seed, it.index, c))
+            torch.manual_seed(item_seed(config, it, c))
             gen = model.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=not greedy,
                 temperature=config.temperature if not greedy else None, top_p=config.top_p if not greedy else None,

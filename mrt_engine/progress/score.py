@@ -3,11 +3,12 @@
 ``log_j[cut] = logsumexp over accepted forms of sum_t log p(answer_t | prompt, prefix, suffix, answer_<t)``.
 
 Fast path (``score_fast``): per batch of traces, one causal prefill of ``prompt + trace``
-captures every layer's K/V; then one packed pass over all cut suffixes
-``[suffix + answer]``, each attached at its cut by ``prefix_suffix_attention`` with
-positions continuing from the cut; then ``selective_log_prob`` on the answer positions only
-(the ``[rows, vocab]`` logits are never built). Cost: T trace tokens once plus the suffixes,
-instead of one re-encoding per cut.
+captures every layer's K/V (an item equal to or a prefix of another one is prefilled once);
+then one packed pass over all cut suffixes ``[suffix + answer]``, each attached at its cut
+by ``prefix_suffix_attention`` with positions continuing from the cut; then
+``selective_log_prob`` on the answer positions only (the ``[rows, vocab]`` logits are never
+built). The index tensors come from ``ops.plan_scoring`` once per pass. Cost: T trace
+tokens once plus the suffixes, instead of one re-encoding per cut.
 
 Naive path (``score_naive``): plain transformers, ``model(prompt + prefix + suffix + answer)``
 for every cut and form, log-softmax of the answer positions. The reference for tests and the
@@ -83,13 +84,31 @@ class KVCapture:
         self.v = torch.empty(shape, dtype=fwd.dtype, device=fwd.device)
 
 
-def prefill(fwd: DecoderForward, seqs: list[list[int]], max_tokens: int) -> tuple[KVCapture, list[int]]:
-    """Causal prefill of each sequence, packed; returns the K/V capture and row offsets.
+def _plan(seqs: list[list[int]], chunk: list[_Suffix]):
+    """``ops.plan_scoring`` of one packed pass: ``chunk``'s suffixes attached at their cuts of the
+    prefilled ``seqs`` (an item equal to or a prefix of another is served from its rows).
+
+    The plan orders suffixes trace by trace; ``chunk`` is a slice of the item-major
+    ``_suffixes`` list, so plan order is chunk order.
+    """
+    from mrt_engine.ops import plan_scoring
+
+    cuts: list[list[int]] = [[] for _ in seqs]
+    lens: list[list[int]] = [[] for _ in seqs]
+    for s in chunk:
+        cuts[s.item].append(s.start)
+        lens[s.item].append(len(s.ids))
+    return plan_scoring([len(x) for x in seqs], cuts, lens, trace_tokens=seqs)
+
+
+def prefill(fwd: DecoderForward, seqs: list[list[int]], max_tokens: int) -> KVCapture:
+    """Causal prefill of ``seqs``, packed back to back; returns the K/V capture.
 
     Sequences that fit ``max_tokens`` together run in one varlen pass; a longer sequence runs
-    in chunks, each chunk attending the K/V already captured (so memory stays bounded).
+    in chunks, each chunk planned (``ops.plan_scoring``) as a suffix at cut ``c0`` of its own
+    rows, so it attends the K/V already captured (memory stays bounded).
     """
-    from mrt_engine.ops import prefix_suffix_attention as prefix_attention
+    from mrt_engine.ops import plan_scoring, prefix_suffix_attention as prefix_attention
 
     lens = [len(s) for s in seqs]
     offsets = [0]
@@ -98,17 +117,13 @@ def prefill(fwd: DecoderForward, seqs: list[list[int]], max_tokens: int) -> tupl
     cap = KVCapture(fwd, offsets[-1])
     dev = fwd.device
     scale = fwd.shape.scale
-    if offsets[-1] <= max_tokens:
-        groups = [(0, len(seqs))]
-    else:
-        groups = [(i, i + 1) for i in range(len(seqs))]
+    groups = [(0, len(seqs))] if offsets[-1] <= max_tokens else [(i, i + 1) for i in range(len(seqs))]
     for g0, g1 in groups:
         base = offsets[g0]
         if offsets[g1] - base <= max_tokens:
             ids = torch.tensor([t for s in seqs[g0:g1] for t in s], device=dev)
             pos = torch.cat([torch.arange(n, device=dev) for n in lens[g0:g1]])
-            indptr = torch.tensor([o - base for o in offsets[g0:g1 + 1]], device=dev)
-            inner = varlen_causal_attention(indptr, scale)
+            inner = varlen_causal_attention(torch.tensor([o - base for o in offsets[g0:g1 + 1]]), scale)
 
             def attend(i, q, k, v, _base=base, _inner=inner):
                 cap.k[i, _base:_base + k.shape[0]] = k
@@ -117,27 +132,27 @@ def prefill(fwd: DecoderForward, seqs: list[list[int]], max_tokens: int) -> tupl
 
             fwd.hidden_states(ids, pos, attend)
             continue
-        seq = seqs[g0]  # one long sequence: chunked prefill
-        for c0 in range(0, len(seq), max_tokens):
-            c1 = min(len(seq), c0 + max_tokens)
-            ids = torch.tensor(seq[c0:c1], device=dev)
-            pos = torch.arange(c0, c1, device=dev)
+        for c0 in range(0, lens[g0], max_tokens):  # one long sequence: chunked prefill
+            c1 = min(lens[g0], c0 + max_tokens)
+            chunk_plan = plan_scoring(lens, [[c0] if t == g0 else [] for t in range(len(seqs))],
+                                      [[c1 - c0] if t == g0 else [] for t in range(len(seqs))]).to(dev)
 
-            def attend(i, q, k, v, _c0=c0, _c1=c1):
+            def attend(i, q, k, v, _c0=c0, _c1=c1, _plan=chunk_plan):
                 cap.k[i, base + _c0:base + _c1] = k
                 cap.v[i, base + _c0:base + _c1] = v
-                return prefix_attention(
-                    q, k, v, cap.k[i], cap.v[i],
-                    suffix_indptr=torch.tensor([0, _c1 - _c0], device=dev),
-                    prefix_start=torch.tensor([base], device=dev), cuts=torch.tensor([_c0], device=dev), scale=scale)
+                return prefix_attention(q, k, v, cap.k[i], cap.v[i], **_plan.attention_args(), scale=scale)
 
-            fwd.hidden_states(ids, pos, attend)
-    return cap, offsets
+            fwd.hidden_states(torch.tensor(seqs[g0][c0:c1], device=dev), chunk_plan.suffix_positions, attend)
+    return cap
 
 
 def score_fast(fwd: DecoderForward, items: list[TraceInputs], *, max_tokens: int,
                on_cuts: Callable[[int], None] | None = None) -> list[list[list[float]]]:
-    """Log-prob of every answer form at every cut: ``out[item][cut][form]`` (natural log)."""
+    """Log-prob of every answer form at every cut: ``out[item][cut][form]`` (natural log).
+
+    Per packed pass, one plan (``ops.plan_scoring``: index tensors, moved to the device once)
+    and per layer one ``prefix_suffix_attention`` call that reads it.
+    """
     from mrt_engine.ops import prefix_suffix_attention as prefix_attention, selective_log_prob
 
     dev = fwd.device
@@ -146,28 +161,25 @@ def score_fast(fwd: DecoderForward, items: list[TraceInputs], *, max_tokens: int
     results: list[list[list[float]]] = [[[0.0] * len(it.answer_ids) for _ in range(it.num_cuts)] for it in items]
     pos_in_items = {id(it): n for n, it in enumerate(items)}
     for batch in batches_by_tokens(items, max_tokens):
-        cap, offsets = prefill(fwd, [it.prompt_ids + it.trace_ids for it in batch], max_tokens)
-        for chunk in _chunks_by_rows(_suffixes(batch), max_tokens):
-            ids = torch.tensor([t for s in chunk for t in s.ids], device=dev)                       # [S]
-            pos = torch.cat([torch.arange(s.start, s.start + len(s.ids), device=dev) for s in chunk])  # [S]
-            lens = torch.tensor([len(s.ids) for s in chunk], device=dev)
-            suffix_indptr = torch.cat([torch.zeros(1, dtype=torch.long, device=dev), lens.cumsum(0)])  # [N+1]
-            prefix_start = torch.tensor([offsets[s.item] for s in chunk], device=dev)                # [N]
-            cuts = torch.tensor([s.start for s in chunk], device=dev)                                 # [N]
+        seqs = [it.prompt_ids + it.trace_ids for it in batch]
+        chunks = list(_chunks_by_rows(_suffixes(batch), max_tokens))
+        plans = [_plan(seqs, chunk) for chunk in chunks]
+        if not plans:
+            continue
+        # Every plan of the batch lays out the same prefix rows: prefill its unique traces once.
+        cap = prefill(fwd, [seqs[u] for u in plans[0].unique_traces.tolist()], max_tokens)
+        for chunk, plan in zip(chunks, plans):
+            ends = plan.suffix_indptr.tolist()[1:]
+            run = plan.to(dev).attention_args()
+            ids = torch.tensor([t for s in chunk for t in s.ids], device=dev)  # [S]
 
-            def attend(i, q, k, v):
-                return prefix_attention(q, k, v, cap.k[i], cap.v[i], suffix_indptr=suffix_indptr,
-                                        prefix_start=prefix_start, cuts=cuts, scale=scale)
+            def attend(i, q, k, v, _run=run):
+                return prefix_attention(q, k, v, cap.k[i], cap.v[i], **_run, scale=scale)
 
-            hidden = fwd.hidden_states(ids, pos, attend)  # [S, H]
+            hidden = fwd.hidden_states(ids, plan.suffix_positions.to(dev), attend)  # [S, H]
             # Row predicting answer token t of suffix s: its own row just before that token.
-            rows, targets = [], []
-            row0 = 0
-            for s in chunk:
-                first = row0 + len(s.ids) - s.num_answer  # row of the first answer token
-                rows.extend(range(first - 1, first - 1 + s.num_answer))
-                targets.extend(s.ids[-s.num_answer:])
-                row0 += len(s.ids)
+            rows = [r for s, end in zip(chunk, ends) for r in range(end - s.num_answer - 1, end - 1)]
+            targets = [t for s in chunk for t in s.ids[-s.num_answer:]]
             logp = selective_log_prob(hidden[torch.tensor(rows, device=dev)], fwd.lm_head.weight,
                                       torch.tensor(targets, device=dev), bias=bias)  # [num_answer_tokens] fp32
             sums = torch.split(logp, [s.num_answer for s in chunk])

@@ -42,6 +42,7 @@ class StepContext:
     estimator: object                    # ProgressEstimator on the live policy
     pad_id: int
     seed: Callable[[int], int]           # salt -> this step's seed for that random choice
+    rank: int = 0                        # under torchrun: this rank's samples follow the lower ranks' ones
     timings: dict = field(default_factory=dict)
 
     def sampling(self) -> SamplingParams:
@@ -51,7 +52,8 @@ class StepContext:
     def progress(self, samples: list[Sample], *, salt: int = 2) -> list[ProgressResult]:
         """J at every episode cut of ``samples`` (timed as the step's progress phase)."""
         t0 = time.perf_counter()
-        out = estimate_progress(self.estimator, self.tokenizer, samples, seed=self.seed(salt))
+        out = estimate_progress(self.estimator, self.tokenizer, samples, seed=self.seed(salt),
+                                first_index=self.rank * len(samples))
         self.timings["progress"] = self.timings.get("progress", 0.0) + time.perf_counter() - t0
         return out
 

@@ -12,7 +12,7 @@ from mrt_engine.rl.rollout import sample_groups
 
 @torch.no_grad()
 def evaluate(backend, tokenizer, problems, *, estimator, max_tokens: int, temperature: float, seed: int,
-             system=None, with_progress: bool = True) -> dict:
+             system=None, with_progress: bool = True, first_index: int = 0) -> dict:
     """One completion per problem (greedy at ``temperature=0``).
 
     - ``pass@1``: fraction correct; ``tokens``: mean completion tokens.
@@ -20,6 +20,7 @@ def evaluate(backend, tokenizer, problems, *, estimator, max_tokens: int, temper
       empty prefix; ``episodes``: mean episodes per trace (J from ``estimator``, the trainer's).
     - ``regret``: mean normalized regret at budget C0 = prompt + ``max_tokens`` tokens
       (mrt.md section 7; comparator J* = 1), over each trace's token curve.
+    ``first_index``: global index of ``problems[0]`` when each rank evaluates its share.
     """
     if not problems:
         return {}
@@ -28,7 +29,7 @@ def evaluate(backend, tokenizer, problems, *, estimator, max_tokens: int, temper
     out = {"pass@1": sum(s.reward for s in samples) / len(samples),
            "tokens": sum(s.num_completion_tokens for s in samples) / len(samples)}
     if with_progress:
-        results = estimate_progress(estimator, tokenizer, samples, seed=seed + 7)
+        results = estimate_progress(estimator, tokenizer, samples, seed=seed + 7, first_index=first_index)
         progress = [p for r in results for p in r.progress]
         out["progress"] = sum(progress) / len(progress) if progress else 0.0
         out["j_empty"] = sum(r.j[0] for r in results) / len(results)

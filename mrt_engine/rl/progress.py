@@ -13,6 +13,7 @@ import dataclasses
 
 from mrt_engine.config import EstimatorConfig
 from mrt_engine.progress import ProgressEstimator, ProgressResult, reference_answer
+from mrt_engine.progress.sample import cut_seed
 from mrt_engine.rl.rollout import Sample, strip_eos, task_verifier
 
 
@@ -30,8 +31,13 @@ def build_estimator(model, tokenizer, config: EstimatorConfig, backend) -> Progr
 
 
 def estimate_progress(estimator: ProgressEstimator, tokenizer, samples: list[Sample], *,
-                      seed: int | None = None) -> list[ProgressResult]:
-    """One :class:`ProgressResult` per sample (graded samples: ``reward`` is their outcome)."""
+                      seed: int | None = None, first_index: int = 0) -> list[ProgressResult]:
+    """One :class:`ProgressResult` per sample (graded samples: ``reward`` is their outcome).
+
+    With ``seed``, sample ``i`` draws its branches from ``(seed, first_index + i)``: under
+    ``torchrun`` each rank passes the global index of its first sample, so every trace gets the
+    same branches as in one process over the whole batch.
+    """
     prompts, traces, answers = [], [], []
     for i, s in enumerate(samples):
         answer = getattr(s.problem, "answer", None)
@@ -42,8 +48,9 @@ def estimate_progress(estimator: ProgressEstimator, tokenizer, samples: list[Sam
         prompts.append([int(t) for t in s.context_ids])
         traces.append([int(t) for t in strip_eos(s.completion_ids, tokenizer)])
         answers.append(reference_answer(answer, index=i))
+    seeds = None if seed is None else [cut_seed(seed, first_index + i, 0) for i in range(len(samples))]
     return estimator.estimate(prompts, traces, answers, outcomes=[s.reward for s in samples],
-                              verifiers=[task_verifier(s.problem) for s in samples], seed=seed)
+                              verifiers=[task_verifier(s.problem) for s in samples], seed=seeds)
 
 
 def episode_token_spans(result: ProgressResult, num_completion_tokens: int) -> list[tuple[int, int]]:

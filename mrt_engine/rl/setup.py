@@ -15,14 +15,8 @@ def build_model(mcfg, *, seed: int = 0):
     from mrt_engine.models import load_model
 
     device = resolve_device(mcfg.device)
-    if mcfg.name in ("demo", "demo-init"):
-        from mrt_engine.rl.demo_model import load_demo_model
-
-        model, tok = load_demo_model(pretrained=mcfg.name == "demo", seed=seed)
-        model = model.to(device)
-    else:
-        model, tok = load_model(mcfg.name, dtype=mcfg.dtype, device=str(device), seed=seed,
-                                tiny_config=mcfg.tiny_config)
+    model, tok = load_model(mcfg.name, dtype=mcfg.dtype, device=str(device), seed=seed,
+                            tiny_config=mcfg.tiny_config)
     if mcfg.init_checkpoint:
         from mrt_engine.rl.checkpoint import load_weights
 

@@ -61,6 +61,7 @@ def run_sft(cfg: SFTConfig, *, log=None) -> dict:
     from mrt_engine.rl.optim import build_optimizer, build_scheduler
     from mrt_engine.prompts import get_template
     from mrt_engine.rl.setup import build_model, build_problems
+    from mrt_engine.rl.dist import PolicyLogProbs
     from mrt_engine.rl.update import sft_update
 
     log = log or (lambda text: print(text, flush=True))
@@ -86,7 +87,7 @@ def run_sft(cfg: SFTConfig, *, log=None) -> dict:
         if len(order) < cfg.batch_size:
             order += rng.sample(range(len(examples)), len(examples))
         chosen, order = order[:cfg.batch_size], order[cfg.batch_size:]
-        out = sft_update(model, optimizer, pack([examples[i] for i in chosen], pad),
+        out = sft_update(PolicyLogProbs(model), optimizer, pack([examples[i] for i in chosen], pad),
                          micro_batch_size=cfg.optim.micro_batch_size, grad_clip=cfg.optim.grad_clip,
                          precision=cfg.precision)
         scheduler.step()

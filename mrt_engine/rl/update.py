@@ -1,13 +1,17 @@
 """One policy update over a packed rollout batch: micro-batches, gradient accumulation,
-clipping, optimizer and scheduler steps. Also the supervised (SFT) step."""
+clipping, optimizer and scheduler steps. Also the supervised (SFT) step.
+
+Every function takes the *policy module* (``mrt_engine.rl.dist.PolicyLogProbs`` of the model,
+maybe wrapped in DDP or sharded by FSDP2): calling it gives per-token log-probs, and the
+wrapper synchronises the gradients itself, so nothing here all-reduces by hand.
+"""
 from __future__ import annotations
 
 import contextlib
 
 import torch
 
-from mrt_engine.rl.dist import all_reduce_grads
-from mrt_engine.rl.logprobs import token_log_probs
+from mrt_engine.rl.dist import grad_norm_value
 from mrt_engine.rl.losses import policy_loss, sft_loss
 from mrt_engine.rl.rollout import Batch
 
@@ -29,25 +33,29 @@ def _to(batch: Batch, device) -> Batch:
                  batch.completion_start)
 
 
+def _device(policy) -> torch.device:
+    return next(policy.parameters()).device
+
+
 @torch.no_grad()
-def batch_log_probs(model, batch: Batch, *, micro_batch_size: int, precision: str = "no") -> torch.Tensor:
+def batch_log_probs(policy, batch: Batch, *, micro_batch_size: int, precision: str = "no") -> torch.Tensor:
     """Log-probs ``[N, T]`` of the completion tokens without gradients (old / reference policy)."""
-    device = model.get_input_embeddings().weight.device
+    device = _device(policy)
     out = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
     for a, b in _micro_ranges(batch.num_sequences, micro_batch_size):
         mb = _to(batch.rows(a, b), device)
         with autocast_context(precision, device):
-            lp = token_log_probs(model, mb.input_ids, mb.attention_mask, mb.loss_mask)
+            lp = policy(mb.input_ids, mb.attention_mask, mb.loss_mask)
         out[a:b, :lp.shape[1]] = lp.float().cpu()
     return out
 
 
-def policy_update(model, optimizer, batch: Batch, advantages: torch.Tensor, *, algo, optim, max_tokens: int,
+def policy_update(policy, optimizer, batch: Batch, advantages: torch.Tensor, *, algo, optim, max_tokens: int,
                   precision: str = "no", ref_logp: torch.Tensor | None = None) -> dict:
     """``algo.num_updates`` optimizer steps over ``batch``; returns averaged loss metrics."""
-    device = model.get_input_embeddings().weight.device
-    model.train()
-    old_logp = batch_log_probs(model, batch, micro_batch_size=optim.micro_batch_size, precision=precision) \
+    device = _device(policy)
+    policy.train()
+    old_logp = batch_log_probs(policy, batch, micro_batch_size=optim.micro_batch_size, precision=precision) \
         if algo.num_updates > 1 else None
     total_tokens = float(batch.loss_mask.sum().clamp(min=1))
     sums = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
@@ -59,7 +67,7 @@ def policy_update(model, optimizer, batch: Batch, advantages: torch.Tensor, *, a
             width = mb.input_ids.shape[1]
             adv = advantages[a:b, :width].to(device)
             with autocast_context(precision, device):
-                logp = token_log_probs(model, mb.input_ids, mb.attention_mask, mb.loss_mask)
+                logp = policy(mb.input_ids, mb.attention_mask, mb.loss_mask)
             old = old_logp[a:b, :width].to(device) if old_logp is not None else logp.detach()
             ref = ref_logp[a:b, :width].to(device) if ref_logp is not None else None
             out = policy_loss(logp, old, adv, mb.loss_mask, clip_low=algo.clip_low, clip_high=algo.clip_high,
@@ -70,39 +78,38 @@ def policy_update(model, optimizer, batch: Batch, advantages: torch.Tensor, *, a
             sums["loss"] += out.loss.item()
             sums["kl"] += out.kl.item() * share
             sums["clip_frac"] += out.clip_frac.item() * share
-        sums["grad_norm"] += _step(model, optimizer, optim.grad_clip)
+        sums["grad_norm"] += _step(policy, optimizer, optim.grad_clip)
     return {k: v / algo.num_updates for k, v in sums.items()}
 
 
-def _step(model, optimizer, grad_clip: float) -> float:
-    all_reduce_grads(model)
-    params = [p for p in model.parameters() if p.grad is not None]
+def _step(policy, optimizer, grad_clip: float) -> float:
+    params = [p for p in policy.parameters() if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
     optimizer.step()
-    return float(norm)
+    return grad_norm_value(norm)
 
 
-def sft_update(model, optimizer, batch: Batch, *, micro_batch_size: int, grad_clip: float,
+def sft_update(policy, optimizer, batch: Batch, *, micro_batch_size: int, grad_clip: float,
                precision: str = "no") -> dict:
     """One supervised step (teacher forcing) on the completion tokens of ``batch``."""
-    device = model.get_input_embeddings().weight.device
-    model.train()
+    device = _device(policy)
+    policy.train()
     optimizer.zero_grad(set_to_none=True)
     total_tokens = float(batch.loss_mask.sum().clamp(min=1))
     loss_sum = 0.0
     for a, b in _micro_ranges(batch.num_sequences, micro_batch_size):
         mb = _to(batch.rows(a, b), device)
         with autocast_context(precision, device):
-            logp = token_log_probs(model, mb.input_ids, mb.attention_mask, mb.loss_mask)
+            logp = policy(mb.input_ids, mb.attention_mask, mb.loss_mask)
         # token mean over the whole batch: each micro-batch adds its share
         loss = sft_loss(logp, mb.loss_mask) * (float(mb.loss_mask.sum()) / total_tokens)
         loss.backward()
         loss_sum += loss.item()
-    norm = _step(model, optimizer, grad_clip)
+    norm = _step(policy, optimizer, grad_clip)
     return {"loss": loss_sum, "grad_norm": norm}
 
 
-def sft_epochs(model, optimizer, samples: list, *, epochs: int, pad_id: int, rng, micro_batch_size: int,
+def sft_epochs(policy, optimizer, samples: list, *, epochs: int, pad_id: int, rng, micro_batch_size: int,
                grad_clip: float, precision: str = "no") -> dict:
     """``epochs`` shuffled passes of supervised steps over ``samples`` (one step per micro-batch)."""
     from mrt_engine.rl.rollout import pack
@@ -111,7 +118,7 @@ def sft_epochs(model, optimizer, samples: list, *, epochs: int, pad_id: int, rng
     for _ in range(epochs if samples else 0):
         rng.shuffle(samples)
         for i in range(0, len(samples), micro_batch_size):
-            out = sft_update(model, optimizer, pack(samples[i:i + micro_batch_size], pad_id),
+            out = sft_update(policy, optimizer, pack(samples[i:i + micro_batch_size], pad_id),
                              micro_batch_size=micro_batch_size, grad_clip=grad_clip, precision=precision)
             losses.append(out["loss"])
     return {"loss": sum(losses) / len(losses) if losses else 0.0}

@@ -1,4 +1,4 @@
-"""Test and benchmark support for the ops: random cases with odd shapes and float64 plain oracles.
+"""Test support for the ops: random cases with odd shapes and float64 plain oracles.
 
 The oracles materialise everything (full ``[M, V]`` logits, full masks): tests only.
 """
