@@ -104,10 +104,10 @@ def test_missing_model_is_one_line(capsys):
 def config(tmp_path):
     import yaml
 
-    from mrt_engine.rl.demo import DEMO_TRAIN
+    from mrt_engine.configs import shipped_config
 
     path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(DEMO_TRAIN))
+    path.write_text(yaml.safe_dump(shipped_config("demo")))
     return path
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from mrt_engine.errors import MRTUserError
 from mrt_engine.rl.checkpoint import PAUSE_ENV, latest_checkpoint, load_checkpoint, load_trainer_state, save_checkpoint
-from mrt_engine.rl.demo import DEMO_TRAIN
+from mrt_engine.configs import shipped_config
 from mrt_engine.rl.demo_model import build_demo_model
 from mrt_engine.rl.logger import read_metrics
 from mrt_engine.rl.optim import build_optimizer, build_scheduler
@@ -25,7 +25,7 @@ TIMING = ("tokens_per_s", "step_time_s")  # and every "time/..." key: wall-clock
 
 
 def _config(path):
-    d = copy.deepcopy(DEMO_TRAIN)
+    d = copy.deepcopy(shipped_config("demo"))
     d["data"].update(num_train=16, num_eval=0, seed=123)
     d["rollout"].update(group_size=2, max_tokens=256)
     d["algo"].update(name="grpo")
