@@ -10,7 +10,8 @@ episode texts always concatenate back to the trace exactly. Built-in schemes:
   separated by ``"\\n\\n"``; a paragraph starting with one of ``R1_KEYWORDS`` starts a new
   episode unless the previous boundary (the trace start counts as one) is 0, 1 or 2
   paragraphs before it. The ``"\\n\\n"`` separator stays at the end of the preceding episode,
-  so a cut falls right before the keyword paragraph.
+  so a cut falls right before the keyword paragraph. A trace left as one episode although a
+  keyword paragraph was skipped this way gets a ``SingleEpisodeWarning`` naming it.
 - ``"backtrack"``: backtracking-search traces (steps labelled ``Node #``): a line that begins
   with ``Backtrack to Line N`` or ``Backtrack to beginning`` starts a new episode.
 - ``"regex"``: a new episode starts at every match start of ``pattern``.
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -186,8 +188,30 @@ def register_scheme(name: str, fn: SchemeFn, *, needs_tokens: bool = False,
     SCHEMES[name] = _Scheme(fn, needs_tokens, None if options is None else tuple(options))
 
 
+class SingleEpisodeWarning(UserWarning):
+    """The R1 rule left a trace as one episode although a paragraph starts with a keyword."""
+
+
+def _warn_skipped_keywords(text: str, keywords: Sequence[str], min_paragraphs: int) -> None:
+    # No cut at all: the only keyword paragraphs sit within min_paragraphs of the trace start.
+    head = text.split(PARAGRAPH_SEP, min_paragraphs)[1:min_paragraphs]
+    skipped = [(i, next(k for k in keywords if p.startswith(k))) for i, p in enumerate(head, 1)
+               if p.startswith(tuple(keywords))]
+    if not skipped:
+        return
+    named = ", ".join(f"paragraph {i + 1} (index {i}) starts with {k!r}" for i, k in skipped)
+    warnings.warn(
+        f"segment: the trace is one episode although {named}: the R1 rule cuts only at a keyword paragraph "
+        f"at least min_paragraphs={min_paragraphs} paragraphs after the previous boundary (the trace start "
+        f"counts), so paragraphs 2 to {min_paragraphs} (index 1 to {min_paragraphs - 1}) never cut. "
+        "Pass min_paragraphs=... to change the rule.", SingleEpisodeWarning, stacklevel=5)
+
+
 def _r1_scheme(text: str, *, keywords: Sequence[str] = R1_KEYWORDS, min_paragraphs: int = R1_MIN_PARAGRAPHS) -> list[int]:
-    return r1_cuts(text, keywords=keywords, min_paragraphs=min_paragraphs)
+    cuts = r1_cuts(text, keywords=keywords, min_paragraphs=min_paragraphs)
+    if not cuts and min_paragraphs > 1:
+        _warn_skipped_keywords(text, tuple(keywords), min_paragraphs)
+    return cuts
 
 
 def _regex_scheme(text: str, *, pattern: str | re.Pattern | None = None, flags: int = 0) -> list[int]:

@@ -182,10 +182,10 @@ def test_registry_and_callables():
 def test_bad_options_have_clear_errors():
     with pytest.raises(ValueError, match="unknown scheme 'nope'"):
         segment("x", "nope")
-    with pytest.raises(ValueError, match="group_size"):
-        segment("x", group_size=0)
-    with pytest.raises(ValueError, match="max_steps"):
-        segment("x", max_steps=-1)
+    with pytest.raises(ValueError, match="merge_episodes"):
+        segment("x", merge_episodes=0)
+    with pytest.raises(ValueError, match="max_cuts"):
+        segment("x", max_cuts=-1)
     with pytest.raises(ValueError, match="needs pattern"):
         segment("x", "regex")
     with pytest.raises(ValueError, match="unknown option"):
@@ -334,3 +334,26 @@ def test_segment_ids_agrees_with_segment_on_retokenized_text(tokenizer, text, gr
     assert [(e.char_start, e.char_end, e.token_start, e.token_end) for e in from_ids] == [
         (e.char_start, e.char_end, e.token_start, e.token_end) for e in from_text
     ]
+
+
+# ---------------------------------------------------------------- the skipped-keyword warning
+def test_one_episode_with_a_skipped_keyword_warns():
+    import warnings
+
+    from mrt_engine.episodes import SingleEpisodeWarning
+
+    trace = "Let me compute.\n\n2+3 is 5.\n\nWait, check: 5.\n\nSo 5."
+    with pytest.warns(SingleEpisodeWarning) as record:
+        assert len(segment(trace)) == 1
+    msg = str(record[0].message)
+    assert "paragraph 3 (index 2) starts with 'Wait'" in msg and "min_paragraphs=3" in msg
+    assert record[0].filename == __file__  # points at the caller of segment
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none of these warn
+        assert len(segment("A\n\nB\n\nC\n\nWait, x")) == 2  # the fourth paragraph cuts
+        assert len(segment("Wait, A\n\nB")) == 1  # the trace start cannot be cut
+        assert len(segment("A\n\nB\n\nWait x", min_paragraphs=2)) == 2
+        assert len(segment("A\n\nB\n\nC\n\nWait, x", max_cuts=0)) == 1  # asked for one episode
+        assert len(segment("Just one paragraph, waiting.")) == 1
+    with pytest.warns(SingleEpisodeWarning, match="paragraph 2 \\(index 1\\) starts with 'But wait'"):
+        segment("A\n\nBut wait, B")

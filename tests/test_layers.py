@@ -15,10 +15,11 @@ LAYERS = {
     "integrations": 5, "commands": 5, "cli": 5,
     "train": 4,
     "rl": 3,
-    "progress": 2, "plots": 2,  # plots draws progress results
+    "progress": 2, "plots": 2, "report": 2,  # plots and the HTML report draw progress results
     "engine": 1, "ops": 1, "kernels": 1,  # kernels/ is installed as mrt_engine.kernels (ops' Triton code)
     "episodes": 0, "prompts": 0, "grading": 0, "tasks": 0, "models": 0, "metrics": 0, "configs": 0,
     "config": 0,  # every config dataclass; imports only prompts (for template checks)
+    "errors": 0,  # MRTUserError and user_input: imported by every layer that reads user input
     "_native": 0, "_C": 0, "": 0,  # "": the package's own __init__
 }
 TOP_ONLY = {"integrations", "commands"}  # imported by nothing outside the top layer

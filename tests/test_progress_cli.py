@@ -1,5 +1,6 @@
 """`mrt-engine progress` and `mrt-engine regret` end to end on the tiny model."""
 import json
+import re
 
 import pytest
 
@@ -31,15 +32,16 @@ def test_progress_then_regret(tmp_path):
     assert all(0 <= v <= 1 for v in s["normalized_regret"].values())
 
 
-def test_bad_input_files(tmp_path):
+def test_bad_input_files(tmp_path, capsys):
+    # input errors: one line naming file:line, exit 2 (tests/test_cli.py has the rest)
     data = tmp_path / "bad.jsonl"
     _write(data, [{"problem": "x", "trace": "y"}])
-    with pytest.raises(ValueError, match="missing field 'answer'"):
-        main(["progress", "--model", "tiny", "--data", str(data), "--out", str(tmp_path / "o.jsonl")])
+    assert main(["progress", "--model", "tiny", "--data", str(data), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert "bad.jsonl:1: missing field 'answer'" in capsys.readouterr().err
     prog = tmp_path / "p.jsonl"
     _write(prog, [{"j": [0.5]}])
-    with pytest.raises(ValueError, match="p.jsonl:1: .*lacks fields"):
-        main(["regret", "--progress", str(prog)])
+    assert main(["regret", "--progress", str(prog)]) == 2
+    assert re.search(r"mrt-engine: error: .*p.jsonl:1: .*lacks fields", capsys.readouterr().err)
 
 
 def test_regret_envelope_from_sample_records(tmp_path):

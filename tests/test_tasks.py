@@ -294,10 +294,33 @@ def _write_jsonl(path, rows):
 
 def test_load_jsonl(tmp_path):
     path = _write_jsonl(tmp_path / "toy.jsonl", ROWS)
-    problems = load_problems(path, problem_field="question", answer_field="final", id_field="uid")
+    problems = load_problems(path, problem_field="question", answer_field="final", id_field="uid", allow_extra=True)
     _check_loaded(problems, "toy")
-    assert len(load_problems(path, problem_field="question", answer_field="final", limit=2)) == 2
-    assert load_problems(path, problem_field="question", answer_field="final")[1].id == "toy-1"
+    kw = dict(problem_field="question", answer_field="final", allow_extra=True)
+    assert len(load_problems(path, limit=2, **kw)) == 2
+    assert load_problems(path, **kw)[1].id == "toy-1"
+
+
+def test_unknown_fields_are_an_error(tmp_path):
+    path = _write_jsonl(tmp_path / "toy.jsonl", ROWS)
+    with pytest.raises(ValueError) as e:
+        load_problems(path, problem_field="question", answer_field="final", id_field="uid")
+    msg = str(e.value)
+    assert msg.startswith(f"{path}:1: unknown field 'source';")
+    assert "known fields: ['final', 'id', 'meta', 'question', 'task', 'uid']" in msg and "allow_extra=True" in msg
+    typo = _write_jsonl(tmp_path / "typo.jsonl", [{"problem": "a", "answer": "1"}, {"problem": "b", "answr": "2"}])
+    with pytest.raises(ValueError, match=r"typo.jsonl:2: no field 'answer'"):
+        load_problems(typo)
+    typo.write_text(json.dumps({"problem": "a", "answer": "1", "anwser": "2"}) + "\n")
+    with pytest.raises(ValueError, match=r"typo.jsonl:1: unknown field 'anwser' \(did you mean 'answer'\?\)"):
+        load_problems(typo)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([{"problem": "x", "answer": "1", "level": 3}]), tmp_path / "t.parquet")
+    with pytest.raises(ValueError, match=r"t.parquet: unknown field 'level'"):
+        load_problems(tmp_path / "t.parquet")
+    assert load_problems(tmp_path / "t.parquet", allow_extra=True)[0].meta == {"level": 3}
 
 
 def test_load_json_array_and_gzip(tmp_path):
@@ -305,11 +328,11 @@ def test_load_json_array_and_gzip(tmp_path):
 
     (tmp_path / "toy.json").write_text(json.dumps(ROWS, indent=2))
     _check_loaded(load_problems(tmp_path / "toy.json", problem_field="question", answer_field="final",
-                                id_field="uid"), "toy")
+                                id_field="uid", allow_extra=True), "toy")
     with gzip.open(tmp_path / "toy.jsonl.gz", "wt") as f:
         f.write("".join(json.dumps(r) + "\n" for r in ROWS))
     _check_loaded(load_problems(tmp_path / "toy.jsonl.gz", problem_field="question", answer_field="final",
-                                id_field="uid"), "toy")
+                                id_field="uid", allow_extra=True), "toy")
     (tmp_path / "bad.json").write_text('[{"problem": "a", "answer": "1"}, 3]')
     with pytest.raises(ValueError, match="bad.json item 1: expected a JSON object"):
         load_problems(tmp_path / "bad.json")
@@ -322,7 +345,7 @@ def test_load_parquet(tmp_path):
     table = pa.Table.from_pylist([{**r, "final": str(r["final"])} for r in ROWS])
     pq.write_table(table, tmp_path / "toy.parquet")
     problems = load_problems(tmp_path / "toy.parquet", problem_field="question",
-                             answer_field="final", id_field="uid", task="arith")
+                             answer_field="final", id_field="uid", task="arith", allow_extra=True)
     _check_loaded(problems, "arith")
 
 
@@ -332,13 +355,14 @@ def test_load_hf_dataset_dir(tmp_path):
     rows = {k: [r[k] if k != "final" else str(r[k]) for r in ROWS] for k in ROWS[0]}
     Dataset.from_dict(rows).save_to_disk(str(tmp_path / "toyds"))
     problems = load_problems(tmp_path / "toyds", problem_field="question", answer_field="final",
-                             id_field="uid", task="toy")
+                             id_field="uid", task="toy", allow_extra=True)
     _check_loaded(problems, "toy")
     DatasetDict({"train": Dataset.from_dict(rows), "test": Dataset.from_dict(rows)}).save_to_disk(
         str(tmp_path / "splits"))
     with pytest.raises(ValueError, match=r"splits \['test', 'train'\]; pass split="):
         load_problems(tmp_path / "splits", problem_field="question", answer_field="final")
-    got = load_problems(tmp_path / "splits", problem_field="question", answer_field="final", split="test")
+    got = load_problems(tmp_path / "splits", problem_field="question", answer_field="final", split="test",
+                        allow_extra=True)
     assert len(got) == 3
     with pytest.raises(ValueError, match="no split 'dev'"):
         load_problems(tmp_path / "splits", problem_field="question", answer_field="final", split="dev")

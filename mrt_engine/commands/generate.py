@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from mrt_engine.errors import MRTUserError, user_input
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -37,14 +38,15 @@ def run(args) -> int:
 
     prompts = list(args.prompt)
     if args.prompts_file:
-        with open(args.prompts_file) as f:
+        with user_input("--prompts-file"), open(args.prompts_file) as f:
             prompts += [line.rstrip("\n") for line in f if line.strip()]
     if not prompts:
-        print("mrt-engine generate: give --prompt TEXT or --prompts-file FILE", file=sys.stderr)
-        return 2
-    params = SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                            max_tokens=args.max_tokens, seed=args.seed, stop=tuple(args.stop))
-    model, tok = load_model(args.model, dtype=args.dtype)
+        raise MRTUserError("generate: give --prompt TEXT or --prompts-file FILE")
+    with user_input("sampling options"):
+        params = SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                                max_tokens=args.max_tokens, seed=args.seed, stop=tuple(args.stop))
+    with user_input(f"--model {args.model}"):
+        model, tok = load_model(args.model, dtype=args.dtype)
     if not args.raw and getattr(tok, "chat_template", None):
         inputs = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
                   for p in prompts]

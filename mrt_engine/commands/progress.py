@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import warnings
+
+from mrt_engine.errors import MRTUserError, unknown_fields, user_input
 
 
 class _Deprecated(argparse.Action):
@@ -55,32 +58,61 @@ def add_parser(sub) -> None:
     p.add_argument("--include-samples", action="store_true", help="sample mode: also write the sampled texts")
     p.add_argument("--problem-field", default="problem")
     p.add_argument("--answer-field", default="answer")
+    p.add_argument("--allow-extra-fields", action="store_true",
+                   help="ignore fields other than id, problem, answer, trace, traces (default: an error)")
     p.set_defaults(func=run)
 
 
-def read_items(path: str, problem_field: str = "problem", answer_field: str = "answer") -> list[dict]:
-    """Records with problem, answer and a list of traces (empty when to be generated)."""
+TRACE_FIELDS = ("id", "trace", "traces")  # besides the problem and answer fields
+
+
+def _check_answer(answer, field: str, where: str) -> None:
+    forms = [answer] if isinstance(answer, str) else answer
+    if not isinstance(forms, list) or not forms or not all(isinstance(a, str) for a in forms):
+        raise MRTUserError(f"{where}: field {field!r} must be a string or a non-empty list of strings, "
+                           f"got {answer!r:.60}")
+    if not all(a.strip() for a in forms):
+        raise MRTUserError(f"{where}: field {field!r} holds an empty answer; give the text that goes inside "
+                           "\\boxed{} (an empty answer cannot be scored)")
+
+
+def read_items(path: str, problem_field: str = "problem", answer_field: str = "answer", *,
+               allow_extra: bool = False) -> list[dict]:
+    """Records with problem, answer, a list of traces (empty when to be generated) and
+    ``where`` (``file:line``, for errors). A field other than the problem and answer fields,
+    ``id``, ``trace`` and ``traces`` is an error unless ``allow_extra`` (a misspelled
+    ``trace`` would otherwise silently get a generated trace)."""
+    known = [problem_field, answer_field, *TRACE_FIELDS]
     items = []
-    with open(path) as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc})") from exc
-            for field in (problem_field, answer_field):
-                if field not in obj:
-                    raise ValueError(f"{path}:{n}: missing field {field!r} (see docs/progress.md for the schema)")
-            if "trace" in obj and "traces" in obj:
-                raise ValueError(f"{path}:{n}: give either 'trace' or 'traces', not both")
-            traces = obj.get("traces", [obj["trace"]] if "trace" in obj else [])
-            if not isinstance(traces, list) or not all(isinstance(t, str) for t in traces):
-                raise ValueError(f"{path}:{n}: 'traces' must be a list of strings")
-            items.append({"id": obj.get("id", n - 1), "problem": obj[problem_field], "answer": obj[answer_field],
-                          "traces": traces})
+    with user_input("--data"), open(path) as fh:
+        lines = list(fh)
+    for n, line in enumerate(lines, 1):
+        where = f"{path}:{n}"
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise MRTUserError(f"{where}: not valid JSON ({exc}); one JSON object per line") from exc
+        if not isinstance(obj, dict):
+            raise MRTUserError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        for field in (problem_field, answer_field):
+            if field not in obj:
+                raise MRTUserError(f"{where}: missing field {field!r}; fields present: {sorted(obj)} "
+                                   "(see docs/progress.md for the schema, or --problem-field/--answer-field)")
+        if not allow_extra and set(obj) - set(known):
+            raise unknown_fields(obj, known, where=where,
+                                 fix="Fix the name, or pass --allow-extra-fields to ignore extra fields")
+        if "trace" in obj and "traces" in obj:
+            raise MRTUserError(f"{where}: give either 'trace' or 'traces', not both")
+        traces = obj.get("traces", [obj["trace"]] if "trace" in obj else [])
+        if not isinstance(traces, list) or not all(isinstance(t, str) for t in traces):
+            raise MRTUserError(f"{where}: 'trace' must be a string and 'traces' a list of strings")
+        _check_answer(obj[answer_field], answer_field, where)
+        items.append({"id": obj.get("id", n - 1), "problem": obj[problem_field], "answer": obj[answer_field],
+                      "traces": traces, "where": where})
     if not items:
-        raise ValueError(f"{path}: no records")
+        raise MRTUserError(f"{path}: no records; write one JSON object per line (see docs/progress.md)")
     return items
 
 
@@ -100,23 +132,58 @@ def _generate_missing(items, model, tok, args) -> None:
         it["generated"] = True
 
 
+def _warn_single_episodes(flat, args, seg: dict) -> None:
+    """The segmenter's SingleEpisodeWarning for each trace, re-issued naming its file:line and id
+    (the estimator segments all traces in one batch and could not say which one)."""
+    from mrt_engine.episodes import SingleEpisodeWarning, segment
+
+    if args.scheme != "r1":
+        return
+    for it, k, trace in flat:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SingleEpisodeWarning)
+            segment(trace, "r1", **seg)
+        for w in caught:
+            warnings.warn(f"{it['where']} (id {it['id']!r}, trace {k}): {w.message}", SingleEpisodeWarning,
+                          stacklevel=2)
+
+
+def _estimate(est, flat) -> list:
+    """``est.estimate`` over the flat (item, trace index, trace) list; an input error the
+    estimator reports for ``item N`` is re-raised naming that record's file:line and id."""
+    try:
+        return est.estimate([it["problem"] for it, _, _ in flat], [t for _, _, t in flat],
+                            [it["answer"] for it, _, _ in flat])
+    except (ValueError, TypeError) as exc:
+        m = re.match(r"item (\d+): ", str(exc))
+        if m is None or int(m.group(1)) >= len(flat):
+            raise
+        it, k, _ = flat[int(m.group(1))]
+        raise MRTUserError(f"{it['where']} (id {it['id']!r}, trace {k}): {str(exc)[m.end():]}") from exc
+
+
 def run(args) -> int:
+    from mrt_engine.episodes import SingleEpisodeWarning
     from mrt_engine.models import load_model
     from mrt_engine.progress import ProgressEstimator
 
-    items = read_items(args.data, args.problem_field, args.answer_field)
-    model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
+    items = read_items(args.data, args.problem_field, args.answer_field, allow_extra=args.allow_extra_fields)
+    with user_input(f"--model {args.model}"):
+        model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
     _generate_missing(items, model, tok, args)
     seg = {"merge_episodes": args.merge_episodes} if args.merge_episodes != 1 else {}
-    est = ProgressEstimator(model, tok, mode=args.mode, method=args.method, template=args.template,
-                            scheme=args.scheme, segment_options=seg, max_cuts=args.max_cuts,
-                            num_branches=args.num_branches, natural_end=args.natural_end,
-                            max_answer_tokens=args.max_answer_tokens, temperature=args.temperature,
-                            top_p=args.top_p, seed=args.seed, max_batch_tokens=args.max_batch_tokens,
-                            show_progress=None)
+    with user_input("progress options"):
+        est = ProgressEstimator(model, tok, mode=args.mode, method=args.method, template=args.template,
+                                scheme=args.scheme, segment_options=seg, max_cuts=args.max_cuts,
+                                num_branches=args.num_branches, natural_end=args.natural_end,
+                                max_answer_tokens=args.max_answer_tokens, temperature=args.temperature,
+                                top_p=args.top_p, seed=args.seed, max_batch_tokens=args.max_batch_tokens,
+                                show_progress=None)
     flat = [(it, k, t) for it in items for k, t in enumerate(it["traces"])]
-    results = est.estimate([it["problem"] for it, _, _ in flat], [t for _, _, t in flat],
-                           [it["answer"] for it, _, _ in flat])
+    _warn_single_episodes(flat, args, seg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingleEpisodeWarning)  # said above, with the trace's line
+        results = _estimate(est, flat)
     with open(args.out, "w") as fh:
         for (it, k, trace), res in zip(flat, results):
             rec = {"id": it["id"], "trace_index": k, "problem": it["problem"], "answer": it["answer"],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from mrt_engine.errors import MRTUserError, user_input
+
 DEFAULT_BUDGETS = (4096, 8192, 12288, 16384)  # the authors' budgets (docs/method.md section 7)
 
 
@@ -23,15 +25,13 @@ def read_results(path: str):
     from mrt_engine.progress import ProgressResult
 
     results = []
-    with open(path) as fh:
+    with user_input("--progress"), open(path) as fh:
         for n, line in enumerate(fh, 1):
             if line.strip():
-                try:
+                with user_input(f"{path}:{n}", kinds=(ValueError, TypeError, KeyError)):
                     results.append(ProgressResult.from_json(json.loads(line)))
-                except (ValueError, TypeError) as exc:
-                    raise ValueError(f"{path}:{n}: {exc}") from exc
     if not results:
-        raise ValueError(f"{path}: no records")
+        raise MRTUserError(f"{path}: no records; write it with `mrt-engine progress`")
     return results
 
 
@@ -71,7 +71,8 @@ def summarize(results, budgets, *, equiv=None) -> dict:
 
 def run(args) -> int:
     results = read_results(args.progress)
-    budgets = [float(b) for b in args.budgets.split(",")] if args.budgets else list(DEFAULT_BUDGETS)
+    with user_input("--budgets"):
+        budgets = [float(b) for b in args.budgets.split(",")] if args.budgets else list(DEFAULT_BUDGETS)
     equiv = None
     if args.math_equiv:
         from mrt_engine.grading import is_equiv

@@ -18,6 +18,7 @@ def add_parser(sub):
 def run(args) -> int:
     from mrt_engine.commands.train import parse_overrides
     from mrt_engine.config import SFTConfig, load_config
+    from mrt_engine.errors import user_input
     from mrt_engine.rl.sft import run_sft
 
     overrides = parse_overrides(args.overrides)
@@ -25,6 +26,8 @@ def run(args) -> int:
         overrides["output_dir"] = args.output_dir
     if args.export:
         overrides["export"] = args.export
-    summary = run_sft(load_config(SFTConfig, args.config, overrides))
+    with user_input(args.config or "sft config"):
+        cfg = load_config(SFTConfig, args.config, overrides)
+    summary = run_sft(cfg)
     print(json.dumps(summary, indent=1))
     return 0

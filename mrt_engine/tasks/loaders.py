@@ -7,7 +7,11 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from mrt_engine.errors import MRTUserError, unknown_fields
+
 from .base import Problem
+
+SAVED_FIELDS = ("id", "task", "meta")  # what save_problems writes besides problem and answer
 
 
 def _jsonable(value: Any) -> Any:
@@ -39,10 +43,10 @@ def _iter_json_lines(path: Path) -> Iterator[tuple[str, dict]]:
             try:
                 rows = json.loads(head + f.read())
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+                raise MRTUserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
             for i, row in enumerate(rows):
                 if not isinstance(row, dict):
-                    raise ValueError(f"{path} item {i}: expected a JSON object, got {type(row).__name__}")
+                    raise MRTUserError(f"{path} item {i}: expected a JSON object, got {type(row).__name__}")
                 yield f"{path} item {i}", row
             return
         lines = (head + f.read()).splitlines()
@@ -53,9 +57,9 @@ def _iter_json_lines(path: Path) -> Iterator[tuple[str, dict]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: not valid JSON ({e.msg}); one JSON object per line") from e
+            raise MRTUserError(f"{where}: not valid JSON ({e.msg}); one JSON object per line") from e
         if not isinstance(row, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            raise MRTUserError(f"{where}: expected a JSON object, got {type(row).__name__}")
         yield where, row
 
 
@@ -68,7 +72,7 @@ def _open_rows(path: Path, split: str | None) -> tuple[Iterator[tuple[str, dict]
     """(rows with a location for errors, column names when the format has a schema)."""
     if path.is_dir():
         if not any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
-            raise ValueError(
+            raise MRTUserError(
                 f"{path} is a directory but not a datasets `save_to_disk` folder "
                 "(no dataset_info.json / state.json / dataset_dict.json)"
             )
@@ -78,10 +82,10 @@ def _open_rows(path: Path, split: str | None) -> tuple[Iterator[tuple[str, dict]
         if isinstance(ds, DatasetDict):
             if split is None:
                 if len(ds) != 1:
-                    raise ValueError(f"{path} holds splits {sorted(ds)}; pass split=... to pick one")
+                    raise MRTUserError(f"{path} holds splits {sorted(ds)}; pass split=... to pick one")
                 split = next(iter(ds))
             if split not in ds:
-                raise ValueError(f"{path} has no split {split!r}; splits present: {sorted(ds)}")
+                raise MRTUserError(f"{path} has no split {split!r}; splits present: {sorted(ds)}")
             ds = ds[split]
         return _iter_table(iter(ds), path), list(ds.column_names)
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
@@ -92,14 +96,14 @@ def _open_rows(path: Path, split: str | None) -> tuple[Iterator[tuple[str, dict]
 
         table = pq.read_table(path)
         return _iter_table(table.to_pylist(), path), list(table.column_names)
-    raise ValueError(
+    raise MRTUserError(
         f"{path}: unknown format {suffix!r}; use .jsonl(.gz), .json (an array or JSONL), "
         ".parquet, or a datasets save_to_disk folder"
     )
 
 
-def _missing(field: str, kind: str, fields: Iterable[str], where: str) -> ValueError:
-    return ValueError(
+def _missing(field: str, kind: str, fields: Iterable[str], where: str) -> MRTUserError:
+    return MRTUserError(
         f"{where}: no field {field!r} (the {kind} field); fields present: {sorted(fields)}. "
         f"Pass {kind}_field=... to name the right one."
     )
@@ -114,13 +118,16 @@ def load_problems(
     limit: int | None = None,
     task: str | None = None,
     split: str | None = None,
+    allow_extra: bool = False,
 ) -> list[Problem]:
     """Problems from a JSONL file (`.jsonl`, `.jsonl.gz`, or `.json` holding JSONL or one
     array of objects), a Parquet file, or a datasets `save_to_disk` folder.
 
-    Answers that are numbers are turned into text (`42` -> "42"). Other columns of a row
-    go into `Problem.meta`. `task` defaults to the file or folder name; ids default to
-    `<task>-<row index>`. A missing field raises ValueError naming it and listing the
+    Answers that are numbers are turned into text (`42` -> "42"). A column other than the
+    problem, answer and id fields and `id`/`task`/`meta` (what `save_problems` writes) is an
+    error naming it, so a misspelled field is never silently ignored; with
+    `allow_extra=True` such columns go into `Problem.meta`. `task` defaults to the file or folder name; ids default to
+    `<task>-<row index>`. A missing field raises MRTUserError (a ValueError) naming it and listing the
     fields present. Rows written by `save_problems` (with `task` and a dict `meta`) come
     back as they were when `task` is not given, so `solution_trace` works on them.
     """
@@ -128,14 +135,18 @@ def load_problems(
     if not path.exists():
         raise FileNotFoundError(f"no data set at {path}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"limit must be None or a non-negative int, got {limit!r}")
+        raise MRTUserError(f"limit must be None or a non-negative int, got {limit!r}")
     task_given = task is not None
     task = task or (path.name if path.is_dir() else path.name.split(".")[0])
     rows, columns = _open_rows(path, split)
+    known = {problem_field, answer_field, *SAVED_FIELDS} | ({id_field} if id_field else set())
+    fix = "Rename it, pass problem_field=/answer_field=/id_field=, or allow_extra=True to keep it in Problem.meta"
     if columns is not None:  # fail before reading rows when the schema already says so
         for field, kind in ((problem_field, "problem"), (answer_field, "answer"), (id_field, "id")):
             if field is not None and field not in columns:
                 raise _missing(field, kind, columns, str(path))
+        if not allow_extra and set(columns) - known:
+            raise unknown_fields(columns, known, where=str(path), fix=fix)
     problems: list[Problem] = []
     for i, (where, row) in enumerate(rows):
         if limit is not None and len(problems) >= limit:
@@ -143,15 +154,17 @@ def load_problems(
         for field, kind in ((problem_field, "problem"), (answer_field, "answer"), (id_field, "id")):
             if field is not None and field not in row:
                 raise _missing(field, kind, row.keys(), where)
+        if not allow_extra and set(row) - known:
+            raise unknown_fields(row, known, where=where, fix=fix)
         text, answer = row[problem_field], row[answer_field]
         if not isinstance(text, str):
-            raise ValueError(f"{where}: field {problem_field!r} must be text, got {type(text).__name__}")
+            raise MRTUserError(f"{where}: field {problem_field!r} must be text, got {type(text).__name__}")
         if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
-            raise ValueError(
+            raise MRTUserError(
                 f"{where}: field {answer_field!r} must be text or a number, got {type(answer).__name__}"
             )
         if not str(answer).strip():
-            raise ValueError(
+            raise MRTUserError(
                 f"{where}: field {answer_field!r} is empty; every problem needs a reference answer"
             )
         pid = str(row[id_field]) if id_field is not None else f"{task}-{i}"
