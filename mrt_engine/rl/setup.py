@@ -1,4 +1,4 @@
-"""Building what a run needs from its config: model, tokenizer, problems, template."""
+"""Building what a run needs from its config: model, tokenizer, problems."""
 from __future__ import annotations
 
 import torch

@@ -27,37 +27,51 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        import gzip
+def _read_text(path: Path) -> str:
+    """The file as text: gunzipped for ``.gz``, UTF-8, with errors that name the file and line."""
+    import gzip
 
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+            raise MRTUserError(f"{path}: not a readable gzip file ({e}); decompress it or drop the .gz") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise MRTUserError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x}); re-encode the file as "
+                           "UTF-8") from None
+
+
+def _parse(text: str, where: str, what: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise MRTUserError(f"{where}: not valid JSON ({e.msg}){what}") from None
+    except (ValueError, RecursionError) as e:  # an integer past Python's digit limit; nesting too deep
+        reason = ("nested too deeply" if isinstance(e, RecursionError)
+                  else "a number with more digits than Python parses; write it as a string")
+        raise MRTUserError(f"{where}: JSON that cannot be read ({reason})") from None
 
 
 def _iter_json_lines(path: Path) -> Iterator[tuple[str, dict]]:
     """JSONL; a `.json` file holding one array of objects is read as a whole."""
-    with _open_text(path) as f:
-        head = f.read(4096)
-        if path.name.endswith((".json", ".json.gz")) and head.lstrip().startswith("["):
-            try:
-                rows = json.loads(head + f.read())
-            except json.JSONDecodeError as e:
-                raise MRTUserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
-            for i, row in enumerate(rows):
-                if not isinstance(row, dict):
-                    raise MRTUserError(f"{path} item {i}: expected a JSON object, got {type(row).__name__}")
-                yield f"{path} item {i}", row
-            return
-        lines = (head + f.read()).splitlines()
-    for line_no, line in enumerate(lines, 1):
+    text = _read_text(path)
+    if path.name.endswith((".json", ".json.gz")) and text.lstrip().startswith("["):
+        rows = _parse(text, str(path), "")
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise MRTUserError(f"{path} item {i}: expected a JSON object, got {type(row).__name__}")
+            yield f"{path} item {i}", row
+        return
+    # Split on "\n" only: str.splitlines also breaks at U+2028 / U+0085, which JSON strings may hold raw.
+    for line_no, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         where = f"{path}:{line_no}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise MRTUserError(f"{where}: not valid JSON ({e.msg}); one JSON object per line") from e
+        row = _parse(line, where, "; one JSON object per line")
         if not isinstance(row, dict):
             raise MRTUserError(f"{where}: expected a JSON object, got {type(row).__name__}")
         yield where, row
