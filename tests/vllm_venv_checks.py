@@ -29,8 +29,10 @@ import torch
 
 from mrt_engine.config import TrainConfig
 from mrt_engine.engine import Generator, SamplingParams
-from mrt_engine.rl.demo import DEMO_TEMPLATE
+from mrt_engine.configs import shipped_config
 from mrt_engine.train import Trainer
+
+DEMO_TEMPLATE = shipped_config("demo")["algo"]["progress"]["template"]
 
 PROBLEMS = ["What is 2+3? Think step by step.", "Add 17 and 25, then subtract 9.", "Is 91 a prime number?"]
 GREEDY = SamplingParams(n=1, temperature=0.0, max_tokens=24, logprobs=True)
