@@ -94,21 +94,21 @@ def test_decode_attention_matches_dense(cascade, backend):
     trace = perm[:5]  # blocks of one trace, shared by two cut groups and a singleton
     seqs = []
 
-    def make(length, blocks, group=None, num_shared=0):
+    def make(length, blocks, group=None):
         s = Sequence([0] * length, SamplingParams(), request_id=0, sample_index=0, seed=0)
         s.block_table = blocks
         if group is not None:
-            s.group_id, s.num_shared_blocks = group, num_shared
+            s.group_id = group
         seqs.append(s)
 
     nxt = iter(perm[5:])
     for j, extra in enumerate((1, 5, 4)):  # group A: 3 trace blocks + own tails
-        make(12 + extra, trace[:3] + [next(nxt) for _ in range((extra + bs - 1) // bs)], 1000, 3)
+        make(12 + extra, trace[:3] + [next(nxt) for _ in range((extra + bs - 1) // bs)], 1000)
     for j, extra in enumerate((2, 3)):  # group B: 2 trace blocks + one own full block shared + tails
         own = next(nxt) if j == 0 else None
         if j == 0:
             shared_b = trace[:2] + [own]
-        make(12 + extra, shared_b + [next(nxt)], 2000, 3)
+        make(12 + extra, shared_b + [next(nxt)], 2000)
     make(18, trace[:4] + [next(nxt)])  # a singleton over the same trace (4 full blocks + 2 tokens)
     make(1, [next(nxt)])  # a one-token singleton: no shared part at all
     make(9, [next(nxt) for _ in range(3)])  # an unrelated singleton

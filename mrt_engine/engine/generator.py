@@ -216,11 +216,10 @@ class Generator:
         forked, queued = children[:num_now], children[num_now:]
         bm.fork(parent, forked)
         parent.group_id = parent.seq_id
-        parent.num_shared_blocks = parent.num_computed_tokens // bs
         for child in forked:
             child.status = parent.status
             child.prefilled = True
-            child.group_id, child.num_shared_blocks = parent.group_id, parent.num_shared_blocks
+            child.group_id = parent.group_id
             self.scheduler.add_running(child)
         for child in queued:
             self.scheduler.add(child)

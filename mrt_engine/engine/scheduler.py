@@ -119,7 +119,7 @@ class Scheduler:
         self.block_manager.free_seq(seq)
         seq.status = Status.WAITING
         seq.prefilled = False
-        seq.group_id, seq.num_shared_blocks = seq.seq_id, 0
+        seq.group_id = seq.seq_id
         self.waiting.appendleft(seq)
         self.num_preemptions += 1
 

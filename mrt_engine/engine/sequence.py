@@ -57,9 +57,9 @@ class Sequence:
         self.logprobs: list[float] = []
         self.finish_reason: str | None = None
         self.stop_text_end: int | None = None  # where a stop string began in the decoded text
-        # Cascade grouping: sequences forked together share their first num_shared_blocks blocks.
+        # Cascade grouping: sequences forked together share their full blocks (the planner
+        # reads which from the block tables).
         self.group_id = self.seq_id
-        self.num_shared_blocks = 0
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -10,8 +10,10 @@ are branched: the dense variant of docs/method.md section 5.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 from mrt_engine.config import EstimatorConfig
+from mrt_engine.episodes import SingleEpisodeWarning
 from mrt_engine.progress import ProgressEstimator, ProgressResult, reference_answer
 from mrt_engine.progress.sample import cut_seed
 from mrt_engine.rl.rollout import Sample, strip_eos, task_verifier
@@ -49,8 +51,12 @@ def estimate_progress(estimator: ProgressEstimator, tokenizer, samples: list[Sam
         traces.append([int(t) for t in strip_eos(s.completion_ids, tokenizer)])
         answers.append(reference_answer(answer, index=i))
     seeds = None if seed is None else [cut_seed(seed, first_index + i, 0) for i in range(len(samples))]
-    return estimator.estimate(prompts, traces, answers, outcomes=[s.reward for s in samples],
-                              verifiers=[task_verifier(s.problem) for s in samples], seed=seeds)
+    with warnings.catch_warnings():
+        # A rollout with one episode is an ordinary training sample, not a user's trace to fix:
+        # the segmenter's per-trace hint would print for thousands of rollouts.
+        warnings.simplefilter("ignore", SingleEpisodeWarning)
+        return estimator.estimate(prompts, traces, answers, outcomes=[s.reward for s in samples],
+                                  verifiers=[task_verifier(s.problem) for s in samples], seed=seeds)
 
 
 def episode_token_spans(result: ProgressResult, num_completion_tokens: int) -> list[tuple[int, int]]:
