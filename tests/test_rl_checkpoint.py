@@ -6,7 +6,7 @@ import torch
 
 from mrt_engine.rl.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from mrt_engine.rl.data import PromptSampler
-from mrt_engine.rl.demo_model import build_demo_model
+from mrt_engine.models import build_demo_model
 from mrt_engine.rl.logger import MetricsLogger, read_metrics
 from mrt_engine.rl.optim import build_optimizer, build_scheduler
 from mrt_engine.config import OptimConfig

@@ -16,7 +16,7 @@ import yaml
 from mrt_engine.errors import MRTUserError
 from mrt_engine.rl.checkpoint import PAUSE_ENV, latest_checkpoint, load_checkpoint, load_trainer_state, save_checkpoint
 from mrt_engine.configs import shipped_config
-from mrt_engine.rl.demo_model import build_demo_model
+from mrt_engine.models import build_demo_model
 from mrt_engine.rl.logger import read_metrics
 from mrt_engine.rl.optim import build_optimizer, build_scheduler
 from mrt_engine.config import OptimConfig

@@ -124,7 +124,7 @@ def test_kl_k3_and_kl_term():
 
 def test_policy_update_moves_log_probs_with_the_advantage_sign():
     from mrt_engine.config import AlgoConfig, OptimConfig
-    from mrt_engine.rl.demo_model import build_demo_model
+    from mrt_engine.models import build_demo_model
     from mrt_engine.rl.dist import PolicyLogProbs
     from mrt_engine.rl.optim import build_optimizer
     from mrt_engine.rl.rollout import Sample, pack
@@ -145,7 +145,7 @@ def test_policy_update_moves_log_probs_with_the_advantage_sign():
 
 
 def test_token_log_probs_match_full_logits():
-    from mrt_engine.rl.demo_model import build_demo_model
+    from mrt_engine.models import build_demo_model
     from mrt_engine.rl.logprobs import token_log_probs
 
     model, _ = build_demo_model()

@@ -54,8 +54,7 @@ def build_examples(problems, tokenizer, *, seed: int, template, scheme: str = "r
 
 def run_sft(cfg: SFTConfig, *, log=None) -> dict:
     """Train, evaluate (greedy pass@1 on held-out problems), save; returns a summary."""
-    from mrt_engine.rl.checkpoint import save_checkpoint
-    from mrt_engine.rl.demo_model import export_weights
+    from mrt_engine.rl.checkpoint import save_checkpoint, save_weights
     from mrt_engine.rl.generation import make_backend
     from mrt_engine.rl.logger import MetricsLogger
     from mrt_engine.rl.optim import build_optimizer, build_scheduler
@@ -103,11 +102,11 @@ def run_sft(cfg: SFTConfig, *, log=None) -> dict:
             if step < cfg.steps:  # an intermediate checkpoint at each evaluation
                 save_checkpoint(cfg.output_dir, step, model=model)
                 if cfg.export:
-                    export_weights(model, cfg.export)
+                    save_weights(model, cfg.export, dtype=torch.float16)
     summary["loss"] = out["loss"]
     summary["checkpoint"] = str(save_checkpoint(cfg.output_dir, cfg.steps, model=model))
     if cfg.export:
-        export_weights(model, cfg.export)
+        save_weights(model, cfg.export, dtype=torch.float16)  # compact for shipping; loads back into fp32
         summary["export"] = cfg.export
     logger.close()
     return summary
