@@ -27,7 +27,7 @@ def build_examples(problems, tokenizer, *, seed: int, template, scheme: str = "r
     """Teacher-forced examples (see the module docstring); deterministic in ``seed``."""
     from mrt_engine.episodes import segment
     from mrt_engine.prompts import encode
-    from mrt_engine.tasks import solution_trace
+    from mrt_engine.tasks import TASKS, solution_trace
 
     rng = random.Random(seed)
     prompts = encode_prompts(tokenizer, problems, system=system)
@@ -42,7 +42,9 @@ def build_examples(problems, tokenizer, *, seed: int, template, scheme: str = "r
             continue
         episodes = segment(trace, scheme, **(segment_options or {}))
         cuts = [e.char_end for e in episodes[:-1]]
-        stated = [c for c in cuts if _answer_stated(problem.answer, trace[:c])]
+        task = TASKS.get(problem.task)
+        found = task.answer_found if task is not None and task.answer_found is not None else None
+        stated = [c for c in cuts if (found(problem, trace[:c]) if found else _answer_stated(problem.answer, trace[:c]))]
         if stated:
             c = rng.choice(stated)
             answer = encode(tokenizer, str(problem.answer) + (template.answer_suffix or ""))

@@ -50,6 +50,10 @@ class Task:
     trace(problem, rng, num_mistakes) -> reasoning text (num_mistakes already capped)
     max_mistakes(problem) -> how many caught mistakes a trace of this problem can hold
     verifier(extracted, reference) -> bool, exact; ValueError for an unreadable answer
+    draw_mistakes(problem, rng) -> how many mistakes a solution trace makes when the caller
+        does not say; None = 0, 1 or 2 (weights 0.4 / 0.4 / 0.2)
+    answer_found(problem, prefix) -> whether a trace prefix has already found the answer (the
+        SFT warm start teaches a forced answer only there); None = the answer appears as a word
     """
 
     name: str
@@ -58,6 +62,8 @@ class Task:
     trace: Callable[[Problem, random.Random, int], str]
     max_mistakes: Callable[[Problem], int]
     verifier: Verifier
+    draw_mistakes: Callable[[Problem, random.Random], int] | None = None
+    answer_found: Callable[[Problem, str], bool] | None = None
 
 
 TASKS: dict[str, Task] = {}
@@ -116,13 +122,15 @@ def solution_trace(problem: Problem, *, seed: int = 0, num_mistakes: int | None 
     episode commits to a wrong value and a later check catches and fixes it, so the
     chance of a correct forced answer rises across episodes.
 
-    num_mistakes: None draws 0-2 from `seed`; an int asks for that many, capped at what
-    the problem allows (`Task.max_mistakes`).
+    num_mistakes: None draws from `seed` (the task's `draw_mistakes`, else 0-2); an int asks
+    for that many, capped at what the problem allows (`Task.max_mistakes`).
     """
     spec = get_task(problem.task)
     rng = random.Random(f"trace:{problem.task}:{problem.problem}:{seed}")
     cap = spec.max_mistakes(problem)
-    if num_mistakes is None:
+    if num_mistakes is None and spec.draw_mistakes is not None:
+        num_mistakes = spec.draw_mistakes(problem, rng)
+    elif num_mistakes is None:
         num_mistakes = rng.choices([0, 1, 2], weights=[0.4, 0.4, 0.2])[0]
     elif isinstance(num_mistakes, bool) or not isinstance(num_mistakes, int) or num_mistakes < 0:
         raise ValueError(f"num_mistakes must be None or a non-negative int, got {num_mistakes!r}")
