@@ -52,6 +52,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # per-step metrics of this process's run
     eval_before: dict | None = None
     eval_after: dict | None = None
+    evals: list[dict] = field(default_factory=list)    # this run's held-out evaluations: step, train_tokens, metrics
 
 
 def train(config: TrainConfig | dict | str, *, stop_after: int | None = None, model=None, tokenizer=None) -> TrainResult:
@@ -118,7 +119,9 @@ class Trainer:
             self.extra["eval_before"] = self.evaluate(salt=0)
             logger.log(0, self.extra["eval_before"], prefix="eval/")
         result.eval_before = self.extra.get("eval_before")
-        while self.step < cfg.steps:
+        if result.eval_before is not None and self.step == 0:
+            result.evals.append({"step": 0, "train_tokens": 0, **result.eval_before})
+        while self.step < cfg.steps and not self.budget_spent():
             t0 = time.perf_counter()
             metrics = self.train_step(dist.shard(self.sampler.next(cfg.prompts_per_step)))
             metrics["lr"] = self.optimizer.param_groups[0]["lr"]  # the rate this step used
@@ -127,22 +130,35 @@ class Trainer:
             self.step += 1
             metrics["step_time_s"] = time.perf_counter() - t0
             metrics = dist.mean_metrics(metrics)
+            self.extra["train_tokens"] = self.extra.get("train_tokens", 0) + round(metrics["train_tokens"] * dist.world_size())
+            metrics["train_tokens_total"] = self.extra["train_tokens"]
             logger.log(self.step, metrics)
             logger.advance(metrics)
             result.history.append({"step": self.step, **metrics})
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps and self.eval_problems:
-                logger.log(self.step, self.evaluate(salt=self.step), prefix="eval/")
-            last = self.step == cfg.steps or self.step == stop_after
+            if (cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps and self.eval_problems
+                    and not self.budget_spent()):
+                self.log_eval(logger, result, salt=self.step)
+            last = self.step == cfg.steps or self.step == stop_after or self.budget_spent()
             if last or (cfg.save_every and self.step % cfg.save_every == 0):
                 result.checkpoint = str(self.save())
             if stop_after is not None and self.step >= stop_after:
                 break
-        if self.step == cfg.steps and self.eval_problems:
-            result.eval_after = self.evaluate(salt=cfg.steps)
-            logger.log(self.step, result.eval_after, prefix="eval/")
+        finished = self.step == cfg.steps or self.budget_spent()
+        if finished and self.eval_problems:
+            result.eval_after = self.log_eval(logger, result, salt=cfg.steps)
         result.steps = self.step
         logger.close()
         return result
+
+    def log_eval(self, logger, result: TrainResult, *, salt: int) -> dict:
+        metrics = self.evaluate(salt=salt)
+        logger.log(self.step, metrics, prefix="eval/")
+        result.evals.append({"step": self.step, "train_tokens": self.extra.get("train_tokens", 0), **metrics})
+        return metrics
+
+    def budget_spent(self) -> bool:
+        budget = self.cfg.max_train_tokens
+        return budget is not None and self.extra.get("train_tokens", 0) >= budget
 
     # -- one step: rollout, credit, update ------------------------------------------------------
     def train_step(self, problems) -> dict:
@@ -159,7 +175,8 @@ class Trainer:
         t3 = time.perf_counter()
         samples = rollout.samples
         num = len(samples)
-        metrics.update({"reward": sum(s.reward for s in samples) / num,
+        metrics.update({"train_tokens": sum(s.num_completion_tokens for s in samples),
+                        "reward": sum(s.reward for s in samples) / num,
                         "accuracy": sum(s.reward >= 1.0 for s in samples) / num,
                         "completion_tokens": sum(s.num_completion_tokens for s in samples) / num,
                         "truncated": sum(s.finish_reason == "length" for s in samples) / num})

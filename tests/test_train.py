@@ -14,7 +14,7 @@ from mrt_engine.configs import shipped_config
 from mrt_engine.rl.logger import read_metrics
 from mrt_engine.train import Trainer, train
 
-ALGOS = ("grpo", "mrt_scalar", "mrt_dense", "length_penalty", "star", "mrt_star")
+ALGOS = ("grpo", "mrt_scalar", "mrt_dense", "mrt_dense_placebo", "length_penalty", "star", "mrt_star")
 # Timing metrics differ run to run; everything else must match exactly on resume.
 TIMING = ("tokens_per_s", "step_time_s", "time/generation_s", "time/progress_s", "time/credit_s", "time/update_s")
 

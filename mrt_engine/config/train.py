@@ -8,7 +8,7 @@ from pathlib import Path
 from .estimator import EstimatorConfig
 from .loading import _build_sections, _check, _migrate_segment_options, from_dict, load_config
 
-ALGORITHMS = ("grpo", "mrt_scalar", "mrt_dense", "length_penalty", "mrt_star", "star")
+ALGORITHMS = ("grpo", "mrt_scalar", "mrt_dense", "mrt_dense_placebo", "length_penalty", "mrt_star", "star")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 PARALLEL_STRATEGIES = ("none", "ddp", "fsdp2")
 
@@ -200,6 +200,10 @@ class TrainConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     steps: int = 10                    # optimizer steps (RL) or STaR rounds (star, mrt_star)
     prompts_per_step: int = 4          # prompts per step over all ranks
+    # Stop once the rollouts trained on hold this many generated tokens (all ranks): equal
+    # budgets across algorithms whose traces differ in length. ``steps`` stays the cap and the
+    # length of the LR schedule. None = run all ``steps``.
+    max_train_tokens: int | None = None
     seed: int = 0
     output_dir: str = "runs/default"
     precision: str = "auto"            # autocast: "auto" (bf16 on CUDA with bf16 support, else none)
@@ -221,11 +225,13 @@ class TrainConfig:
             est.top_p = self.rollout.top_p
         _check(self.steps >= 1, f"steps={self.steps}: need >= 1")
         _check(self.prompts_per_step >= 1, f"prompts_per_step={self.prompts_per_step}: need >= 1")
+        _check(self.max_train_tokens is None or self.max_train_tokens >= 1,
+               f"max_train_tokens={self.max_train_tokens}: need None or >= 1")
         _check(self.precision in PRECISIONS, f"precision={self.precision!r}: use one of {PRECISIONS}")
         _check(not (self.algo.aggregation == "dr_grpo" and self.algo.advantage_scale == "std"),
                "algo.advantage_scale='std' does not go with aggregation='dr_grpo' (Dr. GRPO drops the std "
                "division); set algo.advantage_scale: none or pick another aggregation")
-        _check(self.algo.name not in ("grpo", "length_penalty", "mrt_dense") or self.rollout.group_size >= 2,
+        _check(self.algo.name not in ("grpo", "length_penalty", "mrt_dense", "mrt_dense_placebo") or self.rollout.group_size >= 2,
                f"rollout.group_size={self.rollout.group_size}: algo {self.algo.name!r} normalises within groups, "
                "need >= 2")
         _check(self.algo.name != "mrt_scalar" or est.max_answer_tokens <= self.rollout.max_tokens,

@@ -11,11 +11,14 @@ supervised (STaR) update. Every number comes from the pure functions of ``reward
 - ``mrt_scalar``: the paper's MRT-RL: continuations from a random episode prefix,
   ``A = R - mean(R_terminate)``.
 - ``mrt_dense``: outcome advantage plus each episode's progress on its tokens (alpha).
+- ``mrt_dense_placebo``: ``mrt_dense`` with the progress values shuffled across the batch's
+  episodes: the same magnitudes, no credit (the control arm of ``mrt-engine compare``).
 - ``star`` / ``mrt_star``: sample, keep (correct / correct with monotone progress, lowest
   regret first), fine-tune on the kept traces.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -161,6 +164,36 @@ class MRTDense(GRPO):
         metrics["progress_mean"] = float(flat.mean()) if flat.numel() else 0.0
         metrics["num_episodes"] = sum(len(p.progress) for p in rollout.progress) / len(rollout.progress)
         return seq_adv, dense, metrics
+
+
+@register
+class MRTDensePlacebo(MRTDense):
+    """``mrt_dense`` whose episode progress values are permuted across the whole batch.
+
+    Each trace keeps its episode count and spans, but the value on an episode comes from a
+    random episode of any trace in the step. If MRT's gain came from the extra reward scale or
+    variance rather than from crediting the episode that made progress, this arm would match it.
+    Not in the paper: it is our control.
+    """
+
+    name = "mrt_dense_placebo"
+
+    def rollout(self, ctx, problems):
+        out = super().rollout(ctx, problems)
+        out.progress = shuffle_progress(out.progress, random.Random(ctx.seed(5)))
+        return out
+
+
+def shuffle_progress(results: list[ProgressResult], rng: random.Random) -> list[ProgressResult]:
+    """Copies of ``results`` whose ``progress`` values are one random permutation of all of them."""
+    pooled = [p for r in results for p in r.progress]
+    rng.shuffle(pooled)
+    out, at = [], 0
+    for r in results:
+        n = len(r.progress)
+        out.append(dataclasses.replace(r, progress=pooled[at:at + n]))
+        at += n
+    return out
 
 
 @register
