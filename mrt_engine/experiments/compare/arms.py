@@ -1,0 +1,32 @@
+"""The arms of the comparison: each is the shared config plus the few keys that name it."""
+from __future__ import annotations
+
+import copy
+
+from mrt_engine.config import set_dotted
+
+# arm -> dotted overrides of the shared config (mrt_engine/configs/compare.yaml)
+ARMS: dict[str, dict] = {
+    "grpo": {"algo.name": "grpo"},
+    "mrt_scalar": {"algo.name": "mrt_scalar"},
+    "mrt_dense": {"algo.name": "mrt_dense", "algo.progress.mode": "sample"},
+    "mrt_dense_score": {"algo.name": "mrt_dense", "algo.progress.mode": "score"},
+    "length_penalty": {"algo.name": "length_penalty"},
+    # mrt_dense with progress shuffled across the batch: the same magnitudes, no credit
+    "placebo": {"algo.name": "mrt_dense_placebo", "algo.progress.mode": "sample"},
+}
+BASELINE = "grpo"
+MRT_ARM = "mrt_dense"       # the arm the decision rule judges
+CONTROLS = ("grpo", "placebo")
+
+
+def arm_config(base: dict, arm: str, seed: int, output_dir: str) -> dict:
+    """The train config of ``arm`` at ``seed`` (a deep copy; ``base`` is not changed)."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; arms: {sorted(ARMS)}")
+    cfg = copy.deepcopy(base)
+    for key, value in ARMS[arm].items():
+        set_dotted(cfg, key, value)
+    cfg["seed"] = int(seed)
+    cfg["output_dir"] = output_dir
+    return cfg

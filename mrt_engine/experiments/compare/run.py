@@ -1,0 +1,167 @@
+"""Orchestration: every (arm, seed) trained and measured, one result file each, then the report.
+
+A finished (arm, seed) leaves ``arms/<arm>/seed<k>/result.json`` holding its config; a rerun
+with the same settings reuses it, so an interrupted comparison resumes where it stopped (an
+arm cut off mid-training starts that arm and seed again). Arms run in ``jobs`` worker
+processes of one thread each (the models are small: two single-threaded runs use two cores
+better than one two-threaded run).
+"""
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from .arms import ARMS, arm_config
+from .report import aggregate, markdown_table, plot, verdict
+
+
+@dataclass
+class EvalSpec:
+    """How each trained arm is measured (the same for every arm)."""
+
+    num_samples: int = 4                # completions per held-out problem
+    num_branches: int = 8               # forced answers per cut of the measuring estimator
+    budgets: list = field(default_factory=lambda: [64, 128, 256])  # completion-token budgets
+    forcing_budget: int = 512           # budget forcing ("Wait") up to this many completion tokens
+
+
+# --quick: the machinery end to end in about a minute (numbers mean nothing at this size)
+QUICK = {"steps": 3, "max_train_tokens": 400, "prompts_per_step": 2, "rollout.group_size": 2,
+         "rollout.max_tokens": 48, "data.num_train": 24, "data.num_eval": 10, "eval_every": 1,
+         "algo.num_continuations": 2, "algo.num_terminate": 1, "algo.progress.num_branches": 2,
+         "algo.progress.max_cuts": 3}
+QUICK_EVAL = EvalSpec(num_samples=2, num_branches=2, budgets=[16, 32, 48], forcing_budget=64)
+
+
+def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None = None, seeds: int = 3,
+                jobs: int = 2, quick: bool = False, overrides: dict | None = None,
+                eval_spec: EvalSpec | None = None, log=print) -> dict:
+    """Train and measure every arm at seeds 0..seeds-1; write report.json, report.md, compare.png."""
+    from mrt_engine.config import set_dotted
+    from mrt_engine.configs import shipped_config
+
+    t0 = time.perf_counter()
+    arms = list(arms or ARMS)
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; arms: {sorted(ARMS)}")
+    if seeds < 1:
+        raise ValueError(f"seeds={seeds}: need >= 1 (3 or more for intervals that mean something)")
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs}: need >= 1")
+    base = shipped_config("compare")
+    for key, value in {**(QUICK if quick else {}), **(overrides or {})}.items():
+        set_dotted(base, key, value)
+    spec = eval_spec or (QUICK_EVAL if quick else EvalSpec())
+    out = Path(out_dir)
+    tasks = [(arm, seed) for seed in range(seeds) for arm in arms]
+    log(f"compare: {len(arms)} arms x {seeds} seeds = {len(tasks)} runs, {jobs} at a time, "
+        f"budget {base.get('max_train_tokens')} training tokens each -> {out}")
+    jobs_args = [(base, arm, seed, str(out / "arms" / arm / f"seed{seed}"), spec.__dict__) for arm, seed in tasks]
+    records = []
+    if jobs == 1:
+        for a in jobs_args:
+            records.append(_report_one(run_one(*a), log))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            for rec in pool.map(_run_star, jobs_args):
+                records.append(_report_one(rec, log))
+    return write_report(records, out, spec=spec, max_train_tokens=base.get("max_train_tokens") or 0,
+                        seconds=time.perf_counter() - t0, quick=quick, log=log)
+
+
+def _run_star(args):
+    return run_one(*args)
+
+
+def _report_one(rec: dict, log) -> dict:
+    f = rec["final"]
+    log(f"  {rec['arm']:<16} seed {rec['seed']}: pass@1 {f['pass@1']:.3f}  tokens {f['tokens']:.1f}  "
+        f"episodes {f['episodes']:.2f}  ({rec['seconds']:.0f} s{', reused' if rec.get('reused') else ''})")
+    return rec
+
+
+def run_one(base: dict, arm: str, seed: int, run_dir: str, spec: dict, measure_start: bool = False) -> dict:
+    """Train ``arm`` at ``seed`` and measure it; reuse a finished result with the same settings.
+
+    ``measure_start``: also measure the warm start before training (``record["start"]``).
+    """
+    import torch
+
+    from mrt_engine.config import TrainConfig
+    from mrt_engine.train import Trainer
+
+    from .evaluate import evaluate_policy
+
+    cfg = arm_config(base, arm, seed, run_dir)
+    path = Path(run_dir) / "result.json"
+    if path.exists():
+        rec = json.loads(path.read_text())
+        if rec.get("config") == cfg and rec.get("eval_spec") == spec and (rec.get("start") or not measure_start):
+            return {**rec, "reused": True}
+    t0 = time.perf_counter()
+    torch.set_num_threads(int(cfg.get("num_threads") or 1))
+    trainer = Trainer(TrainConfig.from_dict(cfg))
+
+    def measure():
+        return evaluate_policy(trainer, trainer.eval_problems, num_samples=spec["num_samples"], seed=20_000 + seed,
+                               budgets=spec["budgets"], forcing_budget=spec["forcing_budget"],
+                               num_branches=spec["num_branches"])
+
+    start = measure() if measure_start else None
+    result = trainer.run()
+    final = measure()
+    hist = result.history
+    train_rel = [h["progress/reliability"] for h in hist if h.get("progress/reliability") is not None]
+    rec = {"arm": arm, "seed": seed, "config": cfg, "eval_spec": spec, "steps": result.steps,
+           "train_tokens": trainer.extra.get("train_tokens", 0), "seconds": time.perf_counter() - t0,
+           "progress_seconds": sum(h.get("time/progress_s", 0.0) for h in hist),
+           "train_reliability": sum(train_rel) / len(train_rel) if train_rel else None,
+           "curve": [{k: e[k] for k in ("step", "train_tokens", "pass@1", "tokens") if k in e} for e in result.evals],
+           "final": final, "start": start}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec, indent=1, allow_nan=True))
+    tmp.replace(path)
+    return rec
+
+
+def write_report(records: list[dict], out: Path, *, spec: EvalSpec, max_train_tokens: int, seconds: float,
+                 quick: bool, log=print) -> dict:
+    summary = aggregate(records)
+    regret_budget = spec.budgets[len(spec.budgets) // 2]
+    decision = verdict(records, regret_budget=regret_budget)
+    table = markdown_table(summary, budgets=spec.budgets)
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / "compare.png"
+    plot(records, summary, png, budgets=spec.budgets, max_train_tokens=max_train_tokens)
+    report = {"quick": quick, "seconds": seconds, "eval_spec": spec.__dict__, "summary": summary,
+              "verdict": decision, "runs": [{k: r[k] for k in ("arm", "seed", "steps", "train_tokens", "seconds",
+                                                             "progress_seconds", "train_reliability", "curve")}
+                                            for r in records]}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    lines = [f"# mrt-engine compare{' --quick' if quick else ''}", "",
+             f"{len(records)} runs in {seconds / 60:.1f} min. Mean ± 95% t-interval half-width over seeds.", "",
+             table, "", "## Decision rule (fixed before the run)", "", decision["rule"], "",
+             f"**Outcome: MRT {'is' if decision['supported'] else 'is not'} supported by this run.**", ""]
+    for control, res in decision["against"].items():
+        if res.get("available"):
+            lines.append(f"- against {control}: pass@1 difference {_pm(res['d_pass@1'])}, regret difference "
+                         f"{_pm(res['d_regret'])}, tokens difference {_pm(res['d_tokens'], '.1f')}; "
+                         f"{'win' if res['win'] else 'no win'}")
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    log("\n" + table + f"\n\n{decision['rule']}\nOutcome: MRT {'is' if decision['supported'] else 'is not'} "
+        f"supported by this run.\nreport: {out / 'report.md'}  {out / 'report.json'}  plot: {png}  "
+        f"({seconds / 60:.1f} min)")
+    return report
+
+
+def _pm(m: dict, spec: str = "+.3f") -> str:
+    import math
+
+    ci = m.get("ci95")
+    return format(m["mean"], spec) + ("" if ci is None or math.isnan(ci) else f" ± {ci:.3f}")

@@ -1,0 +1,157 @@
+"""`mrt-engine compare`: the arms, the token budget, the decision rule, and --quick end to end."""
+import json
+import math
+import random
+
+import pytest
+
+from mrt_engine.experiments.compare import ARMS, arm_config, verdict
+from mrt_engine.experiments.compare.evaluate import j_within, majority_curve
+from mrt_engine.experiments.compare.report import mean_ci, tokens_to_reach
+from mrt_engine.progress import ProgressResult
+from mrt_engine.rl.algorithms import shuffle_progress
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _result(j, tokens):
+    return ProgressResult(episodes=["x"] * (len(j) - 1), cut_chars=list(range(len(j))), cut_tokens=list(range(len(j))),
+                          j=j, j_stderr=[0.0] * len(j), progress=[b - a for a, b in zip(j, j[1:])],
+                          tokens_at_cut=tokens, outcome=j[-1], natural_end_included=True)
+
+
+def test_digit_task_traces_find_the_answer_and_waste_some_episodes():
+    from mrt_engine.episodes import segment
+    from mrt_engine.tasks import make_problems, solution_trace
+
+    problems = make_problems("digit", 200, seed=0)
+    counts, rechecks = [], 0
+    for i, p in enumerate(problems):
+        a, c = p.meta["a"], p.meta["c"]
+        assert a * int(p.answer) % 10 == c and sum(a * d % 10 == c for d in range(10)) == 1  # one answer
+        trace = solution_trace(p, seed=i)
+        episodes = segment(trace, "r1")
+        counts.append(len(episodes))
+        rechecks += "double-check" in trace
+        assert trace.endswith("\\boxed{" + p.answer + "}.")
+    # answers after 0-9 wrong tries, uniformly: a spread of episode counts, and some waste
+    assert min(counts) == 1 and max(counts) >= 10 and 0.3 < rechecks / 200 < 0.7
+
+
+def test_sft_examples_for_digit_answer_only_after_the_find():
+    from mrt_engine.models import demo_tokenizer
+    from mrt_engine.prompts import get_template
+    from mrt_engine.configs import shipped_config
+    from mrt_engine.rl.sft import build_examples
+    from mrt_engine.tasks import make_problems
+
+    tok = demo_tokenizer()
+    template = get_template(shipped_config("compare")["algo"]["progress"]["template"])
+    problems = make_problems("digit", 60, seed=5)
+    ex = build_examples(problems, tok, seed=0, template=template, termination_fraction=0.3)
+    meta = ex[60:]
+    assert meta
+    for e in meta:
+        prefix = tok.decode(e.context_ids, skip_special_tokens=True)
+        assert f"Yes, x = {e.problem.answer}." in prefix  # never a guess before the right try
+
+
+def test_arms_are_the_shared_config_plus_their_keys():
+    base = {"algo": {"name": "grpo", "progress": {"mode": "sample"}}, "seed": 0}
+    cfg = arm_config(base, "mrt_dense_score", 3, "out/x")
+    assert cfg["algo"] == {"name": "mrt_dense", "progress": {"mode": "score"}} and cfg["seed"] == 3
+    assert base["algo"]["progress"]["mode"] == "sample"  # the shared config is not changed
+    assert arm_config(base, "placebo", 0, "o")["algo"]["name"] == "mrt_dense_placebo"
+    with pytest.raises(ValueError, match="unknown arm"):
+        arm_config(base, "ppo", 0, "o")
+    assert {"grpo", "mrt_scalar", "mrt_dense", "mrt_dense_score", "length_penalty", "placebo"} == set(ARMS)
+
+
+def test_placebo_keeps_magnitudes_and_counts_but_moves_credit():
+    results = [_result([0.0, 0.0, 1.0], [1, 2, 3]), _result([0.0, 0.5, 0.5, 1.0], [1, 2, 3, 4])]
+    out = shuffle_progress(results, random.Random(0))
+    assert [len(r.progress) for r in out] == [2, 3]
+    assert sorted(p for r in out for p in r.progress) == sorted(p for r in results for p in r.progress)
+    assert results[0].progress == [0.0, 1.0]  # the originals are untouched
+    moved = any(shuffle_progress(results, random.Random(s))[0].progress != results[0].progress for s in range(10))
+    assert moved
+
+
+def test_mean_ci_and_tokens_to_reach():
+    m = mean_ci([1.0, 2.0, 3.0])
+    assert m["mean"] == 2.0 and m["ci95"] == pytest.approx(4.303 * 1.0 / math.sqrt(3), rel=1e-3)
+    assert math.isnan(mean_ci([1.0])["ci95"])
+    curve = [{"train_tokens": 0, "pass@1": 0.2}, {"train_tokens": 100, "pass@1": 0.4}, {"train_tokens": 200, "pass@1": 0.6}]
+    assert tokens_to_reach(curve, 0.5) == pytest.approx(150)
+    assert tokens_to_reach(curve, 0.2) == 0
+    assert tokens_to_reach(curve, 0.7) is None
+
+
+def test_j_within_and_majority():
+    r = _result([0.1, 0.5, 1.0], [10, 20, 30])
+    assert j_within(r, 5) == 0.0 and j_within(r, 25) == 0.5 and j_within(r, 30) == 1.0
+
+    class S:
+        def __init__(self, group, extracted, reward, n):
+            self.group, self.extracted, self.reward, self.num_completion_tokens = group, extracted, reward, n
+
+    samples = [S(0, "3", 0.0, 10), S(0, "5", 1.0, 10), S(0, "5", 1.0, 10), S(0, None, 0.0, 10)]
+    maj = majority_curve(samples, 4)
+    assert maj["1"] == {"accuracy": 0.0, "tokens": 10.0}
+    assert maj["2"]["accuracy"] == 0.0  # a tie goes to the answer seen first
+    assert maj["4"] == {"accuracy": 1.0, "tokens": 40.0}
+
+
+def _records(d_regret, d_tokens, d_pass=0.0):
+    recs = []
+    for seed, (dr, dt) in enumerate(zip(d_regret, d_tokens)):
+        for arm, shift in (("grpo", 0.0), ("placebo", 0.0), ("mrt_dense", 1.0)):
+            final = {"pass@1": 0.5 + shift * d_pass, "tokens": 100.0 + shift * dt, "truncated": 0.0, "episodes": 2.0,
+                     "progress": 0.1, "j_empty": 0.1, "forced_accuracy": 0.5, "forced_tokens": 200.0,
+                     "regret": {"256": 0.5 + shift * dr}, "accuracy_at_budget": {"256": 0.5},
+                     "maj": {"1": {"accuracy": 0.5, "tokens": 100.0}}, "reliability": {"split_half_r": 0.5}}
+            recs.append({"arm": arm, "seed": seed, "final": final})
+    return recs
+
+
+def test_verdict_applies_the_rule():
+    win = verdict(_records([-0.05, -0.04, -0.06], [0, 1, -1]), regret_budget=256)
+    assert win["supported"] and win["against"]["grpo"]["regret_win"] and not win["against"]["grpo"]["tokens_win"]
+    # one seed the other way: not consistent across seeds
+    assert not verdict(_records([-0.05, 0.01, -0.06], [0, 0, 0]), regret_budget=256)["supported"]
+    # fewer tokens but worse pass@1: no win
+    assert not verdict(_records([0, 0, 0], [-20, -25, -22], d_pass=-0.1), regret_budget=256)["supported"]
+    assert verdict(_records([0, 0, 0], [-20, -25, -22]), regret_budget=256)["against"]["placebo"]["tokens_win"]
+
+
+def test_max_train_tokens_stops_training(tmp_path):
+    from mrt_engine.train import TrainConfig, train
+
+    cfg = TrainConfig.from_dict({"model": {"name": "tiny"}, "data": {"task": "chain", "num_train": 8, "num_eval": 0},
+                                 "rollout": {"group_size": 2, "max_tokens": 8}, "steps": 50, "prompts_per_step": 2,
+                                 "max_train_tokens": 40, "output_dir": str(tmp_path), "tensorboard": False,
+                                 "progress_bar": False})
+    result = train(cfg)
+    tokens = [h["train_tokens_total"] for h in result.history]
+    assert result.steps < 50 and tokens[-1] >= 40 and tokens[-2] < 40
+    assert result.checkpoint is not None
+
+
+def test_compare_quick_end_to_end(tmp_path):
+    from mrt_engine.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--quick", "--seeds", "2", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["summary"]) == set(ARMS)
+    for arm, m in report["summary"].items():
+        assert m["pass@1"]["n"] == 2 and 0 <= m["pass@1"]["mean"] <= 1 and not math.isnan(m["pass@1"]["ci95"])
+        assert m["train_tokens"]["mean"] >= 400  # every arm spent the same budget
+    assert set(report["verdict"]["against"]) == {"grpo", "placebo"}
+    assert (out / "compare.png").stat().st_size > 10_000 and "Decision rule" in (out / "report.md").read_text()
+    # a rerun reuses every finished arm and seed
+    lines = []
+    from mrt_engine.experiments.compare import run_compare
+
+    run_compare(out_dir=out, seeds=2, quick=True, log=lines.append)
+    assert sum("reused" in line for line in lines) == 2 * len(ARMS)
