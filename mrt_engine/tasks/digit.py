@@ -39,18 +39,20 @@ def _generate(rng: random.Random, difficulty: str):
     return text, str(x), {"a": a, "c": c, "whole": difficulty != "easy"}
 
 
-def _product(a: int, t: int, whole: bool) -> str:
+def _product(a: int, t: int, c: int, whole: bool) -> str:
+    # The target digit is restated right beside the product: the check is then a comparison
+    # of two nearby digits, which a small model learns, not a look back into the prompt.
     m = a if whole else a % 10
-    return f"{m} * {t} = {m * t}."
+    return f"{m} * {t} = {m * t}, need {c}."
 
 
 def _try_text(a: int, c: int, t: int, first: bool, whole: bool) -> list[str]:
-    """One episode: try t, multiply, read the last digit (three paragraphs, so the R1
+    """One episode: try t, multiply, compare the last digit (three paragraphs, so the R1
     segmenter cuts before every later try)."""
     d = a * t % 10
     head = f"Try {t}." if first else f"Wait, try {t}."
-    verdict = f"It ends in {d}, so x = {t}." if d == c else f"It ends in {d}, not {c}."
-    return [head, _product(a, t, whole), verdict]
+    verdict = f"Yes, x = {t}." if d == c else f"No, it ends in {d}."
+    return [head, _product(a, t, c, whole), verdict]
 
 
 def _trace(problem: Problem, rng: random.Random, num_mistakes: int) -> str:
@@ -60,7 +62,7 @@ def _trace(problem: Problem, rng: random.Random, num_mistakes: int) -> str:
     for i, t in enumerate(wrong + [x]):
         paragraphs += _try_text(a, c, t, first=i == 0, whole=whole)
     for _ in range(rng.choices(range(len(_RECHECK_WEIGHTS)), weights=_RECHECK_WEIGHTS)[0]):
-        paragraphs += [f"But let me double-check {x}.", _product(a, x, whole), f"It ends in {c}, so x = {x}."]
+        paragraphs += [f"But let me double-check {x}.", _product(a, x, c, whole), f"Yes, x = {x}."]
     paragraphs.append(final_line(str(x)))
     return PARAGRAPH.join(paragraphs)
 
@@ -73,7 +75,7 @@ def _draw_mistakes(problem: Problem, rng: random.Random) -> int:
 
 
 def _answer_found(problem: Problem, prefix: str) -> bool:
-    return f"so x = {problem.answer}." in prefix
+    return f"Yes, x = {problem.answer}." in prefix
 
 
 DIGIT = register(
