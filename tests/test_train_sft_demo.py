@@ -50,38 +50,57 @@ def test_run_sft_lowers_the_loss_and_writes_weights(tmp_path):
 
 
 def test_format_table():
-    table = format_table({"pass@1": 0.25, "tokens": 100.0, "progress": 0.1, "regret": 0.6},
-                         {"pass@1": 0.5, "tokens": 90.0, "progress": 0.2, "regret": 0.5})
-    assert "pass@1 (greedy)" in table and "+0.250" in table and "-10.000" in table
+    table = format_table({"before": {"pass@1": 0.25, "tokens": 100.0, "reliability": 0.5},
+                          "after grpo": {"pass@1": 0.5, "tokens": 90.0, "reliability": 0.6}})
+    head, _, *rows = table.splitlines()
+    assert "before" in head and "after grpo" in head
+    assert any(r.startswith("pass@1") and "0.250" in r and "0.500" in r for r in rows)
+    assert any(r.startswith("progress reliability") for r in rows)
 
 
 def test_demo_runs_the_shipped_config(tmp_path, monkeypatch):
-    # The recipe reads demo.yaml (no copy of its values in code); only the output folder and
-    # the asked-for changes differ from the file.
-    import mrt_engine.train
-    from mrt_engine.train import TrainResult
+    # The recipe reads demo.yaml (no copy of its values in code); each algorithm gets the same
+    # config but its arm's keys and its own output folder, and only the first measures the start.
+    import mrt_engine.experiments.compare.run as run_mod
 
     seen = []
+    measure = {"pass@1": 0.25, "tokens": 100.0, "episodes": 2.0, "progress": 0.1, "j_empty": 0.05,
+               "regret": {"256": 0.6}, "reliability": {"split_half_r": 0.4}, "num_problems": 3}
 
-    def fake_train(config):
-        seen.append(config)
-        return TrainResult(output_dir=config.output_dir, steps=config.steps, checkpoint=None, history=[{"step": 1, "reward": 0.5}],
-                           eval_before={"pass@1": 0.25}, eval_after={"pass@1": 0.5})
+    def fake_run_one(base, arm, seed, run_dir, spec, measure_start=False):
+        seen.append((base, arm, run_dir, measure_start))
+        return {"arm": arm, "start": measure if measure_start else None, "final": {**measure, "pass@1": 0.5},
+                "train_tokens": 10, "steps": 1}
 
-    monkeypatch.setattr(mrt_engine.train, "train", fake_train)
-    report = run_demo(output_dir=str(tmp_path), steps=3, overrides={"algo.alpha": 0.5})
+    monkeypatch.setattr(run_mod, "run_one", fake_run_one)
+    report = run_demo(output_dir=str(tmp_path), jobs=1, overrides={"algo.alpha": 0.5})
     expected = shipped_config("demo")
-    expected.update(output_dir=str(tmp_path / "mrt"), steps=3)
     expected["algo"]["alpha"] = 0.5
-    assert seen[0] == mrt_engine.train.TrainConfig.from_dict(expected)
-    assert report["after"]["pass@1"] == 0.5 and (tmp_path / "demo.png").stat().st_size > 0
+    assert [s[0] for s in seen] == [expected, expected]
+    assert [(s[1], s[2], s[3]) for s in seen] == [("grpo", str(tmp_path / "grpo"), True),
+                                                  ("mrt_dense", str(tmp_path / "mrt_dense"), False)]
+    assert report["columns"]["after mrt_dense"]["pass@1"] == 0.5 and report["columns"]["before"]["pass@1"] == 0.25
+    assert (tmp_path / "demo.png").stat().st_size > 0
+
+
+def test_demo_end_to_end_shrunk(tmp_path):
+    from mrt_engine.experiments.compare.run import EvalSpec
+
+    small = {"max_train_tokens": 100, "rollout.max_tokens": 24, "prompts_per_step": 2, "data.num_train": 8,
+             "data.num_eval": 6, "algo.progress.num_branches": 2, "algo.progress.max_cuts": 2}
+    report = run_demo(output_dir=str(tmp_path), jobs=1, overrides=small,
+                      eval_spec=EvalSpec(num_samples=2, num_branches=2, budgets=[24], forcing_budget=32))
+    assert set(report["columns"]) == {"before", "after grpo", "after mrt_dense"}
+    assert all(report["train_tokens"][a] >= 100 for a in ("grpo", "mrt_dense"))
+    for algo in ("grpo", "mrt_dense"):  # one folder per algorithm: nothing overwritten
+        assert (tmp_path / algo / "result.json").exists() and (tmp_path / algo / "metrics.jsonl").exists()
 
 
 def test_repo_configs_are_the_shipped_ones():
     from pathlib import Path
 
     repo_configs = Path(__file__).resolve().parent.parent / "configs"
-    for name in ("demo", "sft_demo"):
+    for name in ("demo", "sft_demo", "sft_digit", "compare"):
         assert (repo_configs / f"{name}.yaml").read_text() == config_path(name).read_text()
     with pytest.raises(FileNotFoundError, match="ships"):
         config_path("no_such_recipe")

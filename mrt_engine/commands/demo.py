@@ -1,22 +1,35 @@
-"""``mrt-engine demo``: MRT end to end on CPU in a few minutes (see docs/training.md).
+"""``mrt-engine demo``: GRPO and MRT side by side on CPU in a few minutes (see docs/training.md).
 
-The recipe: the warm-started demo model (``load_model("demo")``) -> a short MRT run ->
-before/after table and PNG. Its settings are the shipped configs ``demo.yaml`` and
-``sft_demo.yaml`` (``mrt_engine.configs``; linked from ``configs/``), read here, never copied.
-It sits on top of the trainer, so it lives with the commands.
+The recipe: the warm start of the ``digit`` regime (``load_model("digit")``, where the base
+model solves part of the held-out problems and a retry can fix a wrong first try) -> one
+short run per algorithm from the same weights, on the same problems, with the same budget of
+generated training tokens -> one table (before, then after each algorithm, with the progress
+reliability) and one PNG with a panel per metric. Each algorithm writes under its own folder
+(``<output-dir>/<algo>``), so nothing overwrites another. Settings: the shipped ``demo.yaml``
+(and ``sft_digit.yaml`` with ``--from-scratch``), read here, never copied. One seed: for
+intervals over seeds use ``mrt-engine compare``.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
+DEFAULT_ALGOS = ("grpo", "mrt_dense")
+# (key in the measurement, label, format); measurements from experiments.compare.evaluate
+ROWS = (("pass@1", "pass@1 (4 samples)", "{:.3f}"), ("tokens", "mean tokens", "{:.1f}"),
+        ("episodes", "episodes per trace", "{:.2f}"), ("progress", "mean episode progress", "{:+.3f}"),
+        ("j_empty", "J at empty prefix", "{:.3f}"), ("regret", "normalized regret", "{:.3f}"),
+        ("reliability", "progress reliability", "{:.2f}"))
+
 
 def add_parser(sub):
-    p = sub.add_parser("demo", help="warm-started small model -> short MRT run -> before/after table and PNG")
+    p = sub.add_parser("demo", help="warm-started small model -> GRPO and MRT side by side -> table and PNG")
     p.add_argument("--output-dir", default="runs/demo", help="where metrics, checkpoints and the PNG go")
-    p.add_argument("--steps", type=int, help="MRT steps (default: the demo config's)")
-    p.add_argument("--algo", help="algorithm (default mrt_dense); e.g. grpo for the baseline")
+    p.add_argument("--algos", nargs="+", help=f"algorithms to run (default: {' '.join(DEFAULT_ALGOS)})")
+    p.add_argument("--max-train-tokens", type=int, help="training budget per algorithm (default: the demo config's)")
+    p.add_argument("--jobs", type=int, default=2, help="algorithms trained at once, one thread each (default 2)")
     p.add_argument("--from-scratch", action="store_true",
                    help="run the SFT warm start first instead of loading the shipped weights (adds minutes)")
     p.add_argument("--sft-steps", type=int, help="SFT steps with --from-scratch")
@@ -25,91 +38,121 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    run_demo(output_dir=args.output_dir, steps=args.steps, algo=args.algo, from_scratch=args.from_scratch,
-             sft_steps=args.sft_steps)
+    run_demo(output_dir=args.output_dir, algos=args.algos, max_train_tokens=args.max_train_tokens, jobs=args.jobs,
+             from_scratch=args.from_scratch, sft_steps=args.sft_steps)
     return 0
 
 
-ROWS = (("pass@1", "pass@1 (greedy)", "{:.3f}"), ("tokens", "mean tokens", "{:.1f}"),
-        ("progress", "mean episode progress", "{:+.3f}"), ("regret", "normalized regret", "{:.3f}"),
-        ("episodes", "episodes per trace", "{:.2f}"))
+def row_values(measure: dict, budget: int) -> dict:
+    """The table's numbers from one measurement (regret at the rollout budget)."""
+    out = {k: measure[k] for k, _, _ in ROWS if k in measure and not isinstance(measure[k], dict)}
+    out["regret"] = measure["regret"][str(budget)]
+    r = measure.get("reliability", {}).get("split_half_r")
+    out["reliability"] = math.nan if r is None else r
+    return out
 
 
-def format_table(before: dict, after: dict) -> str:
-    lines = [f"{'metric':<24}{'before':>10}{'after':>10}{'change':>10}", "-" * 54]
+def format_table(columns: dict[str, dict]) -> str:
+    """``columns``: heading -> row values; one line per metric."""
+    heads = list(columns)
+    lines = [f"{'metric':<24}" + "".join(f"{h:>16}" for h in heads), "-" * (24 + 16 * len(heads))]
     for key, label, fmt in ROWS:
-        if key in before and key in after:
-            b, a = before[key], after[key]
-            lines.append(f"{label:<24}{fmt.format(b):>10}{fmt.format(a):>10}{a - b:>+10.3f}")
+        if all(key in c for c in columns.values()):
+            lines.append(f"{label:<24}" + "".join(f"{fmt.format(c[key]):>16}" for c in columns.values()))
     return "\n".join(lines)
 
 
-def plot(before: dict, after: dict, history: list[dict], path: str | Path, *, algo: str = "MRT") -> None:
+def plot(columns: dict[str, dict], path: str | Path) -> None:
+    """A panel per metric (their scales differ), a bar per column."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    keys = [k for k, _, _ in ROWS if k in before and k in after and k != "tokens"]
-    x = range(len(keys))
-    axes[0].bar([i - 0.2 for i in x], [before[k] for k in keys], width=0.4, label="before")
-    axes[0].bar([i + 0.2 for i in x], [after[k] for k in keys], width=0.4, label=f"after {algo}")
-    axes[0].set_xticks(list(x), keys)
-    axes[0].set_title(f"held-out (tokens {before.get('tokens', 0):.0f} -> {after.get('tokens', 0):.0f})")
-    axes[0].legend()
-    steps = [h["step"] for h in history]
-    for key in ("reward", "progress_mean"):
-        if history and key in history[0]:
-            axes[1].plot(steps, [h[key] for h in history], label=key)
-    axes[1].set_xlabel("step")
-    axes[1].set_title("training")
-    axes[1].legend()
+    rows = [r for r in ROWS if all(r[0] in c for c in columns.values())]
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 3.6))
+    names = list(columns)
+    for ax, (key, label, fmt) in zip(axes, rows):
+        values = [columns[n][key] for n in names]
+        bars = ax.bar(range(len(names)), [0.0 if math.isnan(v) else v for v in values],
+                      color=[f"C{i}" for i in range(len(names))])
+        for bar, v in zip(bars, values):
+            ax.annotate(fmt.format(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                        va="bottom", fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+        ax.set_title(label, fontsize=9)
+        ax.set_ylabel(label, fontsize=8)
+    fig.suptitle("held-out problems: the warm start, then each algorithm from it (same token budget)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def run_demo(*, output_dir: str = "runs/demo", steps: int | None = None, algo: str | None = None,
-             from_scratch: bool = False, sft_steps: int | None = None, overrides: dict | None = None) -> dict:
-    """The demo (``configs/demo.yaml``), optionally after its SFT warm start (``configs/sft_demo.yaml``):
-    prints the before/after table, writes ``demo.png`` and ``report.json``; returns the report."""
+def run_demo(*, output_dir: str = "runs/demo", algos=None, max_train_tokens: int | None = None, jobs: int = 2,
+             from_scratch: bool = False, sft_steps: int | None = None, overrides: dict | None = None,
+             eval_spec=None) -> dict:
+    """The demo: prints the side-by-side table, writes ``demo.png`` and ``report.json``; returns the report."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     from mrt_engine.config import SFTConfig, from_dict, set_dotted
     from mrt_engine.configs import shipped_config
-    from mrt_engine.train import TrainConfig, train
+    from mrt_engine.experiments.compare.arms import ARMS
+    from mrt_engine.experiments.compare.run import EvalSpec, run_one
 
     t0 = time.perf_counter()
     out = Path(output_dir)
-    cfg = shipped_config("demo")
-    cfg["output_dir"] = str(out / "mrt")
-    if steps is not None:
-        cfg["steps"] = steps
-    if algo is not None:
-        cfg["algo"]["name"] = algo
+    algos = list(algos or DEFAULT_ALGOS)
+    unknown = [a for a in algos if a not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown algorithm(s) {unknown} for the demo; use some of {sorted(ARMS)}")
+    base = shipped_config("demo")
+    if max_train_tokens is not None:
+        base["max_train_tokens"] = max_train_tokens
     if from_scratch:
         from mrt_engine.rl.sft import run_sft
 
-        sft = shipped_config("sft_demo")
+        sft = shipped_config("sft_digit")
         sft["output_dir"] = str(out / "sft")
         if sft_steps is not None:
             sft["steps"] = sft_steps
         print(f"warm start: SFT for {sft['steps']} steps on {sft['data']['task']} traces")
-        summary = run_sft(from_dict(SFTConfig, sft, "sft_demo"))
-        cfg["model"] = {"name": "demo-init", "device": "cpu", "init_checkpoint": summary["checkpoint"]}
+        summary = run_sft(from_dict(SFTConfig, sft, "sft_digit"))
+        base["model"] = {"name": "demo-init", "device": "cpu", "init_checkpoint": summary["checkpoint"]}
     for key, value in (overrides or {}).items():
-        set_dotted(cfg, key, value)
-    config = TrainConfig.from_dict(cfg)
-    print(f"MRT demo: {config.algo.name}, {config.steps} steps x {config.prompts_per_step} prompts x "
-          f"{config.rollout.group_size} traces on the demo model ({config.rollout.backend} generator)")
-    result = train(config)
-    before, after = result.eval_before or {}, result.eval_after or {}
-    table = format_table(before, after)
-    print(f"\nHeld-out problems, before vs after {config.algo.name} ({result.steps} steps):\n" + table)
+        set_dotted(base, key, value)
+    spec = (eval_spec or EvalSpec(num_samples=4, num_branches=8, budgets=[base["rollout"]["max_tokens"]],
+                                  forcing_budget=2 * base["rollout"]["max_tokens"])).__dict__
+    print(f"demo: {' vs '.join(algos)} from the same warm start ({base['model']['name']}), "
+          f"{base['max_train_tokens']} training tokens each, {base['prompts_per_step']} prompts x "
+          f"{base['rollout']['group_size']} traces per step")
+    args = [(base, a, base["seed"], str(out / a), spec, i == 0) for i, a in enumerate(algos)]
+    if jobs > 1 and len(algos) > 1:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(algos)), mp_context=get_context("spawn")) as pool:
+            records = list(pool.map(_run_star, args))
+    else:
+        records = [run_one(*a) for a in args]
+    budget = spec["budgets"][0]
+    columns = {"before": row_values(records[0]["start"], budget)}
+    for rec in records:
+        columns[f"after {rec['arm']}"] = row_values(rec["final"], budget)
+    table = format_table(columns)
+    print(f"\nHeld-out problems ({records[0]['final']['num_problems']} x {spec['num_samples']} samples), "
+          f"before and after each algorithm:\n" + table)
     png = out / "demo.png"
-    plot(before, after, result.history, png, algo=config.algo.name)
+    plot(columns, png)
     elapsed = time.perf_counter() - t0
-    report = {"before": before, "after": after, "steps": result.steps, "seconds": elapsed, "png": str(png),
-              "algo": config.algo.name}
+    report = {"columns": columns, "seconds": elapsed, "png": str(png), "algos": algos,
+              "train_tokens": {r["arm"]: r["train_tokens"] for r in records},
+              "steps": {r["arm"]: r["steps"] for r in records}}
     (out / "report.json").write_text(json.dumps(report, indent=1))
-    print(f"\nplot: {png}   report: {out / 'report.json'}   ({elapsed:.0f} s)")
+    print(f"\nprogress reliability: split-half correlation of two independent J estimates per episode "
+          f"(docs/progress.md); one seed here, intervals in `mrt-engine compare`.\n"
+          f"plot: {png}   report: {out / 'report.json'}   ({elapsed:.0f} s)")
     return report
+
+
+def _run_star(args):
+    from mrt_engine.experiments.compare.run import run_one
+
+    return run_one(*args)
