@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Area (first name under mrt_engine) -> layer; higher layers may import lower ones, never back.
 LAYERS = {
     "integrations": 5, "commands": 5, "cli": 5,
+    "experiments": 5,  # comparisons that run the trainer (compare, the exact-J toy); below commands only by use
     "train": 4,
     "rl": 3,
     "progress": 2, "plots": 2, "report": 2,  # plots and the HTML report draw progress results
