@@ -85,6 +85,8 @@ def test_config_errors_name_the_field():
         ToyConfig(init_probs=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="p=1.5"):
         ToyConfig(p=1.5)
+    with pytest.raises(ValueError, match="aggregation=.sum."):
+        ToyConfig(aggregation="sum")
     with pytest.raises(ValueError, match="algo='ppo'"):
         train_arm(ToyConfig(steps=1), "ppo", None, 0)
 
@@ -98,6 +100,7 @@ def test_cli_quick_writes_json_and_table(tmp_path, capsys):
     assert all(f"| {arm} |" in table for arm in data["arms"])
     assert "| grpo |" in capsys.readouterr().out
     assert main(["toy", "--seeds", "0", "--out", str(tmp_path)]) == 2
+    assert main(["toy", "--steps", "-1", "--out", str(tmp_path)]) == 2
 
 
 def test_dense_with_alpha_zero_is_grpo():
@@ -105,3 +108,14 @@ def test_dense_with_alpha_zero_is_grpo():
     # draws no randomness), so the gain above comes from the progress credit alone
     cfg = ToyConfig(alpha=0.0, steps=15)
     assert train_arm(cfg, "mrt_dense", None, 3)["final"] == train_arm(cfg, "grpo", None, 3)["final"]
+
+
+def test_scalar_mrt_length_bias_comes_from_sequence_mean_aggregation():
+    # scalar MRT's baseline J(prefix) sits below the value of reasoning on, so most continuation
+    # advantages are positive; the per-sequence mean of aggregation="grpo" then weights a short
+    # continuation's tokens more, and "answer" gains. A constant normaliser (dr_grpo) removes it.
+    seeds = range(20)
+    seq_mean = [train_arm(ToyConfig(), "mrt_scalar", None, s)["final"]["episodes"] for s in seeds]
+    constant = [train_arm(ToyConfig(aggregation="dr_grpo"), "mrt_scalar", None, s)["final"]["episodes"] for s in seeds]
+    mean, half = mean_ci(c - q for c, q in zip(constant, seq_mean))
+    assert mean - half > 0, (mean, half)

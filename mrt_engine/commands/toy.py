@@ -17,6 +17,8 @@ def add_parser(sub):
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per arm (default 30; --quick: 3)")
     p.add_argument("--steps", type=int, default=None, help="policy updates per run (default: ToyConfig.steps; --quick: 10)")
     p.add_argument("--out", default="runs/toy", help="directory for toy.json and toy.md")
+    p.add_argument("--aggregation", default=None, choices=("grpo", "dr_grpo", "dapo"),
+                   help="policy_loss reduction (default grpo, the trainer's default)")
     p.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 10 steps (unless given)")
     p.set_defaults(func=run)
     return p
@@ -31,11 +33,15 @@ def run(args) -> int:
     seeds = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else 30)
     if seeds < 1:
         raise MRTUserError(f"--seeds {seeds}: give at least 1 seed")
+    overrides = {}
+    if args.steps is not None or args.quick:
+        overrides["steps"] = args.steps if args.steps is not None else QUICK_STEPS
+    if args.aggregation is not None:
+        overrides["aggregation"] = args.aggregation
     try:
-        cfg = ToyConfig() if args.steps is None and not args.quick else \
-            ToyConfig(steps=args.steps if args.steps is not None else QUICK_STEPS)
+        cfg = ToyConfig(**overrides)
     except ValueError as exc:
-        raise MRTUserError(f"--steps: {exc}") from None
+        raise MRTUserError(f"toy config: {exc}") from None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tensors of a few dozen entries: threads only add overhead
     try:

@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from mrt_engine.metrics import normalized_regret
+from mrt_engine.rl.losses import AGGREGATIONS
 from mrt_engine.rl import (dense_progress_rewards, episode_progress, group_advantages, policy_loss,
                            scalar_mrt_advantages, token_advantages)
 
@@ -81,6 +82,7 @@ class ToyConfig:
     steps: int = 40
     lr: float = 0.05                      # Adam on the logits
     alpha: float = 1.0                    # dense MRT: weight of the progress term
+    aggregation: str = "grpo"             # policy_loss reduction (the trainer's default, algo.aggregation)
     eval_every: int = 10                  # exact metrics every this many steps (history)
     regret_traces: int = 256              # Monte-Carlo traces for the final normalized regret
 
@@ -99,6 +101,7 @@ class ToyConfig:
         _check(self.group_size >= 2, f"group_size={self.group_size}: GRPO needs at least 2 traces per group")
         _check(self.steps >= 0, f"steps={self.steps}: must be >= 0")
         _check(self.lr > 0, f"lr={self.lr}: must be > 0")
+        _check(self.aggregation in AGGREGATIONS, f"aggregation={self.aggregation!r}: use one of {AGGREGATIONS}")
 
 
 def closed_form_j(n, p: float) -> torch.Tensor:
@@ -260,7 +263,8 @@ def train_arm(cfg: ToyConfig, algo: str, k: int | None, seed: int) -> dict:
             adv = (token_advantages(group_advantages(ro.outcome, cfg.group_size), ro.decided) if algo == "grpo"
                    else _dense_advantages(ro, cfg, k, gen))
         logp = _logp(logits, ro.actions)
-        out = policy_loss(logp, logp.detach(), adv, ro.decided.float(), aggregation="grpo")
+        out = policy_loss(logp, logp.detach(), adv, ro.decided.float(), aggregation=cfg.aggregation,
+                          max_tokens=cfg.max_episodes)
         opt.zero_grad()
         out.loss.backward()
         opt.step()
@@ -364,6 +368,6 @@ def format_table(result: ToyResult) -> str:
     cfg = result.config
     lines.append("")
     lines.append(f"{n} seeds, {cfg['steps']} steps, {cfg['group_size']} traces per step (scalar: {cfg['num_prefixes']} prefixes x {cfg['num_continuations']} continuations); mean ± 95% t-interval half-width "
-                 f"over seeds. J(n) = 1 - (1 - {cfg['p']})^n, cap {cfg['max_episodes']} episodes; "
+                 f"over seeds; aggregation {cfg['aggregation']}. J(n) = 1 - (1 - {cfg['p']})^n, cap {cfg['max_episodes']} episodes; "
                  f"regret at budget {regret_budget(ToyConfig(**cfg)):.0f} tokens.")
     return "\n".join(lines)
