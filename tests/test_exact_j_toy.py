@@ -113,7 +113,7 @@ def test_dense_with_alpha_zero_is_grpo():
 def test_scalar_mrt_length_bias_comes_from_sequence_mean_aggregation():
     # scalar MRT's baseline J(prefix) sits below the value of reasoning on, so most continuation
     # advantages are positive; the per-sequence mean of aggregation="grpo" then weights a short
-    # continuation's tokens more, and "answer" gains. A constant normaliser (dr_grpo) removes it.
+    # continuation's tokens more, and "answer" gains. A constant normaliser (dr_grpo) removes most of it.
     seeds = range(20)
     seq_mean = [train_arm(ToyConfig(), "mrt_scalar", None, s)["final"]["episodes"] for s in seeds]
     constant = [train_arm(ToyConfig(aggregation="dr_grpo"), "mrt_scalar", None, s)["final"]["episodes"] for s in seeds]
