@@ -39,7 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-cuts", type=int, default=None, help="at most this many episode boundaries per trace")
     p.add_argument("--merge-episodes", type=int, default=1, help="segmenter: merge this many consecutive episodes")
     p.add_argument("--num-branches", type=int, default=8, help="sample mode: forced answers per cut")
-    p.add_argument("--max-answer-tokens", type=int, default=32, help="sample mode: budget of each forced answer")
+    p.add_argument("--max-answer-tokens", type=int, default=None,
+                   help="sample mode: budget of each forced answer (default: the template's, 16 after \\boxed{, "
+                        "256 after the R1 text)")
     p.add_argument("--natural-end", choices=("close", "forced", "outcome"), default="close",
                    help="J at the end of the trace: answer after the natural close, after the termination text, "
                         "or the trace's own grade")

@@ -173,7 +173,7 @@ class MRTScalar(Algorithm):
         algo, est = self.algo, self.algo.progress
         samples = sample_prefix_continuations(
             ctx.backend, ctx.tokenizer, problems, sampling=ctx.sampling(), num_continuations=algo.num_continuations,
-            num_terminate=algo.num_terminate, max_answer_tokens=est.max_answer_tokens,
+            num_terminate=algo.num_terminate, max_answer_tokens=ctx.estimator.config.max_answer_tokens,
             template=ctx.estimator.template, scheme=est.scheme, segment_options=est.segmenter_options(),
             rng=random.Random(ctx.seed(1)), system=self.cfg.data.system_prompt)
         return Rollout(samples, algo.num_continuations)
