@@ -27,7 +27,7 @@ from mrt_engine.engine import SamplingParams
 from mrt_engine.metrics import normalized_regret
 from mrt_engine.progress import ProgressResult, token_curve
 from mrt_engine.rl.advantages import group_advantages, token_advantages
-from mrt_engine.rl.progress import episode_token_spans, estimate_progress
+from mrt_engine.rl.progress import episode_token_spans, estimate_progress, reliability_metrics
 from mrt_engine.rl.rewards import dense_progress_rewards, length_penalty_rewards, scalar_mrt_advantages
 from mrt_engine.rl.rollout import Batch, Sample, pack, sample_groups, sample_prefix_continuations
 
@@ -56,6 +56,11 @@ class StepContext:
                                 first_index=self.rank * len(samples))
         self.timings["progress"] = self.timings.get("progress", 0.0) + time.perf_counter() - t0
         return out
+
+    def reliability(self, results: list[ProgressResult]) -> dict:
+        """This step's split-half reliability metrics of ``results`` (``progress/*``)."""
+        est = self.estimator.config
+        return reliability_metrics(results, mode=est.mode, num_branches=est.num_branches)
 
 
 @dataclass
@@ -148,6 +153,7 @@ class MRTDense(GRPO):
     def rollout(self, ctx, problems):
         out = super().rollout(ctx, problems)
         out.progress = ctx.progress(out.samples)
+        out.metrics.update(ctx.reliability(out.progress))
         return out
 
     def sequence_advantages(self, rollout, batch):
@@ -215,6 +221,7 @@ class MRTSTaR(STaR):
         out = super().rollout(ctx, problems)
         correct = [s for s in out.samples if s.reward >= 1.0]
         out.progress = ctx.progress(correct) if correct else []
+        out.metrics.update(ctx.reliability(out.progress))
         return out
 
     def credit(self, ctx, rollout):
