@@ -104,6 +104,9 @@ def test_too_few_episodes_is_nan_with_a_reason():
     assert rel.to_json()["split_half_r"] is None and rel.to_json()["reason"] == rel.reason
     assert "undefined" in rel.summary()
     assert math.isnan(progress_reliability([]).split_half_r)
+    flat = progress_reliability([sample_result([[0.0, 0.0]] * 5)])  # nothing varies: 0 / 0
+    assert flat.num_episodes == 4 and math.isnan(flat.split_half_r) and "constant" in flat.reason
+    assert flat.noise_sd == 0.0 and flat.signal_sd == 0.0
 
 
 def test_score_mode_is_exact():

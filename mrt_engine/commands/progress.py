@@ -196,4 +196,14 @@ def run(args) -> int:
     print(f"wrote {len(results)} traces to {args.out}; mean J at empty prefix "
           f"{sum(r.j[0] for r in results) / len(results):.4f}, at the end {sum(r.j[-1] for r in results) / len(results):.4f}; "
           f"{len(mean_prog)} episodes, {sum(p > 0 for p in mean_prog)} with positive progress", file=sys.stderr)
+    print(_reliability_line(results, args), file=sys.stderr)
     return 0
+
+
+def _reliability_line(results, args) -> str:
+    """How much of the spread of progress is signal (docs/progress.md, "How reliable is progress?")."""
+    from mrt_engine.progress import progress_reliability
+
+    if args.mode == "sample" and args.num_branches < 2:
+        return "progress reliability: needs --num-branches >= 2 (one forced answer per cut cannot be split)"
+    return progress_reliability(results).summary()

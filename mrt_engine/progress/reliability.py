@@ -153,12 +153,10 @@ def _from_pairs(pairs: list[tuple[float, float]], num_branches, mode: str, *, sp
     noise = _sd(diff) / math.sqrt(2)
     signal = math.sqrt(max(_cov(a, b), 0.0))
     va, vb = _cov(a, a), _cov(b, b)
-    if va <= 0 or vb <= 0:
-        if noise == 0:  # the two estimates agree everywhere: nothing is noise
-            return Reliability(num, 1.0, 1.0, signal, 0.0, num_branches, mode,
-                               reason="both estimates are identical and constant across episodes")
+    if va <= 0 or vb <= 0:  # reliability is signal / total variance: 0 / 0 when nothing varies
         return Reliability(num, float("nan"), float("nan"), signal, noise, num_branches, mode,
-                           reason="one estimate is constant across episodes: correlation undefined")
+                           reason="an estimate is constant across episodes (e.g. every answer graded 0): "
+                                  "correlation undefined")
     r = max(-1.0, min(1.0, _cov(a, b) / math.sqrt(va * vb)))
     sb = 2 * r / (1 + r) if r > -1 else float("nan")
     reason = None if split else "test-retest of two estimates: r is one estimate's reliability"
