@@ -23,7 +23,7 @@ def test_progress_then_regret(tmp_path, capsys):
     assert [(r["id"], r["trace_index"]) for r in rows] == [("a", 0), ("b", 0), ("b", 1)]
     assert [r["num_episodes"] for r in rows] == [3, 1, 0]
     assert all(len(r["j"]) == r["num_episodes"] + 1 for r in rows)
-    assert "progress reliability (score, exact branches): r 1.000" in capsys.readouterr().err
+    assert "progress reliability (score mode, exact): r 1.000" in capsys.readouterr().err
     png, summary = tmp_path / "regret.png", tmp_path / "summary.json"
     assert main(["regret", "--progress", str(out), "--plot", str(png), "--budgets", "100,400",
                  "--out", str(summary)]) == 0

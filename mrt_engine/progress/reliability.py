@@ -51,7 +51,8 @@ class Reliability:
         if math.isnan(self.split_half_r):
             return f"progress reliability: undefined over {self.num_episodes} episodes ({self.reason})"
         what = "split-half r" if self.mode == "sample" else "r"
-        return (f"progress reliability ({self.mode}, {self.num_branches or 'exact'} branches): {what} "
+        how = f"{self.num_branches} branches" if self.num_branches else "exact"
+        return (f"progress reliability ({self.mode} mode, {how}): {what} "
                 f"{self.split_half_r:.3f}, Spearman-Brown {self.spearman_brown:.3f}; signal SD "
                 f"{self.signal_sd:.4f}, noise SD {self.noise_sd:.4f} over {self.num_episodes} episodes"
                 + (f" ({self.reason})" if self.reason else ""))
