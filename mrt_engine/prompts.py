@@ -31,6 +31,14 @@ _R1_STOP = (
     "formulate a final answer based on what I already have.\n"
 )
 BOXED_ANSWER_LEAD = "The final answer is \\boxed{"
+# Default forced-answer budgets (sample mode), by where the template leaves the model. After
+# ``\boxed{`` the answer itself comes next: 16 tokens hold a number or a short expression and
+# its ``}``. After the R1 text's ``1. **`` the model first writes a step-by-step explanation
+# and only then ``\boxed{...}``: 32 tokens rarely reach the box (a cut-off answer grades 0,
+# which biases J down), so the budget covers a short explanation. Generation stops at EOS, so
+# a larger budget costs only for answers that are still going.
+BOXED_ANSWER_TOKENS = 16
+OPEN_ANSWER_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,10 @@ class TerminationTemplate:
         natural_close: appended after the *complete* trace (the last cut, natural end).
             Default: ``"\\n</think>\\n\\n" + answer_prefix`` when ``text`` closes a think block,
             else ``"\\n\\n" + answer_prefix``.
+        max_answer_tokens: sample mode's default budget of one forced answer (used when
+            ``EstimatorConfig.max_answer_tokens`` is None). Default: ``BOXED_ANSWER_TOKENS`` (16)
+            when ``text`` ends at ``\\boxed{`` (the answer comes next), else
+            ``OPEN_ANSWER_TOKENS`` (256: room to write an explanation before the box).
     """
 
     text: str
@@ -54,6 +66,7 @@ class TerminationTemplate:
     name: str = "custom"
     answer_suffix: str | None = None
     natural_close: str | None = None
+    max_answer_tokens: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.text, str) or not self.text:
@@ -68,6 +81,13 @@ class TerminationTemplate:
         if self.natural_close is None:
             close = f"\n{THINK_CLOSE}\n\n" if THINK_CLOSE in self.text else "\n\n"
             object.__setattr__(self, "natural_close", close + self.answer_prefix)
+        if self.max_answer_tokens is None:
+            budget = BOXED_ANSWER_TOKENS if self.text.endswith("\\boxed{") else OPEN_ANSWER_TOKENS
+            object.__setattr__(self, "max_answer_tokens", budget)
+        if isinstance(self.max_answer_tokens, bool) or not isinstance(self.max_answer_tokens, int) \
+                or self.max_answer_tokens < 1:
+            raise ValueError(f"TerminationTemplate {self.name!r}: max_answer_tokens={self.max_answer_tokens!r} "
+                             "must be an int >= 1 (or None for the default)")
 
     @property
     def scorable(self) -> bool:

@@ -13,7 +13,7 @@ def _write(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def test_progress_then_regret(tmp_path):
+def test_progress_then_regret(tmp_path, capsys):
     data = tmp_path / "traces.jsonl"
     _write(data, [{"id": "a", "problem": "What is 2 + 3?", "answer": "5", "trace": MANY},
                   {"id": "b", "problem": "What is 2 + 3?", "answer": ["5", "five"], "traces": [ONE, ""]}])
@@ -23,6 +23,7 @@ def test_progress_then_regret(tmp_path):
     assert [(r["id"], r["trace_index"]) for r in rows] == [("a", 0), ("b", 0), ("b", 1)]
     assert [r["num_episodes"] for r in rows] == [3, 1, 0]
     assert all(len(r["j"]) == r["num_episodes"] + 1 for r in rows)
+    assert "progress reliability (score mode, exact): r 1.000" in capsys.readouterr().err
     png, summary = tmp_path / "regret.png", tmp_path / "summary.json"
     assert main(["regret", "--progress", str(out), "--plot", str(png), "--budgets", "100,400",
                  "--out", str(summary)]) == 0
@@ -59,3 +60,16 @@ def test_regret_envelope_from_sample_records(tmp_path):
     s = json.loads(out.read_text())
     assert 0 < s["envelope_regret_vs_maj"] < 1
     assert s["mean_progress"] == pytest.approx(-0.25)
+
+
+def test_sample_mode_prints_split_half_reliability(tmp_path, capsys):
+    data = tmp_path / "traces.jsonl"
+    _write(data, [{"problem": "What is 2 + 3?", "answer": "5", "traces": [MANY, MANY]}])
+    out = tmp_path / "progress.jsonl"
+    args = ["progress", "--model", "tiny", "--data", str(data), "--out", str(out), "--template", "boxed",
+            "--mode", "sample", "--num-branches", "2", "--max-answer-tokens", "2", "--method", "naive"]
+    assert main(args) == 0
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("progress reliability") and "6 episodes" in err
+    assert main(args[:-6] + ["--num-branches", "1", "--method", "naive"]) == 0
+    assert "needs --num-branches >= 2" in capsys.readouterr().err

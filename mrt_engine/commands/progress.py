@@ -39,7 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-cuts", type=int, default=None, help="at most this many episode boundaries per trace")
     p.add_argument("--merge-episodes", type=int, default=1, help="segmenter: merge this many consecutive episodes")
     p.add_argument("--num-branches", type=int, default=8, help="sample mode: forced answers per cut")
-    p.add_argument("--max-answer-tokens", type=int, default=32, help="sample mode: budget of each forced answer")
+    p.add_argument("--max-answer-tokens", type=int, default=None,
+                   help="sample mode: budget of each forced answer (default: the template's, 16 after \\boxed{, "
+                        "256 after the R1 text)")
     p.add_argument("--natural-end", choices=("close", "forced", "outcome"), default="close",
                    help="J at the end of the trace: answer after the natural close, after the termination text, "
                         "or the trace's own grade")
@@ -194,4 +196,14 @@ def run(args) -> int:
     print(f"wrote {len(results)} traces to {args.out}; mean J at empty prefix "
           f"{sum(r.j[0] for r in results) / len(results):.4f}, at the end {sum(r.j[-1] for r in results) / len(results):.4f}; "
           f"{len(mean_prog)} episodes, {sum(p > 0 for p in mean_prog)} with positive progress", file=sys.stderr)
+    print(_reliability_line(results, args), file=sys.stderr)
     return 0
+
+
+def _reliability_line(results, args) -> str:
+    """How much of the spread of progress is signal (docs/progress.md, "How reliable is progress?")."""
+    from mrt_engine.progress import progress_reliability
+
+    if args.mode == "sample" and args.num_branches < 2:
+        return "progress reliability: needs --num-branches >= 2 (one forced answer per cut cannot be split)"
+    return progress_reliability(results).summary()

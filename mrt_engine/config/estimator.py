@@ -26,8 +26,10 @@ class EstimatorConfig:
     max_cuts: at most this many episode boundaries per trace (the rest is one final
         episode); None = no limit. The paper's dense variant uses 6.
     num_branches, max_answer_tokens, temperature, top_p: sample mode (paper: 8 branches,
-        temperature 0.6-0.7). ``temperature``/``top_p`` None = inherit (the trainer fills
-        them from ``rollout``).
+        temperature 0.6-0.7). ``max_answer_tokens`` None = the template's own budget
+        (``TerminationTemplate.max_answer_tokens``: 16 after ``\\boxed{``, 256 after the R1
+        text's ``1. **``), resolved by the estimator; an explicit value wins.
+        ``temperature``/``top_p`` None = inherit (the trainer fills them from ``rollout``).
     seed: sample mode is reproducible for a given seed (see ``progress/sample.py``).
     max_batch_tokens: the most tokens one forward pass handles; bounds activation memory.
     natural_end: how J at the last cut (the end of the trace) is taken. "close": answer after
@@ -46,7 +48,7 @@ class EstimatorConfig:
     segment_options: dict = field(default_factory=dict)
     max_cuts: int | None = None
     num_branches: int = 8
-    max_answer_tokens: int = 32
+    max_answer_tokens: int | None = None
     temperature: float | None = 0.7
     top_p: float | None = 1.0
     seed: int = 0
@@ -66,11 +68,23 @@ class EstimatorConfig:
         _check(self.max_cuts is None or (isinstance(self.max_cuts, int) and self.max_cuts >= 0),
                f"max_cuts={self.max_cuts!r}: need None or an int >= 0")
         _check(self.num_branches >= 1, f"num_branches={self.num_branches}: need >= 1")
-        _check(self.max_answer_tokens >= 1, f"max_answer_tokens={self.max_answer_tokens}: need >= 1")
+        _check(self.max_answer_tokens is None or self.max_answer_tokens >= 1,
+               f"max_answer_tokens={self.max_answer_tokens}: need >= 1 (or None: the template's default)")
         _check(self.temperature is None or self.temperature >= 0,
                f"temperature={self.temperature}: need >= 0 (0 = greedy)")
         _check(self.top_p is None or 0 < self.top_p <= 1, f"top_p={self.top_p}: need 0 < top_p <= 1")
         _check(self.max_batch_tokens >= 16, f"max_batch_tokens={self.max_batch_tokens}: need >= 16")
+
+    def answer_budget(self, template=None) -> int:
+        """Sample mode's forced-answer budget: ``max_answer_tokens`` when set, else the default of
+        ``template`` (a ``TerminationTemplate``; None = the one ``self.template`` names)."""
+        if self.max_answer_tokens is not None:
+            return self.max_answer_tokens
+        if template is None:
+            from mrt_engine.prompts import get_template
+
+            template = get_template(self.template, scoring=self.mode == "score")
+        return template.max_answer_tokens
 
     def segmenter_options(self) -> dict:
         """Keyword options for ``segment`` / ``segment_ids``: ``segment_options`` with ``max_cuts``."""

@@ -234,9 +234,12 @@ class TrainConfig:
         _check(self.algo.name not in ("grpo", "length_penalty", "mrt_dense", "mrt_dense_placebo") or self.rollout.group_size >= 2,
                f"rollout.group_size={self.rollout.group_size}: algo {self.algo.name!r} normalises within groups, "
                "need >= 2")
-        _check(self.algo.name != "mrt_scalar" or est.max_answer_tokens <= self.rollout.max_tokens,
-               f"algo.progress.max_answer_tokens={est.max_answer_tokens} must not exceed "
-               f"rollout.max_tokens={self.rollout.max_tokens}")
+        if self.algo.name == "mrt_scalar":  # its terminated continuations are rollouts of that budget
+            budget = est.answer_budget()
+            given = "" if est.max_answer_tokens is not None else f" (None: the template's default {budget})"
+            _check(budget <= self.rollout.max_tokens,
+                   f"algo.progress.max_answer_tokens={est.max_answer_tokens}{given} must not exceed "
+                   f"rollout.max_tokens={self.rollout.max_tokens}; set it explicitly")
         _check(self.data.num_train >= self.prompts_per_step,
                f"data.num_train={self.data.num_train}: fewer problems than prompts_per_step="
                f"{self.prompts_per_step}; generate more problems or take fewer per step")

@@ -5,8 +5,9 @@
 from mrt_engine.config import EstimatorConfig
 from .estimator import ProgressEstimator
 from .inputs import reference_answer
+from .reliability import Reliability, progress_reliability, reliability_from_two
 from .result import ProgressResult, progress_from_j, token_curve
 from .scorer import ProgressScorer
 
-__all__ = ["ProgressEstimator", "ProgressResult", "ProgressScorer", "EstimatorConfig", "progress_from_j",
-           "reference_answer", "token_curve"]
+__all__ = ["ProgressEstimator", "ProgressResult", "ProgressScorer", "EstimatorConfig", "Reliability",
+           "progress_from_j", "progress_reliability", "reference_answer", "reliability_from_two", "token_curve"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 from typing import Callable, Sequence
@@ -71,6 +72,10 @@ class ProgressEstimator:
         self.generator = generator
         template = template if template is not None else self.config.template
         self.template = get_template(template, scoring=self.config.mode == "score")
+        if self.config.max_answer_tokens is None:
+            # the template's own budget (an explicit config value wins): the sample paths and the
+            # length check read config.max_answer_tokens, so the resolved value is stored there
+            self.config = dataclasses.replace(self.config, max_answer_tokens=self.config.answer_budget(self.template))
         self.segmenter = segmenter
         self._forward = None
 
@@ -139,8 +144,6 @@ class ProgressEstimator:
             for it, s in zip(items, seed):
                 it.seed_key = (int(s), 0)
         elif seed is not None and seed != cfg.seed:
-            import dataclasses
-
             cfg = dataclasses.replace(cfg, seed=int(seed))
         from_outcome = cfg.natural_end == "outcome"
         work = [it.forced_cuts_only() for it in items] if from_outcome else items

@@ -30,7 +30,7 @@ from mrt_engine.engine import SamplingParams
 from mrt_engine.metrics import normalized_regret
 from mrt_engine.progress import ProgressResult, token_curve
 from mrt_engine.rl.advantages import group_advantages, token_advantages
-from mrt_engine.rl.progress import episode_token_spans, estimate_progress
+from mrt_engine.rl.progress import episode_token_spans, estimate_progress, reliability_metrics
 from mrt_engine.rl.rewards import dense_progress_rewards, length_penalty_rewards, scalar_mrt_advantages
 from mrt_engine.rl.rollout import Batch, Sample, pack, sample_groups, sample_prefix_continuations
 
@@ -59,6 +59,11 @@ class StepContext:
                                 first_index=self.rank * len(samples))
         self.timings["progress"] = self.timings.get("progress", 0.0) + time.perf_counter() - t0
         return out
+
+    def reliability(self, results: list[ProgressResult]) -> dict:
+        """This step's split-half reliability metrics of ``results`` (``progress/*``)."""
+        est = self.estimator.config
+        return reliability_metrics(results, mode=est.mode, num_branches=est.num_branches)
 
 
 @dataclass
@@ -151,6 +156,7 @@ class MRTDense(GRPO):
     def rollout(self, ctx, problems):
         out = super().rollout(ctx, problems)
         out.progress = ctx.progress(out.samples)
+        out.metrics.update(ctx.reliability(out.progress))
         return out
 
     def sequence_advantages(self, rollout, batch):
@@ -206,7 +212,7 @@ class MRTScalar(Algorithm):
         algo, est = self.algo, self.algo.progress
         samples = sample_prefix_continuations(
             ctx.backend, ctx.tokenizer, problems, sampling=ctx.sampling(), num_continuations=algo.num_continuations,
-            num_terminate=algo.num_terminate, max_answer_tokens=est.max_answer_tokens,
+            num_terminate=algo.num_terminate, max_answer_tokens=ctx.estimator.config.max_answer_tokens,
             template=ctx.estimator.template, scheme=est.scheme, segment_options=est.segmenter_options(),
             rng=random.Random(ctx.seed(1)), system=self.cfg.data.system_prompt)
         return Rollout(samples, algo.num_continuations)
@@ -248,6 +254,7 @@ class MRTSTaR(STaR):
         out = super().rollout(ctx, problems)
         correct = [s for s in out.samples if s.reward >= 1.0]
         out.progress = ctx.progress(correct) if correct else []
+        out.metrics.update(ctx.reliability(out.progress))
         return out
 
     def credit(self, ctx, rollout):

@@ -14,7 +14,7 @@ import warnings
 
 from mrt_engine.config import EstimatorConfig
 from mrt_engine.episodes import SingleEpisodeWarning
-from mrt_engine.progress import ProgressEstimator, ProgressResult, reference_answer
+from mrt_engine.progress import ProgressEstimator, ProgressResult, progress_reliability, reference_answer
 from mrt_engine.progress.sample import cut_seed
 from mrt_engine.rl.rollout import Sample, strip_eos, task_verifier
 
@@ -57,6 +57,23 @@ def estimate_progress(estimator: ProgressEstimator, tokenizer, samples: list[Sam
         warnings.simplefilter("ignore", SingleEpisodeWarning)
         return estimator.estimate(prompts, traces, answers, outcomes=[s.reward for s in samples],
                                   verifiers=[task_verifier(s.problem) for s in samples], seed=seeds)
+
+
+def reliability_metrics(results: list[ProgressResult], *, mode: str, num_branches: int) -> dict:
+    """This step's ``progress/reliability`` (the Spearman-Brown corrected split-half r: the
+    reliability of the full ``num_branches`` estimate), ``progress/split_half_r``,
+    ``progress/signal_sd`` and ``progress/noise_sd`` (the noise of one half).
+
+    The keys depend on the config only (sample mode needs ``num_branches >= 2``; score mode is
+    exact: 1 and 0), so every step and every rank logs the same ones (``dist.mean_metrics``
+    reduces them key by key); a step with fewer than 3 episodes logs NaN (null in the JSONL).
+    Under ``torchrun`` each rank measures its own samples and the logged value is the ranks' mean.
+    """
+    if mode == "sample" and num_branches < 2:
+        return {}
+    rel = progress_reliability(results)
+    return {"progress/reliability": rel.spearman_brown, "progress/split_half_r": rel.split_half_r,
+            "progress/signal_sd": rel.signal_sd, "progress/noise_sd": rel.noise_sd}
 
 
 def episode_token_spans(result: ProgressResult, num_completion_tokens: int) -> list[tuple[int, int]]:
