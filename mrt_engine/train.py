@@ -175,7 +175,9 @@ class Trainer:
         t3 = time.perf_counter()
         samples = rollout.samples
         num = len(samples)
-        metrics.update({"train_tokens": sum(s.num_completion_tokens for s in samples),
+        # tokens generated for this step's training data: the samples, plus what an algorithm
+        # generated and cut (mrt_scalar's prefix rollouts), not the estimator's forced answers
+        metrics.update({"train_tokens": metrics.pop("rollout_tokens", sum(s.num_completion_tokens for s in samples)),
                         "reward": sum(s.reward for s in samples) / num,
                         "accuracy": sum(s.reward >= 1.0 for s in samples) / num,
                         "completion_tokens": sum(s.num_completion_tokens for s in samples) / num,

@@ -215,7 +215,11 @@ class MRTScalar(Algorithm):
             num_terminate=algo.num_terminate, max_answer_tokens=ctx.estimator.config.max_answer_tokens,
             template=ctx.estimator.template, scheme=est.scheme, segment_options=est.segmenter_options(),
             rng=random.Random(ctx.seed(1)), system=self.cfg.data.system_prompt)
-        return Rollout(samples, algo.num_continuations)
+        # generated tokens = the continuations plus each group's whole prefix rollout (cut after generation)
+        prefix_tokens = sum(samples[g * algo.num_continuations].meta["trace_tokens"]
+                            for g in range(len(samples) // algo.num_continuations))
+        rollout_tokens = prefix_tokens + sum(s.num_completion_tokens for s in samples)
+        return Rollout(samples, algo.num_continuations, metrics={"rollout_tokens": rollout_tokens})
 
     def sequence_advantages(self, rollout, batch):
         m = rollout.group_size

@@ -89,7 +89,8 @@ def sample_prefix_continuations(backend, tokenizer, problems, *, sampling: Sampl
         k = rng.randrange(len(episodes))  # episodes kept in the prefix (never the whole trace)
         cut = episodes[k - 1].token_end if k > 0 else 0
         prefix = ids[:cut]
-        prefixes.append((prefix, tokenizer.decode(prefix, skip_special_tokens=False), k, len(episodes)))
+        prefixes.append((prefix, tokenizer.decode(prefix, skip_special_tokens=False), k, len(episodes),
+                         len(trace.token_ids)))
         term_ctx.append(prompt + prefix + term_ids)
         cont_ctx.append(prompt + prefix)
     seed2 = None if sampling.seed is None else sampling.seed + 1
@@ -99,8 +100,9 @@ def sample_prefix_continuations(backend, tokenizer, problems, *, sampling: Sampl
     cont_outs = _generate_varying_budget(backend, cont_ctx, cont_budget, num_continue, sampling, seed2)
     samples = []
     for g, problem in enumerate(problems):
-        prefix, prefix_text, k, num_ep = prefixes[g]
-        meta = {"prefix_episodes": k, "num_episodes": num_ep}
+        prefix, prefix_text, k, num_ep, trace_len = prefixes[g]
+        # trace_tokens: the whole prefix rollout was generated (then cut): it counts toward a token budget
+        meta = {"prefix_episodes": k, "num_episodes": num_ep, "trace_tokens": trace_len}
         for c in term_outs[g]:
             samples.append(Sample(problem, g, term_ctx[g], list(c.token_ids), template.text + c.text, c.finish_reason,
                                   terminated=True, prefix_tokens=len(prefix), meta=meta))

@@ -30,7 +30,7 @@ class EvalSpec:
 
 
 # --quick: the machinery end to end in about a minute (numbers mean nothing at this size)
-QUICK = {"steps": 3, "max_train_tokens": 400, "prompts_per_step": 2, "rollout.group_size": 2,
+QUICK = {"steps": 8, "max_train_tokens": 400, "prompts_per_step": 2, "rollout.group_size": 2,
          "rollout.max_tokens": 48, "data.num_train": 24, "data.num_eval": 10, "eval_every": 1,
          "algo.num_continuations": 2, "algo.num_terminate": 1, "algo.progress.num_branches": 2,
          "algo.progress.max_cuts": 3}
