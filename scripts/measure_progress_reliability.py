@@ -7,7 +7,7 @@ from mrt_engine.progress import ProgressEstimator, progress_reliability, reliabi
 from mrt_engine.tasks import make_problems, solution_trace
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 8
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # two threads beside another busy process stall every small op (docs/progress.md)
 model, tok = load_model("smollm2-135m")
 probs = make_problems("chain", N, seed=0)
 P = [p.problem for p in probs]; T = [solution_trace(p, seed=0) for p in probs]; A = [p.answer for p in probs]

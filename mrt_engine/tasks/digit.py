@@ -35,7 +35,9 @@ def _generate(rng: random.Random, difficulty: str):
     a = rng.choice(_MULTIPLIERS)
     x = rng.randint(0, 9)
     c = a * x % 10
-    text = f"Find the digit x such that {a} * x ends in {c}."
+    # "We need c." gives every later "need c" a phrase to copy (a small model copies a digit
+    # after the same words far more reliably than it finds c inside "99 * x ends in 9")
+    text = f"Find the digit x such that {a} * x ends in {c}. We need {c}."
     return text, str(x), {"a": a, "c": c, "whole": difficulty != "easy"}
 
 
