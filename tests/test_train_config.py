@@ -95,7 +95,8 @@ def test_cli_has_train_sft_demo():
 
     assert parse_overrides(["algo.alpha=0.5", "steps=3", "algo.name=grpo"]) == {"algo.alpha": 0.5, "steps": 3,
                                                                                "algo.name": "grpo"}
-    assert parser.parse_args(["demo", "--steps", "2"]).steps == 2
+    assert parser.parse_args(["demo", "--max-train-tokens", "2000"]).max_train_tokens == 2000
+    assert parser.parse_args(["compare", "--quick", "--seeds", "2"]).seeds == 2
     assert parser.parse_args(["sft", "--export", "w.safetensors"]).export == "w.safetensors"
 
 
