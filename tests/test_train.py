@@ -24,6 +24,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def small_config(tmp_path, algo: str, **over) -> TrainConfig:
     d = shipped_config("demo")
+    # the chain-task demo model, whose signal these short runs were sized for (the demo
+    # itself now runs the digit regime)
+    d["model"]["name"], d["data"]["task"] = "demo", "chain"
     # the warm start's own training problems (data seed of DEMO_SFT): the weak demo model gets
     # some of them right, so every algorithm sees a learning signal within 3 small steps
     d["data"].update(num_train=16, num_eval=0, seed=123)

@@ -98,7 +98,7 @@ def run_demo(*, output_dir: str = "runs/demo", algos=None, max_train_tokens: int
     from mrt_engine.config import SFTConfig, from_dict, set_dotted
     from mrt_engine.configs import shipped_config
     from mrt_engine.experiments.compare.arms import ARMS
-    from mrt_engine.experiments.compare.run import EvalSpec, run_one
+    from mrt_engine.experiments.compare.run import EvalSpec, run_one, run_one_star
 
     t0 = time.perf_counter()
     out = Path(output_dir)
@@ -129,7 +129,7 @@ def run_demo(*, output_dir: str = "runs/demo", algos=None, max_train_tokens: int
     args = [(base, a, base["seed"], str(out / a), spec, i == 0) for i, a in enumerate(algos)]
     if jobs > 1 and len(algos) > 1:
         with ProcessPoolExecutor(max_workers=min(jobs, len(algos)), mp_context=get_context("spawn")) as pool:
-            records = list(pool.map(_run_star, args))
+            records = list(pool.map(run_one_star, args))
     else:
         records = [run_one(*a) for a in args]
     budget = spec["budgets"][0]
@@ -151,8 +151,3 @@ def run_demo(*, output_dir: str = "runs/demo", algos=None, max_train_tokens: int
           f"plot: {png}   report: {out / 'report.json'}   ({elapsed:.0f} s)")
     return report
 
-
-def _run_star(args):
-    from mrt_engine.experiments.compare.run import run_one
-
-    return run_one(*args)

@@ -68,13 +68,14 @@ def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None 
             records.append(_report_one(run_one(*a), log))
     else:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            for rec in pool.map(_run_star, jobs_args):
+            for rec in pool.map(run_one_star, jobs_args):
                 records.append(_report_one(rec, log))
     return write_report(records, out, spec=spec, max_train_tokens=base.get("max_train_tokens") or 0,
                         seconds=time.perf_counter() - t0, quick=quick, log=log)
 
 
-def _run_star(args):
+def run_one_star(args):
+    """``run_one(*args)``: a picklable top-level function for process pools."""
     return run_one(*args)
 
 
