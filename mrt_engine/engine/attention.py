@@ -17,10 +17,10 @@ then each sequence reads its own tail blocks; the two partial softmaxes are merg
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from mrt_engine import ops
 
+from .forward import token_major_sdpa
 from .sequence import Sequence
 
 
@@ -106,10 +106,7 @@ class PrefillAttention:
                 vp = vc.index_select(0, blocks).flatten(0, 1)[:cached].to(vs.dtype)
                 ks = torch.cat([kp, ks])
                 vs = torch.cat([vp, vs])
-            o = F.scaled_dot_product_attention(
-                qs.transpose(0, 1), ks.transpose(0, 1), vs.transpose(0, 1), attn_mask=self.masks[i],
-                is_causal=not cached, scale=self.scale, enable_gqa=True)
-            out[start:end] = o.transpose(0, 1)
+            out[start:end] = token_major_sdpa(qs, ks, vs, self.scale, self.masks[i])
         return out
 
 

@@ -142,6 +142,27 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
+def token_major_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention of one sequence in token-major layout: q [n, Hq, D], k/v [m, Hkv, D] -> [n, Hq, D].
+
+    ``mask`` [n, m] bool (True = attend); None means causal with n == m. The inputs go to
+    ``scaled_dot_product_attention`` as 4-D ``[1, H, n, D]`` with K/V heads repeated to the
+    query heads: on CPU, 3-D inputs fall back to the unfused math kernel and ``enable_gqa``
+    is slower than the repeat (measured on SmolLM2-135M prefill, docs/benchmarks.md).
+    """
+    group = q.shape[1] // k.shape[1]
+    if group > 1:
+        k = k.repeat_interleave(group, dim=1)
+        v = v.repeat_interleave(group, dim=1)
+    qh, kh, vh = (t.transpose(0, 1)[None] for t in (q, k, v))
+    if mask is None:
+        o = torch.nn.functional.scaled_dot_product_attention(qh, kh, vh, is_causal=True, scale=scale)
+    else:
+        o = torch.nn.functional.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, scale=scale)
+    return o[0].transpose(0, 1)
+
+
 def varlen_causal_attention(seq_indptr: torch.Tensor, scale: float) -> Callable:
     """A stateless attention callback: causal attention within each packed sequence.
 
@@ -152,15 +173,9 @@ def varlen_causal_attention(seq_indptr: torch.Tensor, scale: float) -> Callable:
 
     def attend(layer_idx, q, k, v):
         out = torch.empty_like(q)
-        group = q.shape[1] // k.shape[1]
         for start, end in zip(bounds[:-1], bounds[1:]):
-            if end == start:
-                continue
-            qs = q[start:end].transpose(0, 1)  # [Hq, n, D]
-            ks = k[start:end].repeat_interleave(group, dim=1).transpose(0, 1)
-            vs = v[start:end].repeat_interleave(group, dim=1).transpose(0, 1)
-            o = torch.nn.functional.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale)
-            out[start:end] = o.transpose(0, 1)
+            if end > start:
+                out[start:end] = token_major_sdpa(q[start:end], k[start:end], v[start:end], scale)
         return out
 
     return attend

@@ -1,11 +1,13 @@
 """Kernels and their torch references.
 
-Every op ``<op>`` dispatches on device (CUDA -> Triton kernel, CPU -> pure-torch reference;
-``backend="triton"|"torch"`` forces one) and has ``<op>_reference`` with the same
-signature (fp32 accumulate, natural-log LSE). Planning (index tensors built once per step)
+Every op ``<op>`` dispatches on device (CUDA -> Triton kernel, CPU -> a torch path: the
+fused-SDPA ``prefix_suffix_attention_sdpa`` for scoring, the pure-torch reference for the
+rest; ``backend="triton"|"torch"`` forces the kernel or the reference) and has
+``<op>_reference`` with the same signature (fp32 accumulate, natural-log LSE). Planning (index tensors built once per step)
 is in ``mrt_engine.ops.plan``. See docs/kernels.md.
 """
 from .attention import branch_decode_attention, paged_decode_attention, prefix_suffix_attention
+from .attention_sdpa import prefix_suffix_attention_sdpa
 from .attention_ref import (
     branch_decode_attention_reference,
     branch_decode_attention_with_lse,
@@ -21,7 +23,7 @@ from .plan import DecodePlan, ScoringPlan, plan_decode, plan_scoring
 
 __all__ = [
     "selective_log_prob", "selective_log_prob_reference",
-    "prefix_suffix_attention", "prefix_suffix_attention_reference", "prefix_suffix_attention_with_lse",
+    "prefix_suffix_attention", "prefix_suffix_attention_reference", "prefix_suffix_attention_sdpa", "prefix_suffix_attention_with_lse",
     "paged_decode_attention", "paged_decode_attention_reference", "paged_decode_attention_with_lse",
     "branch_decode_attention", "branch_decode_attention_reference", "branch_decode_attention_with_lse",
     "merge_state", "merge_states",

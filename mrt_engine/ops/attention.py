@@ -1,7 +1,12 @@
-"""Attention ops: dispatch between the Triton kernels and the torch references."""
+"""Attention ops: dispatch between the Triton kernels and the torch paths.
+
+CUDA -> Triton. CPU -> ``prefix_suffix_attention_sdpa`` for scoring (PyTorch's fused CPU
+attention) and the references for decode; ``backend="torch"`` forces the reference.
+"""
 from __future__ import annotations
 
 from ._dispatch import use_triton
+from .attention_sdpa import prefix_suffix_attention_sdpa
 from .attention_ref import (
     branch_decode_attention_reference,
     paged_decode_attention_reference,
@@ -13,7 +18,8 @@ def prefix_suffix_attention(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix
                             max_suffix_len=None, validate=True, backend=None):
     """Shared-prefix scoring attention -> [S, Hq, D]; see ``prefix_suffix_attention_reference``.
 
-    ``validate=False`` (metadata checked once by the planner) skips the value checks; Triton
+    CUDA: the Triton kernel; CPU: ``prefix_suffix_attention_sdpa``; ``backend="torch"``: the
+    reference (fp32, the oracle). ``validate=False`` (metadata checked once by the planner) skips the value checks; Triton
     only: ``max_suffix_len`` (host int, from the plan) removes the last host sync of each call.
     """
     kw = dict(suffix_indptr=suffix_indptr, prefix_start=prefix_start, cuts=cuts, scale=scale, validate=validate)
@@ -22,6 +28,8 @@ def prefix_suffix_attention(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix
 
         return prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, max_suffix_len=max_suffix_len,
                                               **kw)
+    if backend != "torch" and not q.is_cuda:
+        return prefix_suffix_attention_sdpa(q, k_suffix, v_suffix, k_prefix, v_prefix, **kw)
     return prefix_suffix_attention_reference(q, k_suffix, v_suffix, k_prefix, v_prefix, **kw)
 
 

@@ -1,0 +1,94 @@
+"""The CPU fast path of scoring attention (fused SDPA) against the fp32 reference and a float64 oracle."""
+import pytest
+import torch
+
+from mrt_engine import ops
+from mrt_engine.engine.forward import token_major_sdpa
+from mrt_engine.ops.attention_sdpa import prefix_suffix_attention_sdpa, suffix_calls
+
+from ops_helpers import masked_attention, scoring_case, scoring_oracle
+
+CASES = {
+    # name: (prefix_lens, [(trace, cut)], suffix_lens, hq, hkv)
+    "one_branch_len_1": ([5], [(0, 3)], [1], 2, 2),
+    "cut_0_only": ([4], [(0, 0)], [6], 3, 1),
+    "cut_0_and_L_gqa4": ([6, 1], [(0, 0), (0, 6), (1, 1), (1, 0)], [1, 3, 2, 5], 4, 1),
+    "many_traces_gqa2": ([7, 3, 9], [(0, 2), (0, 7), (1, 3), (2, 0), (2, 5), (2, 9)], [3, 1, 4, 2, 2, 1], 4, 2),
+    # suffixes of one trace not adjacent in the batch: each run is its own call
+    "interleaved_traces": ([8, 5], [(0, 2), (1, 4), (0, 8), (1, 0), (0, 5)], [2, 3, 1, 4, 2], 3, 3),
+    "empty_suffix": ([6], [(0, 2), (0, 4), (0, 6)], [3, 0, 2], 2, 1),
+    "long_odd": ([37, 1, 50], [(0, c) for c in (0, 5, 17, 36, 37)] + [(1, 1)] + [(2, c) for c in (3, 29, 50)],
+                 [7, 9, 13, 1, 4, 2, 11, 5, 6], 6, 2),
+}
+
+
+@pytest.mark.parametrize("max_rows", [1, 4, 256])
+@pytest.mark.parametrize("name", list(CASES))
+def test_sdpa_scoring_matches_reference_and_oracle_fp32(name, max_rows):
+    prefix_lens, cuts, suffix_lens, hq, hkv = CASES[name]
+    case = scoring_case(prefix_lens, cuts, suffix_lens, hq, hkv, 16, seed=len(name))
+    out = prefix_suffix_attention_sdpa(**case, max_rows=max_rows)
+    assert out.shape == case["q"].shape and out.dtype == torch.float32
+    torch.testing.assert_close(out, ops.prefix_suffix_attention_reference(**case), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.double(), scoring_oracle(**case), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["cut_0_and_L_gqa4", "long_odd"])
+def test_sdpa_scoring_bf16_close_to_fp32_reference(name):
+    prefix_lens, cuts, suffix_lens, hq, hkv = CASES[name]
+    case = scoring_case(prefix_lens, cuts, suffix_lens, hq, hkv, 16, dtype=torch.bfloat16)
+    out = prefix_suffix_attention_sdpa(**case)
+    assert out.dtype == torch.bfloat16
+    f32 = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in case.items()}
+    ref = ops.prefix_suffix_attention_reference(**f32)
+    torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
+
+
+def test_cpu_dispatch_takes_the_sdpa_path_and_torch_forces_the_reference(monkeypatch):
+    case = scoring_case([9, 4], [(0, 3), (0, 9), (1, 2)], [2, 5, 3], 4, 2, 8)
+    calls = []
+    import mrt_engine.ops.attention as attention
+
+    real = attention.prefix_suffix_attention_sdpa
+    monkeypatch.setattr(attention, "prefix_suffix_attention_sdpa", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fast = ops.prefix_suffix_attention(**case)
+    assert calls == [1]
+    ref = ops.prefix_suffix_attention(**case, backend="torch")
+    assert calls == [1]
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_sdpa_scoring_empty_batch_and_bad_input():
+    case = scoring_case([4], [], [], 2, 2, 8)
+    assert prefix_suffix_attention_sdpa(**case).shape == (0, 2, 8)
+    case = scoring_case([4], [(0, 3)], [2], 2, 2, 8)
+    case["cuts"] = torch.tensor([5], dtype=torch.int32)
+    with pytest.raises(ValueError, match="prefix rows"):
+        prefix_suffix_attention_sdpa(**case)
+    case["cuts"] = torch.tensor([3], dtype=torch.int32)
+    with pytest.raises(ValueError, match="max_rows"):
+        prefix_suffix_attention_sdpa(**case, max_rows=0)
+
+
+def test_suffix_calls_split_runs_by_start_and_rows():
+    # suffix rows: 3, 2, 4, 1, 5; starts: 0, 0, 0, 9, 0
+    indptr = [0, 3, 5, 9, 10, 15]
+    assert suffix_calls(indptr, [0, 0, 0, 9, 0], max_rows=5) == [(0, 2), (2, 3), (3, 4), (4, 5)]
+    assert suffix_calls(indptr, [0, 0, 0, 9, 0], max_rows=100) == [(0, 3), (3, 4), (4, 5)]
+    assert suffix_calls(indptr, [0, 0, 0, 9, 0], max_rows=1) == [(i, i + 1) for i in range(5)]
+
+
+@pytest.mark.parametrize("n,m,hq,hkv", [(1, 1, 2, 2), (7, 7, 6, 2), (5, 12, 4, 1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_token_major_sdpa_matches_masked_oracle(n, m, hq, hkv, dtype):
+    g = torch.Generator().manual_seed(n * 31 + m)
+    q = torch.randn(n, hq, 8, generator=g).to(dtype)
+    k = torch.randn(m, hkv, 8, generator=g).to(dtype)
+    v = torch.randn(m, hkv, 8, generator=g).to(dtype)
+    # bottom-right causal: query i (position m - n + i) sees keys 0..m - n + i
+    mask = torch.arange(m)[None, :] <= (torch.arange(n) + m - n)[:, None]
+    out = token_major_sdpa(q, k, v, 8 ** -0.5, None if n == m else mask)
+    ref = masked_attention(q, k, v, mask, 8 ** -0.5)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert out.dtype == dtype and out.shape == (n, hq, 8)
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
