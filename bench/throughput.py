@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # bench/ and m
 
 from bench.common import report  # noqa: E402
 from bench.common.flops import ModelDims  # noqa: E402
+from bench.common.load import busy_cores  # noqa: E402
 from bench.common.machine import device_peaks, dtype_name, machine_info  # noqa: E402
 from bench.common.models import RANDOM_MODELS, load  # noqa: E402
 from bench.common.plot import plot_png  # noqa: E402
@@ -73,6 +74,9 @@ def parse_args(argv=None):
                    help="python of a virtualenv with vLLM (default: $MRT_VLLM_PYTHON, the repo's .venv-vllm from "
                         "`make vllm-venv`, this python)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--busy", type=int, default=0,
+                   help="run N spinning processes beside the timed stages (the 'under load' rows: a second job on "
+                        "the machine; default 0)")
     args = p.parse_args(argv)
     args.stages = _stages(p, args.stage)
     args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -91,6 +95,8 @@ def parse_args(argv=None):
         if args.threads < 1:
             p.error("--threads must be >= 1")
         torch.set_num_threads(args.threads)
+    if args.busy < 0:
+        p.error("--busy must be >= 0")
     if args.warmup is None:
         args.warmup = 0
     if args.warmup < 0:
@@ -148,8 +154,9 @@ def main(argv=None) -> int:
                           workload=workload, repeats=args.repeats, warmup=args.warmup, bar=bar, vllm=vllm,
                           vllm_reason=vllm_reason)
             try:
-                for stage in args.stages:
-                    results += run_stage(ctx, stage)
+                with busy_cores(args.busy):  # vLLM is started before: only the timed stages run under load
+                    for stage in args.stages:
+                        results += run_stage(ctx, stage)
             finally:
                 if vllm is not None:
                     vllm.close()
@@ -160,7 +167,7 @@ def main(argv=None) -> int:
         bar.close()
     peaks = device_peaks(args.device, args.dtype)
     meta = machine_info(args.device, args.dtype, extra={
-        "models": " ".join(args.model), "repeats": args.repeats, "warmup": args.warmup, "quick": args.quick,
+        "models": " ".join(args.model), "busy": args.busy, "repeats": args.repeats, "warmup": args.warmup, "quick": args.quick,
         "peaks": f"{peaks.flops_per_s:.3g} FLOP/s, {peaks.bytes_per_s:.3g} B/s ({peaks.source})",
         "command": "python bench/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)})
     results += share_rows(shares, phase_s)
@@ -193,7 +200,8 @@ def write_outputs(out: Path, results, meta, peaks, shares, args, elapsed: float)
     (out / "throughput.md").write_text(
         f"Command: `{meta['command']}`  \nDate (UTC): {meta['date_utc']}  \nMachine: {meta['machine']}; "
         f"accelerator: {meta['accelerator']}; torch {meta['torch']}, transformers {meta['transformers']}; "
-        f"{meta['device']} {meta['dtype']}; {args.repeats} repeats + {args.warmup} warm-up, interleaved, medians; "
+        f"{meta['device']} {meta['dtype']}; " + (f"under load: {args.busy} spinning process(es) beside it; " if args.busy else "")
+        + f"{args.repeats} repeats + {args.warmup} warm-up, interleaved, medians; "
         f"floor from {meta['peaks']}\n\n{report.format_markdown(timed, peaks)}\n" + "".join("\n" + s for s in share_lines)
         + "\n")
     print()

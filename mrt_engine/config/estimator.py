@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mrt_engine.threads import check_num_threads
+
 from .loading import _check, _deprecated, _migrate_segment_options
 
 ESTIMATOR_MODES = ("score", "sample")
@@ -39,6 +41,9 @@ class EstimatorConfig:
     think_close: a trace containing this tag is cut there: the part before it is the
         thinking that gets segmented, the whole trace is graded for the outcome.
     show_progress: tqdm bar; None = on when stderr is a terminal and there are >= 64 cuts.
+    num_threads: CPU threads of an ``estimate`` call: "auto" = torch's setting lowered to the
+        cores idle when the call starts (``mrt_engine/threads.py``), an int, or None
+        (leave torch's setting). Ignored on CUDA.
     """
 
     mode: str = "score"
@@ -56,6 +61,7 @@ class EstimatorConfig:
     natural_end: str = "close"
     think_close: str = "</think>"
     show_progress: bool | None = None
+    num_threads: int | str | None = "auto"
 
     def __post_init__(self):
         if isinstance(self.natural_end, bool):  # the bool form of the previous release
@@ -73,6 +79,7 @@ class EstimatorConfig:
         _check(self.temperature is None or self.temperature >= 0,
                f"temperature={self.temperature}: need >= 0 (0 = greedy)")
         _check(self.top_p is None or 0 < self.top_p <= 1, f"top_p={self.top_p}: need 0 < top_p <= 1")
+        check_num_threads(self.num_threads, "EstimatorConfig.num_threads")
         _check(self.max_batch_tokens >= 16, f"max_batch_tokens={self.max_batch_tokens}: need >= 16")
 
     def answer_budget(self, template=None) -> int:

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mrt_engine.threads import check_num_threads
+
 
 @dataclass
 class SamplingParams:
@@ -79,6 +81,10 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     cascade: bool = True  # read each forked group's shared blocks once per decode step
     attention_backend: str = "auto"  # "auto" | "torch" | "ops"
+    # CPU threads of a generate call: "auto" = torch's setting lowered to the cores idle when
+    # the call starts (a second job on the machine must not collapse us), an int, or None
+    # (leave torch's setting); see mrt_engine/threads.py. Ignored on CUDA.
+    num_threads: int | str | None = "auto"
 
     def __post_init__(self):
         if not isinstance(self.block_size, int) or self.block_size < 1:
@@ -89,6 +95,7 @@ class EngineConfig:
             raise ValueError(f"max_num_seqs={self.max_num_seqs!r}: need >= 1")
         if self.max_num_batched_tokens < 1:
             raise ValueError(f"max_num_batched_tokens={self.max_num_batched_tokens!r}: need >= 1")
+        check_num_threads(self.num_threads, "EngineConfig.num_threads")
         if self.attention_backend not in ("auto", "torch", "ops"):
             raise ValueError(f"attention_backend={self.attention_backend!r}: use 'auto', 'torch' or 'ops'")
 

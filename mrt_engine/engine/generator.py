@@ -24,6 +24,7 @@ from .runner import ModelRunner
 from .sampler import SamplingBatch, sample, sample_seed
 from .scheduler import Scheduler
 from .sequence import GenerationOutput, Sequence
+from mrt_engine.threads import thread_count
 
 Prompt = str | list[int]
 
@@ -147,9 +148,11 @@ class Generator:
             self.scheduler.add(Sequence(ids, params, request_id=r, sample_index=0, seed=sample_seed(seed, 0),
                                         num_samples=params.n))
         self._requests = requests
+        threads = self.config.num_threads if self.forward.device.type == "cpu" else None
         try:
-            while self.scheduler.has_work():
-                self.step()
+            with thread_count(threads):
+                while self.scheduler.has_work():
+                    self.step()
         except BaseException:
             self._abort()
             raise

@@ -11,6 +11,7 @@ import torch
 
 from mrt_engine.config import EstimatorConfig
 from mrt_engine.prompts import get_template
+from mrt_engine.threads import thread_count
 from .inputs import TraceInputs, check_lengths, prepare
 from .result import ProgressResult, progress_from_j
 from .sample import mean_and_stderr, sample_fast, sample_naive
@@ -150,7 +151,8 @@ class ProgressEstimator:
         bar = self._bar(sum(it.num_cuts for it in work))
         tick = bar.update if bar is not None else None
         try:
-            with _eval_mode(self.model):
+            on_cpu = next(self.model.parameters()).device.type == "cpu"
+            with _eval_mode(self.model), thread_count(cfg.num_threads if on_cpu else None):
                 per = self._run(work, cfg, tick)
         finally:
             if bar is not None:
