@@ -237,18 +237,23 @@ def test_cuda_greedy_matches_hf(lively):
         model.to("cpu")
 
 
-def test_ops_backend_matches_torch_backend(lively):
-    """attention_backend='ops' calls mrt_engine.ops.branch_decode_attention (its torch
-    reference on CPU, the Triton kernel on CUDA) with the engine's block tables."""
+def test_decode_backends_agree(lively):
+    """The CPU default (flat decode on fused SDPA), the cascade reference ('torch') and
+    'ops' (mrt_engine.ops.branch_decode_attention: its torch reference on CPU, the Triton
+    kernel on CUDA) give the same greedy tokens and log-probs, forks included."""
     model, tok = lively
     params = SamplingParams(n=3, temperature=0.0, max_tokens=8, ignore_eos=True, logprobs=True)
-    ours = Generator(model, tok, num_blocks=128, block_size=4).generate(PROMPTS, params)
-    gen = Generator(model, tok, num_blocks=128, block_size=4, attention_backend="ops")
-    assert gen.runner.backend == "ops"
-    theirs = gen.generate(PROMPTS, params)
-    for a, b in zip(ours, theirs):
-        assert [s.token_ids for s in a] == [s.token_ids for s in b]
-        torch.testing.assert_close(torch.tensor(a[0].logprobs), torch.tensor(b[0].logprobs), atol=1e-4, rtol=0)
+    default = Generator(model, tok, num_blocks=128, block_size=4)
+    assert default.runner.backend == "sdpa"
+    ours = default.generate(PROMPTS, params)
+    for backend in ("torch", "ops"):
+        gen = Generator(model, tok, num_blocks=128, block_size=4, attention_backend=backend)
+        assert gen.runner.backend == backend
+        theirs = gen.generate(PROMPTS, params)
+        for a, b in zip(ours, theirs):
+            assert [s.token_ids for s in a] == [s.token_ids for s in b]
+            for x, y in zip(a, b):
+                torch.testing.assert_close(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=1e-4, rtol=0)
 
 
 def test_fork_without_free_blocks_queues_children_for_recompute(lively, monkeypatch):

@@ -6,7 +6,9 @@ from mrt_engine import ops
 from mrt_engine.engine.forward import token_major_sdpa
 from mrt_engine.ops.attention_sdpa import prefix_suffix_attention_sdpa, suffix_calls
 
-from ops_helpers import masked_attention, scoring_case, scoring_oracle
+from mrt_engine.ops.attention_sdpa import paged_decode_attention_sdpa
+
+from ops_helpers import masked_attention, paged_case, paged_oracle, scoring_case, scoring_oracle
 
 CASES = {
     # name: (prefix_lens, [(trace, cut)], suffix_lens, hq, hkv)
@@ -92,3 +94,23 @@ def test_token_major_sdpa_matches_masked_oracle(n, m, hq, hkv, dtype):
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     assert out.dtype == dtype and out.shape == (n, hq, 8)
     torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("lens,bs,hq,hkv", [([1], 4, 2, 2), ([5, 16, 1, 9], 4, 4, 1), ([33, 2], 16, 9, 3)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sdpa_paged_decode_matches_reference_and_oracle(lens, bs, hq, hkv, dtype):
+    case = paged_case(lens, bs, hq, hkv, 16, dtype=dtype)
+    out = paged_decode_attention_sdpa(**case)
+    assert out.dtype == dtype and out.shape == case["q"].shape
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    f32 = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in case.items()}
+    torch.testing.assert_close(out.float(), ops.paged_decode_attention_reference(**f32), rtol=tol, atol=tol)
+    oracle = paged_oracle(f32["q"], f32["k_cache"], f32["v_cache"], case["block_tables"], case["context_lens"],
+                          case["scale"])
+    torch.testing.assert_close(out.double(), oracle, rtol=tol, atol=tol)
+
+
+def test_sdpa_paged_decode_rejects_an_empty_context():
+    case = paged_case([3, 0], 4, 2, 2, 8)
+    with pytest.raises(ValueError, match="context_lens"):
+        paged_decode_attention_sdpa(**case)

@@ -147,3 +147,32 @@ class DecodeAttention:
         self.cache.write(layer, self.slots, k, v)
         return ops.branch_decode_attention(q, self.cache.k_cache(layer), self.cache.v_cache(layer), scale=self.scale,
                                            backend=self.backend, **self._args)
+
+
+class FlatDecodeAttention:
+    """CPU decode: each sequence's blocks gathered, one fused SDPA per layer for the whole batch.
+
+    ``ops.paged_decode_attention_sdpa`` without the per-layer planning: the gather index and
+    the length mask are built once per step. No cascade (see that op for why it pays on CPU).
+    """
+
+    def __init__(self, cache: PagedKVCache, seqs: list[Sequence], scale: float):
+        from mrt_engine.ops.attention_sdpa import decode_gather_index, decode_mask
+
+        bs = cache.block_size
+        device = cache.kv.device
+        self.cache, self.scale = cache, scale
+        lens = [len(s) for s in seqs]  # the new token is written before attending: it counts
+        self.slots = torch.tensor([s.block_table[(n - 1) // bs] * bs + (n - 1) % bs for s, n in zip(seqs, lens)],
+                                  device=device)
+        num_blocks = max(-(-n // bs) for n in lens)
+        tables = torch.tensor([s.block_table[:num_blocks] + [0] * (num_blocks - len(s.block_table[:num_blocks]))
+                               for s in seqs])
+        self.mask = decode_mask(torch.tensor(lens, device=device), bs)
+        self.index = decode_gather_index(tables, num_blocks, device)
+
+    def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        from mrt_engine.ops.attention_sdpa import decode_sdpa
+
+        self.cache.write(layer, self.slots, k, v)
+        return decode_sdpa(q, self.cache.k_cache(layer), self.cache.v_cache(layer), self.index, self.mask, self.scale)

@@ -80,7 +80,10 @@ class EngineConfig:
     max_model_len: int | None = None  # None: the model's max_position_embeddings
     enable_prefix_caching: bool = True
     cascade: bool = True  # read each forked group's shared blocks once per decode step
-    attention_backend: str = "auto"  # "auto" | "torch" | "ops"
+    # decode attention: "ops" (cascade through mrt_engine.ops: Triton on CUDA), "torch" (the
+    # cascade reference), "sdpa" (flat, fused SDPA: the fastest on CPU); "auto" = ops on CUDA,
+    # sdpa on CPU
+    attention_backend: str = "auto"
     # CPU threads of a generate call: "auto" = torch's setting lowered to the cores idle when
     # the call starts (a second job on the machine must not collapse us), an int, or None
     # (leave torch's setting); see mrt_engine/threads.py. Ignored on CUDA.
@@ -96,8 +99,8 @@ class EngineConfig:
         if self.max_num_batched_tokens < 1:
             raise ValueError(f"max_num_batched_tokens={self.max_num_batched_tokens!r}: need >= 1")
         check_num_threads(self.num_threads, "EngineConfig.num_threads")
-        if self.attention_backend not in ("auto", "torch", "ops"):
-            raise ValueError(f"attention_backend={self.attention_backend!r}: use 'auto', 'torch' or 'ops'")
+        if self.attention_backend not in ("auto", "torch", "ops", "sdpa"):
+            raise ValueError(f"attention_backend={self.attention_backend!r}: use 'auto', 'torch', 'ops' or 'sdpa'")
 
     def resolve_num_blocks(self, num_layers: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
         if self.num_blocks is not None:

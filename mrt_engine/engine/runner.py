@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .attention import DecodeAttention, PagedKVCache, PrefillAttention, group_order
+from .attention import DecodeAttention, FlatDecodeAttention, PagedKVCache, PrefillAttention, group_order
 from .config import EngineConfig
 from .forward import DecoderForward
 from .scheduler import ScheduledBatch
@@ -17,10 +17,11 @@ from .sequence import Sequence
 
 def resolve_backend(requested: str, device: torch.device) -> str:
     """'ops' (``mrt_engine.ops`` dispatches: CUDA -> Triton when installed, CPU -> the torch
-    reference) or 'torch' (the reference forced); 'auto' is 'ops' on CUDA, else 'torch'."""
+    reference), 'torch' (the cascade reference forced) or 'sdpa' (flat decode on fused SDPA,
+    ``FlatDecodeAttention``); 'auto' is 'ops' on CUDA, else 'sdpa'."""
     if requested != "auto":
         return requested
-    return "ops" if device.type == "cuda" else "torch"
+    return "ops" if device.type == "cuda" else "sdpa"
 
 
 class ModelRunner:
@@ -56,8 +57,11 @@ class ModelRunner:
             seqs = group_order(batch.seqs)
             ids = [s.token_ids[-1] for s in seqs]
             pos = [len(s) - 1 for s in seqs]
-            attend = DecodeAttention(self.cache, seqs, scale, cascade=self.config.cascade,
-                                     backend=None if self.backend == "ops" else "torch")
+            if self.backend == "sdpa":
+                attend = FlatDecodeAttention(self.cache, seqs, scale)
+            else:
+                attend = DecodeAttention(self.cache, seqs, scale, cascade=self.config.cascade,
+                                         backend=None if self.backend == "ops" else "torch")
             rows = None
             samplers = seqs
         input_ids = torch.tensor(ids, device=device)  # [T]

@@ -96,3 +96,61 @@ def _call_mask(indptr: list[int], cut_list: list[int], a: int, b: int, c: int, d
     prefix = torch.arange(c, device=dev)[None, :] < row_cut[:, None]  # [rows, c]
     own = (seg[:, None] == seg[None, :]) & (pos[None, :] <= pos[:, None])  # [rows, rows]
     return torch.cat([prefix, own], dim=1)
+
+
+def paged_decode_attention_sdpa(q, k_cache, v_cache, *, block_tables, context_lens, scale, validate=True,
+                                mask=None):
+    """One decode step over a paged KV cache on fused SDPA -> [B, Hq, D] (dtype of q).
+
+    Same contract as ``paged_decode_attention_reference``. One gather of every sequence's used
+    blocks and one fused call for the whole batch and all heads (the reference runs a dozen
+    small ops per KV head, which dominate at decode sizes on CPU). No cascade: a forked
+    group's shared blocks are gathered once per member, which on CPU costs less than the
+    extra ops of a shared pass and a merge. ``mask`` [B, 1, 1, L] bool (True = attend, L =
+    the gathered width ``ceil(max(context_lens) / block_size) * block_size``) may be passed by a
+    caller that runs many layers on one plan; it is built from ``context_lens`` otherwise.
+    Every sequence needs ``context_lens >= 1`` (a decode query always sees itself).
+    """
+    from .attention_ref import check_paged_inputs
+
+    check_paged_inputs(q, k_cache, v_cache, block_tables, context_lens, "paged_decode_attention", values=validate)
+    if q.shape[0] == 0:
+        return torch.empty_like(q)
+    bs = k_cache.shape[1]
+    if mask is None:
+        mask = decode_mask(context_lens, bs)
+    index = decode_gather_index(block_tables, mask.shape[-1] // bs, q.device)
+    return decode_sdpa(q, k_cache, v_cache, index, mask, scale)
+
+
+def decode_gather_index(block_tables: torch.Tensor, num_blocks: int, device) -> torch.Tensor:
+    """Flat block ids [B * num_blocks] to gather (padding entries -1 read block 0, masked)."""
+    return block_tables[:, :num_blocks].to(device).long().clamp(min=0).reshape(-1)
+
+
+def decode_sdpa(q, k_cache, v_cache, index, mask, scale):
+    """The fused decode call: gather ``index`` blocks, repeat K/V heads, one SDPA -> [B, Hq, D]."""
+    n, num_q_heads, _ = q.shape
+    num_kv_heads, head_dim = k_cache.shape[2], k_cache.shape[3]
+    width = mask.shape[-1]
+    k = k_cache.index_select(0, index).view(n, width, num_kv_heads, head_dim)
+    v = v_cache.index_select(0, index).view(n, width, num_kv_heads, head_dim)
+    group = num_q_heads // num_kv_heads
+    if group > 1:
+        k = k.repeat_interleave(group, dim=2)
+        v = v.repeat_interleave(group, dim=2)
+    o = F.scaled_dot_product_attention(q[:, :, None].to(k.dtype), k.transpose(1, 2), v.transpose(1, 2),
+                                       attn_mask=mask, scale=scale)  # [B, Hq, 1, D]
+    return o[:, :, 0].to(q.dtype)
+
+
+def decode_mask(context_lens: torch.Tensor, block_size: int) -> torch.Tensor:
+    """[B, 1, 1, L] bool: key j of sequence b is attended when j < context_lens[b]; L is the
+    gathered width (whole blocks)."""
+    lens = context_lens.long()
+    max_len = int(lens.max()) if lens.numel() else 0
+    if max_len < 1 or int(lens.min()) < 1:
+        raise ValueError("paged_decode_attention_sdpa: every context_lens entry must be >= 1 (a decode query "
+                         "attends at least itself)")
+    width = -(-max_len // block_size) * block_size
+    return (torch.arange(width, device=lens.device)[None, :] < lens[:, None])[:, None, None, :]
