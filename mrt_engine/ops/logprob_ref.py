@@ -40,16 +40,20 @@ def check_logprob_inputs(hidden, weight, targets, bias, temperature):
 
 
 def _chunk_logits(h, w, b, temperature):
-    """Scaled logits of one chunk: z [c, V] fp32."""
+    """Scaled logits of one chunk: z [c, V] fp32 (a fresh tensor: callers work on it in place,
+    since each pass over a [c, V] chunk is what the CPU path pays for)."""
     z = h.float() @ w.T  # [c, V]
     if b is not None:
-        z = z + b
-    return z / temperature
+        z += b
+    if temperature != 1.0:
+        z /= temperature
+    return z
 
 
 def _entropy(z, lse):
     """H = lse - sum p z (natural log); one exp pass over the chunk."""
-    return lse - (torch.exp(z - lse[:, None]) * z).sum(-1)
+    p = torch.exp(z - lse[:, None])
+    return lse - torch.einsum("cv,cv->c", p, z)  # row dots without a [c, V] product
 
 
 class _SelectiveLogProbReference(torch.autograd.Function):
@@ -90,10 +94,10 @@ class _SelectiveLogProbReference(torch.autograd.Function):
         for i in range(0, m, chunk_size):
             j = min(m, i + chunk_size)
             z = _chunk_logits(hidden[i:j], w, b, temperature)
-            p = torch.exp(z - lse[i:j, None])
             ent = entropy[i:j] if grad_entropy is not None else None
-            g = grad_z(z, p, lse[i:j], ent, targets[i:j], _slice(grad_logp, i, j), _slice(grad_entropy, i, j))
-            g = g / temperature  # d z / d logits
+            # d / d logits = (d / d z) / temperature: folded into the incoming gradients
+            g = grad_z_(z, lse[i:j], ent, targets[i:j], _slice(grad_logp, i, j, temperature),
+                        _slice(grad_entropy, i, j, temperature))
             if need_h:
                 grad_h[i:j] = g @ w
             if need_w:
@@ -108,22 +112,35 @@ class _SelectiveLogProbReference(torch.autograd.Function):
         )
 
 
-def _slice(g, i, j):
-    return None if g is None else g[i:j].float()
+def _slice(g, i, j, temperature=1.0):
+    if g is None:
+        return None
+    g = g[i:j].float()
+    return g / temperature if temperature != 1.0 else g
 
 
-def grad_z(z, p, lse, entropy, targets, g_logp, g_entropy):
-    """d loss / d z for scaled logits z [c, V]; p = softmax(z); natural log.
+def grad_z_(z, lse, entropy, targets, g_logp, g_entropy):
+    """d loss / d z for scaled logits z [c, V], computed in z's storage (z is consumed); natural log.
 
-    d logp_t / d z = onehot(t) - p;  d H / d z = -p * (log p + H).
+    With p = softmax(z) and log p = z - lse: d logp_t / d z = onehot(t) - p and
+    d H / d z = -p * (log p + H), so  g = onehot(t) * g_logp - p * (g_logp + (log p + H) * g_entropy).
+    Two or three passes over the chunk, no [c, V] temporaries besides p when the entropy
+    has a gradient.
     """
-    if g_logp is not None:
-        g = p * (-g_logp[:, None])
-        g.scatter_add_(1, targets[:, None], g_logp[:, None])
+    logp = z.sub_(lse[:, None])  # log p, in place
+    if g_entropy is None:
+        g = logp.exp_()  # p
+        if g_logp is None:
+            return g.zero_()
+        g.mul_(-g_logp[:, None])
     else:
-        g = torch.zeros_like(z)
-    if g_entropy is not None:
-        g -= p * (z - lse[:, None] + entropy[:, None]) * g_entropy[:, None]
+        p = logp.exp()
+        coef = logp.add_(entropy[:, None]).mul_(g_entropy[:, None])  # (log p + H) * g_entropy
+        if g_logp is not None:
+            coef.add_(g_logp[:, None])
+        g = p.mul_(coef).neg_()
+    if g_logp is not None:
+        g.scatter_add_(1, targets[:, None], g_logp[:, None])
     return g
 
 
