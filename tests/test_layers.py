@@ -21,6 +21,7 @@ LAYERS = {
     "episodes": 0, "prompts": 0, "grading": 0, "tasks": 0, "models": 0, "metrics": 0, "configs": 0,
     "config": 0,  # every config dataclass; imports only prompts (for template checks)
     "token_spans": 0,  # char spans of tokens (the segmenter and estimator read them)
+    "threads": 0,  # the CPU thread policy (engine and estimator read it); imports torch only
     "errors": 0,  # MRTUserError and user_input: imported by every layer that reads user input
     "_native": 0, "_C": 0, "": 0,  # "": the package's own __init__
 }

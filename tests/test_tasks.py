@@ -412,6 +412,10 @@ def test_load_bad_inputs(tmp_path):
         load_problems(tmp_path / "empty.jsonl")
     with pytest.raises(ValueError, match="limit must be"):
         load_problems(bad, limit=-2)
+    for name, text in (("none.jsonl", ""), ("blank.jsonl", "\n\n"), ("none.json", "[]")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=f"{name}: no problems in it"):
+            load_problems(tmp_path / name)
 
 
 def test_save_and_load_round_trip(tmp_path):

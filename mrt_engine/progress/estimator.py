@@ -151,7 +151,9 @@ class ProgressEstimator:
         bar = self._bar(sum(it.num_cuts for it in work))
         tick = bar.update if bar is not None else None
         try:
-            on_cpu = next(self.model.parameters()).device.type == "cpu"
+            params = getattr(self.model, "parameters", None)  # a stand-in model may have none
+            first = next(params(), None) if callable(params) else None
+            on_cpu = first is None or first.device.type == "cpu"
             with _eval_mode(self.model), thread_count(cfg.num_threads if on_cpu else None):
                 per = self._run(work, cfg, tick)
         finally:

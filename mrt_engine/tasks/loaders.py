@@ -188,6 +188,8 @@ def load_problems(
         if not task_given and isinstance(row.get("task"), str) and isinstance(row.get("meta"), dict):
             row_task, meta = row["task"], row["meta"]
         problems.append(Problem(pid, text, str(answer), row_task, meta))
+    if not problems and limit != 0:  # an empty file or `[]`: a run on no problems would look like a run
+        raise MRTUserError(f"{path}: no problems in it (an empty file, or an empty JSON array)")
     return problems
 
 
