@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from mrt_engine.experiments.compare import ARMS, arm_config, verdict
+from mrt_engine.experiments.compare import ARMS, DEFAULT_ARMS, arm_config, verdict
 from mrt_engine.experiments.compare.evaluate import j_within, majority_curve
 from mrt_engine.experiments.compare.report import mean_ci, tokens_to_reach
 from mrt_engine.progress import ProgressResult
@@ -64,7 +64,10 @@ def test_arms_are_the_shared_config_plus_their_keys():
     assert arm_config(base, "placebo", 0, "o")["algo"]["name"] == "mrt_dense_placebo"
     with pytest.raises(ValueError, match="unknown arm"):
         arm_config(base, "ppo", 0, "o")
-    assert {"grpo", "mrt_scalar", "mrt_dense", "mrt_dense_score", "length_penalty", "placebo"} == set(ARMS)
+    assert {"grpo", "mrt_scalar", "mrt_dense", "mrt_dense_score", "length_penalty", "placebo"} == set(DEFAULT_ARMS)
+    assert arm_config(base, "placebo_score", 0, "o")["algo"] == {"name": "mrt_dense_placebo",
+                                                                 "progress": {"mode": "score"}}
+    assert set(DEFAULT_ARMS) < set(ARMS)
 
 
 def test_placebo_keeps_magnitudes_and_counts_but_moves_credit():
@@ -102,10 +105,10 @@ def test_j_within_and_majority():
     assert maj["4"] == {"accuracy": 1.0, "tokens": 40.0}
 
 
-def _records(d_regret, d_tokens, d_pass=0.0):
+def _records(d_regret, d_tokens, d_pass=0.0, arms=(("grpo", 0.0), ("placebo", 0.0), ("mrt_dense", 1.0))):
     recs = []
     for seed, (dr, dt) in enumerate(zip(d_regret, d_tokens)):
-        for arm, shift in (("grpo", 0.0), ("placebo", 0.0), ("mrt_dense", 1.0)):
+        for arm, shift in arms:
             final = {"pass@1": 0.5 + shift * d_pass, "tokens": 100.0 + shift * dt, "truncated": 0.0, "episodes": 2.0,
                      "progress": 0.1, "j_empty": 0.1, "forced_accuracy": 0.5, "forced_tokens": 200.0,
                      "regret": {"256": 0.5 + shift * dr}, "accuracy_at_budget": {"256": 0.5},
@@ -122,6 +125,14 @@ def test_verdict_applies_the_rule():
     # fewer tokens but worse pass@1: no win
     assert not verdict(_records([0, 0, 0], [-20, -25, -22], d_pass=-0.1), regret_budget=256)["supported"]
     assert verdict(_records([0, 0, 0], [-20, -25, -22]), regret_budget=256)["against"]["placebo"]["tokens_win"]
+    # the follow-up's arm and controls, judged by the same rule; a missing control is no win
+    arms = (("grpo", 0.0), ("placebo_score", 0.0), ("mrt_dense_score", 1.0))
+    follow = verdict(_records([-0.05, -0.04, -0.06], [0, 1, -1], arms=arms), regret_budget=256,
+                     arm="mrt_dense_score", controls=("grpo", "placebo_score"))
+    assert follow["supported"] and follow["arm"] == "mrt_dense_score"
+    lone = verdict(_records([-0.05, -0.04, -0.06], [0, 1, -1], arms=arms[::2]), regret_budget=256,
+                   arm="mrt_dense_score", controls=("grpo", "placebo_score"))
+    assert not lone["supported"] and lone["against"]["placebo_score"] == {"available": False}
 
 
 def test_max_train_tokens_stops_training(tmp_path):
@@ -143,7 +154,7 @@ def test_compare_quick_end_to_end(tmp_path):
     out = tmp_path / "cmp"
     assert main(["compare", "--quick", "--seeds", "2", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert set(report["summary"]) == set(ARMS)
+    assert set(report["summary"]) == set(DEFAULT_ARMS)
     for arm, m in report["summary"].items():
         assert m["pass@1"]["n"] == 2 and 0 <= m["pass@1"]["mean"] <= 1 and not math.isnan(m["pass@1"]["ci95"])
         assert m["train_tokens"]["mean"] >= 400  # every arm spent the same budget
@@ -154,4 +165,17 @@ def test_compare_quick_end_to_end(tmp_path):
     from mrt_engine.experiments.compare import run_compare
 
     run_compare(out_dir=out, seeds=2, quick=True, log=lines.append)
-    assert sum("reused" in line for line in lines) == 2 * len(ARMS)
+    assert sum("reused" in line for line in lines) == 2 * len(DEFAULT_ARMS)
+    assert report["verdict"]["regret_budget"] == 48  # the largest budget: the quick rollout budget
+
+
+def test_compare_first_seed_runs_only_fresh_seeds(tmp_path):
+    from mrt_engine.experiments.compare import run_compare
+
+    report = run_compare(out_dir=tmp_path / "f", arms=["grpo", "mrt_dense_score", "placebo_score"], seeds=1,
+                         first_seed=5, quick=True, jobs=1, log=lambda *_: None)
+    assert {r["seed"] for r in report["runs"]} == {5}
+    assert set(report["secondary_verdict"]["against"]) == {"grpo", "placebo_score"}
+    assert "## Follow-up: mrt_dense_score" in (tmp_path / "f" / "report.md").read_text()
+    with pytest.raises(ValueError, match="first_seed"):
+        run_compare(out_dir=tmp_path / "g", first_seed=-1, quick=True)

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 
 def add_parser(sub):
-    from mrt_engine.experiments.compare.arms import ARMS
+    from mrt_engine.experiments.compare.arms import ARMS, DEFAULT_ARMS
 
     p = sub.add_parser("compare", help="MRT vs GRPO vs controls: several seeds per arm, equal token budgets, "
                                        "intervals, the prior decision rule, a report and a PNG")
     p.add_argument("--out", default="runs/compare", help="output folder (a rerun reuses finished arms)")
-    p.add_argument("--arms", nargs="+", choices=sorted(ARMS), help="arms to run (default: all)")
+    p.add_argument("--arms", nargs="+", choices=sorted(ARMS),
+                   help=f"arms to run (default: {' '.join(DEFAULT_ARMS)})")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm (default 3)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="first seed (default 0): a hypothesis from one run is tested on seeds it did not use")
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (default 2)")
     p.add_argument("--quick", action="store_true", help="tiny settings: checks the machinery in about a minute")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -22,6 +25,6 @@ def run(args) -> int:
     from mrt_engine.commands.train import parse_overrides
     from mrt_engine.experiments.compare import run_compare
 
-    run_compare(out_dir=args.out, arms=args.arms, seeds=args.seeds, jobs=args.jobs, quick=args.quick,
+    run_compare(out_dir=args.out, arms=args.arms, seeds=args.seeds, first_seed=args.first_seed, jobs=args.jobs, quick=args.quick,
                 overrides=parse_overrides(args.set))
     return 0

@@ -6,8 +6,8 @@ writes ``report.json``, ``report.md`` and ``compare.png``. Pieces: ``arms`` (wha
 changes), ``evaluate`` (the held-out measurements), ``report`` (intervals, the decision rule,
 table and plot), ``run`` (orchestration, one result file per arm and seed, resumable).
 """
-from .arms import ARMS, arm_config
+from .arms import ARMS, DEFAULT_ARMS, arm_config
 from .report import DECISION_RULE, aggregate, verdict
 from .run import run_compare
 
-__all__ = ["ARMS", "DECISION_RULE", "aggregate", "arm_config", "run_compare", "verdict"]
+__all__ = ["ARMS", "DECISION_RULE", "DEFAULT_ARMS", "aggregate", "arm_config", "run_compare", "verdict"]

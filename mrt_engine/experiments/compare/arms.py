@@ -14,10 +14,19 @@ ARMS: dict[str, dict] = {
     "length_penalty": {"algo.name": "length_penalty"},
     # mrt_dense with progress shuffled across the batch: the same magnitudes, no credit
     "placebo": {"algo.name": "mrt_dense_placebo", "algo.progress.mode": "sample"},
+    # the placebo of mrt_dense_score: scored progress shuffled (scored J has its own magnitudes)
+    "placebo_score": {"algo.name": "mrt_dense_placebo", "algo.progress.mode": "score"},
 }
+# `mrt-engine compare` with no --arms: the six of the decision rule's run (placebo_score is the
+# follow-up's control, run with --arms)
+DEFAULT_ARMS = ("grpo", "mrt_scalar", "mrt_dense", "mrt_dense_score", "length_penalty", "placebo")
 BASELINE = "grpo"
 MRT_ARM = "mrt_dense"       # the arm the decision rule judges
 CONTROLS = ("grpo", "placebo")
+# Judged by the same rule but stated after the first full run (docs/compare.md, "Follow-up"): a
+# hypothesis that run suggested, so it counts only on seeds that run did not use.
+SECONDARY_ARM = "mrt_dense_score"
+SECONDARY_CONTROLS = ("grpo", "placebo_score")
 
 
 def arm_config(base: dict, arm: str, seed: int, output_dir: str) -> dict:

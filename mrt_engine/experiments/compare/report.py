@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .arms import BASELINE, CONTROLS, MRT_ARM
+from .arms import BASELINE, CONTROLS, MRT_ARM, SECONDARY_ARM, SECONDARY_CONTROLS
 
 # Written before the full run (docs/compare.md restates it); `verdict` applies it as written.
 DECISION_RULE = (
@@ -14,6 +14,8 @@ DECISION_RULE = (
     "at least -0.02; and (b) a win on normalized regret at the rollout budget, or on mean completion tokens: "
     "lower in every seed and the 95% t-interval of the mean paired difference entirely below 0."
 )
+# The rollout budget is the largest measuring budget (256 tokens in the shipped settings,
+# equal to rollout.max_tokens): what `regret_budget` of `verdict` receives.
 PASS_MARGIN = 0.02
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -99,25 +101,29 @@ def _paired(records: list[dict], arm: str, control: str, key: str) -> list[float
     return [a[s] - b[s] for s in sorted(set(a) & set(b))]
 
 
-def verdict(records: list[dict], *, regret_budget: int) -> dict:
-    """The decision rule applied to the records: per control the paired differences and wins."""
-    out = {"rule": DECISION_RULE, "arm": MRT_ARM, "against": {}}
-    for control in CONTROLS:
-        d_pass = _paired(records, MRT_ARM, control, "pass@1")
+def verdict(records: list[dict], *, regret_budget: int, arm: str = MRT_ARM,
+            controls: tuple[str, ...] = CONTROLS) -> dict:
+    """The decision rule applied to the records: per control the paired differences and wins.
+
+    ``arm``/``controls``: the rule's own pair by default; the secondary hypothesis passes its own."""
+    out = {"rule": DECISION_RULE, "arm": arm, "controls": list(controls), "regret_budget": regret_budget,
+           "against": {}}
+    for control in controls:
+        d_pass = _paired(records, arm, control, "pass@1")
         if not d_pass:
             out["against"][control] = {"available": False}
             continue
         res = {"available": True, "num_seeds": len(d_pass), "d_pass@1": mean_ci(d_pass)}
         res["pass_ok"] = res["d_pass@1"]["mean"] >= -PASS_MARGIN
         for name, key in (("regret", f"regret@{regret_budget}"), ("tokens", "tokens")):
-            d = mean_ci(_paired(records, MRT_ARM, control, key))
+            d = mean_ci(_paired(records, arm, control, key))
             upper = d["mean"] + d["ci95"] if not math.isnan(d["ci95"]) else math.nan
             res[f"d_{name}"] = d
             res[f"{name}_win"] = bool(all(v < 0 for v in d["values"]) and upper < 0)
         res["win"] = bool(res["pass_ok"] and (res["regret_win"] or res["tokens_win"]))
         out["against"][control] = res
     done = [v for v in out["against"].values() if v.get("available")]
-    out["supported"] = bool(len(done) == len(CONTROLS) and all(v["win"] for v in done))
+    out["supported"] = bool(len(done) == len(controls) and all(v["win"] for v in done))
     return out
 
 
@@ -161,28 +167,36 @@ def plot(records: list[dict], summary: dict, path: str | Path, *, budgets: list[
         mean = [p["mean"] for p in pts]
         half = [0.0 if math.isnan(p["ci95"]) else p["ci95"] for p in pts]
         (line,) = ax[0, 0].plot(grid, mean, label=arm)
-        ax[0, 0].fill_between(grid, [m - h for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)],
-                              color=line.get_color(), alpha=0.15)
+        # A t-interval over 3 seeds can pass 0 or 1; accuracy cannot.
+        ax[0, 0].fill_between(grid, [max(0.0, m - h) for m, h in zip(mean, half)],
+                              [min(1.0, m + h) for m, h in zip(mean, half)], color=line.get_color(), alpha=0.12)
         m = summary[arm]
-        xs = [float(b) for b in budgets] + [m["forced_tokens"]["mean"]]
-        ys = [m[f"accuracy@{b}"]["mean"] for b in budgets] + [m["forced_accuracy"]["mean"]]
-        ax[0, 1].plot(xs, ys, marker="o", color=line.get_color(), label=arm)
+        ax[0, 1].plot([float(b) for b in budgets], [m[f"accuracy@{b}"]["mean"] for b in budgets], marker="o",
+                      color=line.get_color(), label=arm)
+        # Budget forcing is a different intervention (extend with "Wait"), so it is its own marker,
+        # placed at the tokens it actually used (which can be fewer than the last budget).
+        ax[0, 1].plot([m["forced_tokens"]["mean"]], [m["forced_accuracy"]["mean"]], marker="*", markersize=12,
+                      linestyle="none", color=line.get_color())
         ks = sorted(int(k.split("@")[1]) for k in m if k.startswith("maj@") and not k.endswith("_tokens"))
         ax[1, 0].plot([m[f"maj@{k}_tokens"]["mean"] for k in ks], [m[f"maj@{k}"]["mean"] for k in ks], marker="o",
                       color=line.get_color(), label=arm)
     ax[0, 0].set(xlabel="generated training tokens", ylabel="held-out pass@1 (band: 95% over seeds)",
                  title="accuracy during training")
-    ax[0, 1].set(xlabel="completion tokens per trace (last point: budget forcing with \"Wait\")",
+    ax[0, 1].set(xlabel="completion tokens per trace (stars: budget forcing with \"Wait\")",
                  ylabel="accuracy (forced answer at the budget)", title="accuracy against test-time budget")
     ax[1, 0].set(xlabel="completion tokens per problem (k samples)", ylabel="maj@k accuracy",
                  title="majority vote over k samples (k = 1, 2, 4, ...)")
     arms = list(summary)
-    b = budgets[len(budgets) // 2]
-    reg = [summary[a][f"regret@{b}"] for a in arms]
-    ax[1, 1].bar(range(len(arms)), [r["mean"] for r in reg],
-                 yerr=[0.0 if math.isnan(r["ci95"]) else r["ci95"] for r in reg], capsize=4)
+    width = 0.8 / len(budgets)
+    for j, b in enumerate(budgets):  # every budget: the decision rule reads the last (the rollout budget)
+        reg = [summary[a][f"regret@{b}"] for a in arms]
+        ax[1, 1].bar([i + (j - (len(budgets) - 1) / 2) * width for i in range(len(arms))], [r["mean"] for r in reg],
+                     width, yerr=[0.0 if math.isnan(r["ci95"]) else r["ci95"] for r in reg], capsize=3,
+                     label=f"{b} tokens")
     ax[1, 1].set_xticks(range(len(arms)), arms, rotation=20)
-    ax[1, 1].set(ylabel=f"normalized regret at {b} tokens (lower is better)", title="regret (95% over seeds)")
+    ax[1, 1].set_ylim(0, 1)
+    ax[1, 1].legend(fontsize=8, title="budget", title_fontsize=8)
+    ax[1, 1].set(ylabel="normalized regret (lower is better)", title="regret at each budget (95% over seeds)")
     for a in (ax[0, 0], ax[0, 1], ax[1, 0]):
         a.legend(fontsize=8)
         a.grid(alpha=0.3)

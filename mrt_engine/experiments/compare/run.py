@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from .arms import ARMS, arm_config
+from .arms import ARMS, DEFAULT_ARMS, SECONDARY_ARM, SECONDARY_CONTROLS, arm_config
 from .report import aggregate, markdown_table, plot, verdict
 
 
@@ -38,19 +38,22 @@ QUICK_EVAL = EvalSpec(num_samples=2, num_branches=2, budgets=[16, 32, 48], forci
 
 
 def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None = None, seeds: int = 3,
-                jobs: int = 2, quick: bool = False, overrides: dict | None = None,
+                first_seed: int = 0, jobs: int = 2, quick: bool = False, overrides: dict | None = None,
                 eval_spec: EvalSpec | None = None, log=print) -> dict:
-    """Train and measure every arm at seeds 0..seeds-1; write report.json, report.md, compare.png."""
+    """Train and measure every arm at seeds first_seed..first_seed+seeds-1; write report.json,
+    report.md, compare.png. A fresh ``first_seed`` tests a hypothesis on seeds it was not drawn from."""
     from mrt_engine.config import set_dotted
     from mrt_engine.configs import shipped_config
 
     t0 = time.perf_counter()
-    arms = list(arms or ARMS)
+    arms = list(arms or DEFAULT_ARMS)
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; arms: {sorted(ARMS)}")
     if seeds < 1:
         raise ValueError(f"seeds={seeds}: need >= 1 (3 or more for intervals that mean something)")
+    if first_seed < 0:
+        raise ValueError(f"first_seed={first_seed}: need >= 0")
     if jobs < 1:
         raise ValueError(f"jobs={jobs}: need >= 1")
     base = shipped_config("compare")
@@ -58,8 +61,8 @@ def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None 
         set_dotted(base, key, value)
     spec = eval_spec or (QUICK_EVAL if quick else EvalSpec())
     out = Path(out_dir)
-    tasks = [(arm, seed) for seed in range(seeds) for arm in arms]
-    log(f"compare: {len(arms)} arms x {seeds} seeds = {len(tasks)} runs, {jobs} at a time, "
+    tasks = [(arm, seed) for seed in range(first_seed, first_seed + seeds) for arm in arms]
+    log(f"compare: {len(arms)} arms x {seeds} seeds (from {first_seed}) = {len(tasks)} runs, {jobs} at a time, "
         f"budget {base.get('max_train_tokens')} training tokens each -> {out}")
     jobs_args = [(base, arm, seed, str(out / "arms" / arm / f"seed{seed}"), spec.__dict__) for arm, seed in tasks]
     records = []
@@ -134,31 +137,50 @@ def run_one(base: dict, arm: str, seed: int, run_dir: str, spec: dict, measure_s
 def write_report(records: list[dict], out: Path, *, spec: EvalSpec, max_train_tokens: int, seconds: float,
                  quick: bool, log=print) -> dict:
     summary = aggregate(records)
-    regret_budget = spec.budgets[len(spec.budgets) // 2]
+    regret_budget = max(spec.budgets)  # the rollout budget (see report.DECISION_RULE)
     decision = verdict(records, regret_budget=regret_budget)
+    secondary = verdict(records, regret_budget=regret_budget, arm=SECONDARY_ARM, controls=SECONDARY_CONTROLS)
     table = markdown_table(summary, budgets=spec.budgets)
     out.mkdir(parents=True, exist_ok=True)
     png = out / "compare.png"
     plot(records, summary, png, budgets=spec.budgets, max_train_tokens=max_train_tokens)
+    keep = ("arm", "seed", "steps", "train_tokens", "seconds", "progress_seconds", "train_reliability", "curve")
     report = {"quick": quick, "seconds": seconds, "eval_spec": spec.__dict__, "summary": summary,
-              "verdict": decision, "runs": [{k: r[k] for k in ("arm", "seed", "steps", "train_tokens", "seconds",
-                                                             "progress_seconds", "train_reliability", "curve")}
-                                            for r in records]}
+              "verdict": decision, "secondary_verdict": secondary,
+              "runs": [{k: r[k] for k in keep} for r in records]}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     lines = [f"# mrt-engine compare{' --quick' if quick else ''}", "",
              f"{len(records)} runs in {seconds / 60:.1f} min. Mean ± 95% t-interval half-width over seeds.", "",
-             table, "", "## Decision rule (fixed before the run)", "", decision["rule"], "",
+             table, "", "## Decision rule (fixed before the run)", "",
+             decision["rule"] + f" (Here the rollout budget is {regret_budget} tokens.)", "",
              f"**Outcome: MRT {'is' if decision['supported'] else 'is not'} supported by this run.**", ""]
-    for control, res in decision["against"].items():
-        if res.get("available"):
-            lines.append(f"- against {control}: pass@1 difference {_pm(res['d_pass@1'])}, regret difference "
-                         f"{_pm(res['d_regret'])}, tokens difference {_pm(res['d_tokens'], '.1f')}; "
-                         f"{'win' if res['win'] else 'no win'}")
+    lines += _verdict_lines(decision)
+    if any(res.get("available") for res in secondary["against"].values()):
+        lines += ["", f"## Follow-up: {SECONDARY_ARM} against {' and '.join(SECONDARY_CONTROLS)} (same rule)", "",
+                  "Stated after the first full run; it counts only on seeds that run did not use (docs/compare.md).",
+                  "", f"**{SECONDARY_ARM} {'wins' if secondary['supported'] else 'does not win'} on seeds "
+                  f"{sorted({r['seed'] for r in records if r['arm'] == SECONDARY_ARM})}.**", ""]
+        lines += _verdict_lines(secondary)
     (out / "report.md").write_text("\n".join(lines) + "\n")
+    follow = (f"\nFollow-up: {SECONDARY_ARM} {'wins' if secondary['supported'] else 'does not win'} against "
+              f"{' and '.join(SECONDARY_CONTROLS)}." if any(r.get("available") for r in secondary["against"].values())
+              else "")
     log("\n" + table + f"\n\n{decision['rule']}\nOutcome: MRT {'is' if decision['supported'] else 'is not'} "
-        f"supported by this run.\nreport: {out / 'report.md'}  {out / 'report.json'}  plot: {png}  "
+        f"supported by this run.{follow}\nreport: {out / 'report.md'}  {out / 'report.json'}  plot: {png}  "
         f"({seconds / 60:.1f} min)")
     return report
+
+
+def _verdict_lines(decision: dict) -> list[str]:
+    out = []
+    for control, res in decision["against"].items():
+        if res.get("available"):
+            out.append(f"- against {control} ({res['num_seeds']} seeds): pass@1 difference {_pm(res['d_pass@1'])}, "
+                       f"regret@{decision['regret_budget']} difference {_pm(res['d_regret'])}, tokens difference "
+                       f"{_pm(res['d_tokens'], '+.1f')}; {'win' if res['win'] else 'no win'}")
+        else:
+            out.append(f"- against {control}: not run")
+    return out
 
 
 def _pm(m: dict, spec: str = "+.3f") -> str:
