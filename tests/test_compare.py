@@ -179,3 +179,13 @@ def test_compare_first_seed_runs_only_fresh_seeds(tmp_path):
     assert "## Follow-up: mrt_dense_score" in (tmp_path / "f" / "report.md").read_text()
     with pytest.raises(ValueError, match="first_seed"):
         run_compare(out_dir=tmp_path / "g", first_seed=-1, quick=True)
+
+
+def test_outcome_says_untested_when_the_arm_was_not_run():
+    from mrt_engine.experiments.compare.run import _outcome
+
+    untested = {"arm": "mrt_dense", "controls": ["grpo", "placebo"], "supported": False,
+                "against": {"grpo": {"available": False}, "placebo": {"available": False}}}
+    assert _outcome(untested).startswith("the rule was not tested")
+    tested = dict(untested, against={"grpo": {"available": True, "win": False}, "placebo": {"available": False}})
+    assert _outcome(tested) == "MRT is not supported by this run."

@@ -153,7 +153,7 @@ def write_report(records: list[dict], out: Path, *, spec: EvalSpec, max_train_to
              f"{len(records)} runs in {seconds / 60:.1f} min. Mean ± 95% t-interval half-width over seeds.", "",
              table, "", "## Decision rule (fixed before the run)", "",
              decision["rule"] + f" (Here the rollout budget is {regret_budget} tokens.)", "",
-             f"**Outcome: MRT {'is' if decision['supported'] else 'is not'} supported by this run.**", ""]
+             f"**Outcome: {_outcome(decision)}**", ""]
     lines += _verdict_lines(decision)
     if any(res.get("available") for res in secondary["against"].values()):
         lines += ["", f"## Follow-up: {SECONDARY_ARM} against {' and '.join(SECONDARY_CONTROLS)} (same rule)", "",
@@ -165,10 +165,18 @@ def write_report(records: list[dict], out: Path, *, spec: EvalSpec, max_train_to
     follow = (f"\nFollow-up: {SECONDARY_ARM} {'wins' if secondary['supported'] else 'does not win'} against "
               f"{' and '.join(SECONDARY_CONTROLS)}." if any(r.get("available") for r in secondary["against"].values())
               else "")
-    log("\n" + table + f"\n\n{decision['rule']}\nOutcome: MRT {'is' if decision['supported'] else 'is not'} "
-        f"supported by this run.{follow}\nreport: {out / 'report.md'}  {out / 'report.json'}  plot: {png}  "
+    log("\n" + table + f"\n\n{decision['rule']}\nOutcome: {_outcome(decision)}{follow}\nreport: {out / 'report.md'}  {out / 'report.json'}  plot: {png}  "
         f"({seconds / 60:.1f} min)")
     return report
+
+
+def _outcome(decision: dict) -> str:
+    """The rule's outcome in words; a run without the arm or any control has not tested it
+    (a follow-up run of other arms must not read as a negative result)."""
+    if not any(res.get("available") for res in decision["against"].values()):
+        return (f"the rule was not tested: this run lacks {decision['arm']} or all of "
+                f"{', '.join(decision['controls'])}.")
+    return f"MRT {'is' if decision['supported'] else 'is not'} supported by this run."
 
 
 def _verdict_lines(decision: dict) -> list[str]:
