@@ -89,11 +89,13 @@ def test_demo_end_to_end_shrunk(tmp_path):
     small = {"max_train_tokens": 100, "rollout.max_tokens": 24, "prompts_per_step": 2, "data.num_train": 8,
              "data.num_eval": 6, "algo.progress.num_branches": 2, "algo.progress.max_cuts": 2}
     report = run_demo(output_dir=str(tmp_path), jobs=1, overrides=small,
-                      eval_spec=EvalSpec(num_samples=2, num_branches=2, budgets=[24], forcing_budget=32))
+                      eval_spec=EvalSpec(num_samples=2, num_branches=2, budgets=[24], forcing_budget=None))
     assert set(report["columns"]) == {"before", "after grpo", "after mrt_dense"}
     assert all(report["train_tokens"][a] >= 100 for a in ("grpo", "mrt_dense"))
     for algo in ("grpo", "mrt_dense"):  # one folder per algorithm: nothing overwritten
         assert (tmp_path / algo / "result.json").exists() and (tmp_path / algo / "metrics.jsonl").exists()
+        final = json.loads((tmp_path / algo / "result.json").read_text())["final"]
+        assert "forced_accuracy" not in final and final["num_samples"] == 2  # forcing skipped, the rest measured
 
 
 def test_repo_configs_are_the_shipped_ones():

@@ -10,7 +10,8 @@ On ``num_samples`` sampled completions per held-out problem:
   that fits the budget: forced termination there), and the progress ``reliability``;
 - budget forcing past the natural end: a trace that closed is extended with ``"\\n\\nWait,"``
   (a truncated one just goes on) up to ``forcing_budget`` completion tokens, then graded on
-  its last answer: ``forced_accuracy`` and ``forced_tokens``;
+  its last answer: ``forced_accuracy`` and ``forced_tokens`` (skipped with
+  ``forcing_budget=None``: it generates past every trace, the costliest measurement here);
 - ``maj@k``: the majority answer of the first k samples of a problem, against k x tokens.
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ def measuring_estimator_config(train_cfg, num_branches: int) -> EstimatorConfig:
 
 @torch.no_grad()
 def evaluate_policy(trainer, problems, *, num_samples: int, seed: int, budgets: Sequence[int],
-                    forcing_budget: int, num_branches: int) -> dict:
+                    forcing_budget: int | None, num_branches: int) -> dict:
     """The measurements above for ``trainer``'s current policy on ``problems``."""
     cfg, tok, backend = trainer.cfg, trainer.tok, trainer.backend
     trainer.model.eval()
@@ -64,10 +65,11 @@ def evaluate_policy(trainer, problems, *, num_samples: int, seed: int, budgets: 
         out["accuracy_at_budget"][str(b)] = sum(j_within(r, len(s.context_ids) + b)
                                                 for r, s in zip(results, samples)) / num
     out["reliability"] = progress_reliability(results).to_json()
-    forced = budget_forcing(backend, tok, samples, forcing_budget=forcing_budget, sampling=sampling)
-    out["forced_budget"] = forcing_budget
-    out["forced_accuracy"] = sum(g for g, _ in forced) / num
-    out["forced_tokens"] = sum(t for _, t in forced) / num
+    if forcing_budget is not None:
+        forced = budget_forcing(backend, tok, samples, forcing_budget=forcing_budget, sampling=sampling)
+        out["forced_budget"] = forcing_budget
+        out["forced_accuracy"] = sum(g for g, _ in forced) / num
+        out["forced_tokens"] = sum(t for _, t in forced) / num
     out["maj"] = majority_curve(samples, num_samples)
     return out
 

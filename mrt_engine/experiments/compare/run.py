@@ -26,7 +26,7 @@ class EvalSpec:
     num_samples: int = 4                # completions per held-out problem
     num_branches: int = 8               # forced answers per cut of the measuring estimator
     budgets: list = field(default_factory=lambda: [64, 128, 256])  # completion-token budgets
-    forcing_budget: int = 512           # budget forcing ("Wait") up to this many completion tokens
+    forcing_budget: int | None = 512    # budget forcing ("Wait") up to this many completion tokens; None: skip
 
 
 # --quick: the machinery end to end in about a minute (numbers mean nothing at this size)
