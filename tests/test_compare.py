@@ -166,6 +166,9 @@ def test_compare_quick_end_to_end(tmp_path):
 
     run_compare(out_dir=out, seeds=2, quick=True, log=lines.append)
     assert sum("reused" in line for line in lines) == 2 * len(DEFAULT_ARMS)
+    first_seconds = sum(r["seconds"] for r in report["runs"]) / 60  # the report names the runs' own time
+    assert f"{2 * len(DEFAULT_ARMS)} reused from an earlier invocation ({first_seconds:.1f} run-minutes" in \
+        (out / "report.md").read_text()
     assert report["verdict"]["regret_budget"] == 48  # the largest budget: the quick rollout budget
 
 

@@ -150,7 +150,7 @@ def write_report(records: list[dict], out: Path, *, spec: EvalSpec, max_train_to
               "runs": [{k: r[k] for k in keep} for r in records]}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     lines = [f"# mrt-engine compare{' --quick' if quick else ''}", "",
-             f"{len(records)} runs in {seconds / 60:.1f} min. Mean ± 95% t-interval half-width over seeds.", "",
+             _timing(records, seconds) + " Mean ± 95% t-interval half-width over seeds.", "",
              table, "", "## Decision rule (fixed before the run)", "",
              decision["rule"] + f" (Here the rollout budget is {regret_budget} tokens.)", "",
              f"**Outcome: {_outcome(decision)}**", ""]
@@ -168,6 +168,18 @@ def write_report(records: list[dict], out: Path, *, spec: EvalSpec, max_train_to
     log("\n" + table + f"\n\n{decision['rule']}\nOutcome: {_outcome(decision)}{follow}\nreport: {out / 'report.md'}  {out / 'report.json'}  plot: {png}  "
         f"({seconds / 60:.1f} min)")
     return report
+
+
+def _timing(records: list[dict], seconds: float) -> str:
+    """How long the runs took. Reused runs were timed by the invocation that made them: their
+    own seconds are summed (a rerun that reuses everything took seconds, the runs did not)."""
+    reused = [r for r in records if r.get("reused")]
+    if not reused:
+        return f"{len(records)} runs in {seconds / 60:.1f} min."
+    own = sum(r["seconds"] for r in reused) / 60
+    return (f"{len(records)} runs; {len(reused)} reused from an earlier invocation ({own:.1f} run-minutes "
+            f"of their own, summed over runs that may have run side by side), this invocation "
+            f"{seconds / 60:.1f} min.")
 
 
 def _outcome(decision: dict) -> str:
