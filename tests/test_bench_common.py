@@ -19,6 +19,14 @@ def test_run_interleaved_rotates_the_order_and_skips_warmup_rounds():
     assert set(medians(times)) == {"a", "b", "c"}
 
 
+def test_run_interleaved_settles_before_every_call_untimed():
+    events = []
+    times = run_interleaved({"a": lambda: events.append("a"), "b": lambda: events.append("b")}, repeats=2,
+                            warmup=1, settle=lambda: events.append("settle"))
+    assert events == ["settle", "a", "settle", "b", "settle", "b", "settle", "a", "settle", "a", "settle", "b"]
+    assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2}
+
+
 def test_run_interleaved_drops_a_failing_case_and_reports_it():
     errors = {}
 

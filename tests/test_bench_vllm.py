@@ -131,3 +131,30 @@ def test_start_vllm_exports_the_model_and_starts_the_worker(fake_vllm_python, ti
     finally:
         if worker is not None:
             worker.close()
+
+
+def test_wait_idle_waits_out_a_busy_process_group_and_returns_at_once_when_idle(tmp_path):
+    """The settle step of the benchmark: the worker's group (here a stand-in that spins for
+    0.8 s in a child, as vLLM's engine core does after a request) is waited out."""
+    import subprocess
+    import sys
+    import time
+
+    child = tmp_path / "spin.py"
+    child.write_text("import time\nt = time.time()\nwhile time.time() - t < 0.8:\n    pass\n")
+    leader = tmp_path / "leader.py"
+    leader.write_text(f"import subprocess, sys, time\nsubprocess.run([sys.executable, {str(child)!r}])\n"
+                      "time.sleep(30)\n")
+    proc = subprocess.Popen([sys.executable, str(leader)], start_new_session=True)
+    worker = object.__new__(VLLMWorker)
+    worker.proc = proc
+    try:
+        time.sleep(0.3)  # the child is spinning by now
+        waited = worker.wait_idle(window_s=0.2, timeout_s=5)
+        assert 0.3 <= waited < 4, waited
+        used = worker.cpu_seconds()
+        assert used >= 0.4, f"the group's CPU time was not counted: {used}"
+        assert worker.wait_idle(window_s=0.2, timeout_s=5) < 0.5  # idle now: one window
+    finally:
+        proc.kill()
+        proc.wait()

@@ -21,7 +21,8 @@ def synchronize(device: torch.device | str) -> None:
 def run_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1,
                     device: str | torch.device = "cpu", on_step: Callable[[str], None] | None = None,
                     on_error: Callable[[str, BaseException], None] | None = None,
-                    before: dict[str, Callable[[], object]] | None = None) -> dict[str, list[float]]:
+                    before: dict[str, Callable[[], object]] | None = None,
+                    settle: Callable[[], object] | None = None) -> dict[str, list[float]]:
     """Time each zero-argument callable ``repeats`` times, interleaved; returns seconds per case.
 
     The order rotates every round (A B C, B C A, C A B) so that no case always runs right
@@ -30,6 +31,8 @@ def run_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int, war
     later rounds and reported through ``on_error`` (raised when there is none); the others
     carry on. ``before[name]``, when given, runs untimed before each call of that case (e.g.
     to empty a prefix cache, so that a repeat does not find the previous round's work cached).
+    ``settle``, when given, runs untimed before every call after that: it waits out work a
+    previous case left running in another process (a vLLM engine core winding down).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -44,6 +47,8 @@ def run_interleaved(cases: dict[str, Callable[[], object]], *, repeats: int, war
             try:
                 if before and name in before:
                     before[name]()
+                if settle is not None:
+                    settle()
                 synchronize(device)
                 t0 = time.perf_counter()
                 cases[name]()

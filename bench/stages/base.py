@@ -136,8 +136,11 @@ def measure(ctx: Context, stage: str, cases: dict[str, tuple[str, callable]], me
         ctx.bar.set_postfix_str(f"{stage}: {name}")
         ctx.bar.update(1)
 
+    # vLLM's engine core runs on for a second or two after each request; without the wait
+    # the next case (often ours) is timed beside it on the same cores.
+    settle = ctx.vllm.wait_idle if ctx.vllm is not None and ctx.device.type == "cpu" else None
     times = run_interleaved({m: fn for m, (_, fn) in cases.items()}, repeats=ctx.repeats, warmup=ctx.warmup,
-                            device=ctx.device, on_step=on_step, on_error=on_error, before=before)
+                            device=ctx.device, on_step=on_step, on_error=on_error, before=before, settle=settle)
     out = []
     for method, (role, _) in cases.items():
         r = Result(stage=stage, method=method, role=role, times_s=times[method], **meta.get(method, {}))
