@@ -129,19 +129,24 @@ def decode_gather_index(block_tables: torch.Tensor, num_blocks: int, device) -> 
 
 
 def decode_sdpa(q, k_cache, v_cache, index, mask, scale):
-    """The fused decode call: gather ``index`` blocks, repeat K/V heads, one SDPA -> [B, Hq, D]."""
-    n, num_q_heads, _ = q.shape
-    num_kv_heads, head_dim = k_cache.shape[2], k_cache.shape[3]
+    """The fused decode call: gather ``index`` blocks, one SDPA for the batch -> [B, Hq, D].
+
+    Grouped-query heads ride in SDPA's query-length axis: q [B, Hq, D] is viewed as
+    [B, Hkv, group, D] (query head h reads KV head h // group, HF's convention), so the
+    gathered K/V are used as they are. Repeating them to Hq heads instead wrote group x the
+    gathered context per layer and step: 45% of a sample-mode pass with 36 branches of a
+    730-token trace (57 vs 4 ms per call at those sizes, 2.5x at generation's).
+    """
+    n, num_q_heads, head_dim = q.shape
+    num_kv_heads = k_cache.shape[2]
     width = mask.shape[-1]
     k = k_cache.index_select(0, index).view(n, width, num_kv_heads, head_dim)
     v = v_cache.index_select(0, index).view(n, width, num_kv_heads, head_dim)
     group = num_q_heads // num_kv_heads
-    if group > 1:
-        k = k.repeat_interleave(group, dim=2)
-        v = v.repeat_interleave(group, dim=2)
-    o = F.scaled_dot_product_attention(q[:, :, None].to(k.dtype), k.transpose(1, 2), v.transpose(1, 2),
-                                       attn_mask=mask, scale=scale)  # [B, Hq, 1, D]
-    return o[:, :, 0].to(q.dtype)
+    qg = q.view(n, num_kv_heads, group, head_dim).to(k.dtype)
+    o = F.scaled_dot_product_attention(qg, k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
+                                       scale=scale)  # [B, Hkv, group, D]; the mask broadcasts over group
+    return o.reshape(n, num_q_heads, head_dim).to(q.dtype)
 
 
 def decode_mask(context_lens: torch.Tensor, block_size: int) -> torch.Tensor:
