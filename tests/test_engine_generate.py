@@ -256,6 +256,29 @@ def test_decode_backends_agree(lively):
                 torch.testing.assert_close(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=1e-4, rtol=0)
 
 
+def test_sdpa_cascade_steps_agree_with_the_flat_and_reference_decode(lively, monkeypatch):
+    """With the saving threshold at 0, the CPU default runs its forked groups through the
+    SDPA cascade (``branch_decode_attention_sdpa``); tokens and log-probs stay those of the
+    flat decode and of the cascade reference."""
+    from mrt_engine.ops import attention_sdpa
+
+    model, tok = lively
+    params = SamplingParams(n=3, temperature=0.0, max_tokens=8, ignore_eos=True, logprobs=True)
+    flat = Generator(model, tok, num_blocks=128, block_size=4).generate(PROMPTS, params)
+    monkeypatch.setattr(attention_sdpa, "MIN_SAVED_TOKENS", 0)
+    calls = []
+    real = attention_sdpa.branch_decode_attention_sdpa
+    monkeypatch.setattr(attention_sdpa, "branch_decode_attention_sdpa", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cascaded = Generator(model, tok, num_blocks=128, block_size=4).generate(PROMPTS, params)
+    reference = Generator(model, tok, num_blocks=128, block_size=4, attention_backend="torch").generate(PROMPTS, params)
+    assert calls, "no decode step took the cascade"
+    for a, b, c in zip(cascaded, flat, reference):
+        assert [s.token_ids for s in a] == [s.token_ids for s in b] == [s.token_ids for s in c]
+        for x, y, z in zip(a, b, c):
+            torch.testing.assert_close(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=1e-4, rtol=0)
+            torch.testing.assert_close(torch.tensor(x.logprobs), torch.tensor(z.logprobs), atol=1e-4, rtol=0)
+
+
 def test_fork_without_free_blocks_queues_children_for_recompute(lively, monkeypatch):
     from mrt_engine.engine.scheduler import Scheduler
 

@@ -114,3 +114,43 @@ def test_sdpa_paged_decode_rejects_an_empty_context():
     case = paged_case([3, 0], 4, 2, 2, 8)
     with pytest.raises(ValueError, match="context_lens"):
         paged_decode_attention_sdpa(**case)
+
+
+BRANCH = {
+    # name: (group_sizes, shared_lens, tail_lens, block_size, hq, hkv)
+    "one_branch_len_1": ([1], [0], [1], 4, 2, 2),
+    "one_group": ([3], [8], [1, 2, 5], 4, 2, 2),
+    # a singleton with no tail (its context is whole shared blocks), a group with no shared blocks
+    "gqa4_mixed": ([1, 4, 2], [0, 12, 4], [3, 1, 0, 6, 4, 1, 7], 4, 4, 1),
+    "gqa3_empty_tail": ([2, 1, 3], [16, 8, 32], [3, 0, 5, 1, 2, 16], 8, 9, 3),
+    "no_shared_at_all": ([2, 2], [0, 0], [5, 1, 3, 7], 4, 4, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(BRANCH))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sdpa_branch_decode_matches_reference(name, dtype):
+    from mrt_engine.ops.attention_sdpa import branch_decode_attention_sdpa
+
+    from ops_helpers import branch_case
+
+    case = branch_case(*BRANCH[name], d=16, dtype=dtype)
+    out = branch_decode_attention_sdpa(**case)
+    assert out.dtype == dtype and out.shape == case["q"].shape
+    f32 = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in case.items()}
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.float(), ops.branch_decode_attention_reference(**f32), rtol=tol, atol=tol)
+    # the planner's validate=False skips checks only
+    assert torch.equal(branch_decode_attention_sdpa(**case, validate=False), out)
+
+
+def test_worth_cascading_needs_a_real_saving():
+    from mrt_engine.ops.attention_sdpa import MIN_SAVED_TOKENS, worth_cascading
+
+    # 9 groups of 4 branches of a ~700-token trace: saves ~3/4 of the gather
+    assert worth_cascading([4] * 9, [700] * 9, [716] * 36)
+    # generation: 4 groups of 4 samples of a 48-token prompt: too little to pay for a second call
+    assert not worth_cascading([4] * 4, [48] * 4, [112] * 16)
+    # singletons share nothing
+    assert not worth_cascading([1] * 8, [4096] * 8, [4100] * 8)
+    assert not worth_cascading([2], [MIN_SAVED_TOKENS - 16], [MIN_SAVED_TOKENS] * 2)

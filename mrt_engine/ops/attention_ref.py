@@ -150,9 +150,11 @@ def check_paged_inputs(q, k_cache, v_cache, block_tables, lens, what, values=Tru
               f"{what}: lens must lie in [0, max_blocks*block_size={cap}]; got max {int(lens.max())}")
         used = torch.arange(block_tables.shape[1], device=lens.device)[None, :] < (lens.long()[:, None] + bs - 1) // bs
         ids = block_tables.to(lens.device).long()[used]
-        check(ids.numel() == 0 or (int(ids.min()) >= 0 and int(ids.max()) < num_blocks),
-              f"{what}: block ids in use must lie in [0, num_blocks={num_blocks}); got min {int(ids.min())}, "
-              f"max {int(ids.max())}")
+        # (the message is built only for a non-empty ids: min() of no blocks raises)
+        if ids.numel():
+            check(int(ids.min()) >= 0 and int(ids.max()) < num_blocks,
+                  f"{what}: block ids in use must lie in [0, num_blocks={num_blocks}); got min {int(ids.min())}, "
+                  f"max {int(ids.max())}")
 
 
 def _paged_state(q_rows, k_cache, v_cache, block_tables, lens, scale):

@@ -159,3 +159,88 @@ def decode_mask(context_lens: torch.Tensor, block_size: int) -> torch.Tensor:
                          "attends at least itself)")
     width = -(-max_len // block_size) * block_size
     return (torch.arange(width, device=lens.device)[None, :] < lens[:, None])[:, None, None, :]
+
+
+def branch_decode_attention_sdpa(q, k_cache, v_cache, *, group_indptr, shared_block_tables, shared_lens,
+                                 tail_block_tables, tail_lens, scale, validate=True, **_hints):
+    """Cascade decode on fused CPU attention -> [B, Hq, D] (dtype of q).
+
+    Same contract as ``branch_decode_attention_reference``. Two fused calls for the whole batch
+    instead of one per group and KV head: the shared pass puts every member of a group (and
+    the query heads of one KV head) in the query axis, ``[G, Hkv, members * group, D]``, against
+    the group's shared blocks gathered once; the tail pass is the flat decode over each
+    sequence's own blocks. Both return their natural-log LSE (the flash kernel's), and the
+    two states are merged. Against the flat decode it gathers a shared prefix once per group
+    instead of once per member; ``worth_cascading`` says when that pays. The ``max_*`` host
+    hints of the Triton path are accepted and unused.
+    """
+    from .attention_ref import check_branch_inputs
+
+    check_branch_inputs(q, k_cache, v_cache, group_indptr, shared_block_tables, shared_lens, tail_block_tables,
+                        tail_lens, values=validate)
+    n, num_q_heads, head_dim = q.shape
+    if n == 0:
+        return torch.empty_like(q)
+    num_kv_heads, bs = k_cache.shape[2], k_cache.shape[1]
+    group = num_q_heads // num_kv_heads
+    dt = k_cache.dtype
+    qg = q.to(dt).view(n, num_kv_heads, group, head_dim)
+    parts = []
+    if shared_block_tables.shape[1]:
+        bounds = group_indptr.tolist()
+        sizes = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+        num_groups, width = len(sizes), max(max(sizes), 1)
+        # member j of group g is row g * width + j; padding rows repeat the group's first member
+        pick = torch.tensor([min(a + min(j, max(s - 1, 0)), n - 1) for a, s in zip(bounds[:-1], sizes) for j in range(width)],
+                            device=q.device)
+        real = torch.tensor([g * width + j for g, s in enumerate(sizes) for j in range(s)], device=q.device)
+        qs = qg[pick].view(num_groups, width, num_kv_heads, group, head_dim).permute(0, 2, 1, 3, 4)
+        qs = qs.reshape(num_groups, num_kv_heads, width * group, head_dim)
+        o, lse = _flash_over_blocks(qs, k_cache, v_cache, shared_block_tables, shared_lens, scale)
+        o = o.view(num_groups, num_kv_heads, width, group, head_dim).permute(0, 2, 1, 3, 4)
+        o = o.reshape(num_groups * width, num_kv_heads, group, head_dim)[real]
+        lse = lse.view(num_groups, num_kv_heads, width, group).permute(0, 2, 1, 3)
+        lse = lse.reshape(num_groups * width, num_kv_heads, group)[real]
+        parts.append((o, lse))
+    if tail_block_tables.shape[1]:
+        parts.append(_flash_over_blocks(qg, k_cache, v_cache, tail_block_tables, tail_lens, scale))
+    if len(parts) == 1:
+        o = parts[0][0]
+    else:
+        (o_a, s_a), (o_b, s_b) = parts
+        top = torch.maximum(s_a, s_b)  # at least one part is finite: every context has >= 1 key
+        w_a, w_b = torch.exp(s_a - top), torch.exp(s_b - top)
+        o = (o_a.float() * w_a[..., None] + o_b.float() * w_b[..., None]) / (w_a + w_b)[..., None]
+    return o.reshape(n, num_q_heads, head_dim).to(q.dtype)
+
+
+def _flash_over_blocks(q, k_cache, v_cache, block_tables, lens, scale):
+    """q [R, Hkv, rows, D] over the ``lens[r]`` tokens of blocks ``block_tables[r]`` ->
+    (out [R, Hkv, rows, D], lse [R, Hkv, rows] fp32, -inf where ``lens`` is 0)."""
+    num, num_blocks = block_tables.shape
+    bs, num_kv_heads, head_dim = k_cache.shape[1], k_cache.shape[2], k_cache.shape[3]
+    index = block_tables.to(q.device).long().clamp(min=0).reshape(-1)
+    k = k_cache.index_select(0, index).view(num, num_blocks * bs, num_kv_heads, head_dim).transpose(1, 2)
+    v = v_cache.index_select(0, index).view(num, num_blocks * bs, num_kv_heads, head_dim).transpose(1, 2)
+    lens = lens.to(q.device).long()
+    keep = torch.arange(num_blocks * bs, device=q.device)[None, :] < lens[:, None]
+    # The flash kernel wants an additive mask of q's dtype; it returns lse 0 for a row with
+    # every key masked, so those rows' lse is set to -inf (their part weighs nothing).
+    mask = torch.zeros(keep.shape, dtype=q.dtype, device=q.device).masked_fill_(~keep, float("-inf"))
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=mask[:, None, None, :],
+                                                                          scale=scale)
+    lse = lse.float().masked_fill((lens == 0)[:, None, None], float("-inf"))
+    return out, lse
+
+
+def worth_cascading(group_sizes: list[int], shared_lens: list[int], context_lens: list[int]) -> bool:
+    """Whether the cascade's saving beats its extra fused call and merge on CPU: the flat
+    decode gathers every member's shared prefix; the cascade gathers it once per group.
+    Pays when it saves at least a quarter of the flat gather and ``MIN_SAVED_TOKENS`` tokens."""
+    saved = sum((m - 1) * s for m, s in zip(group_sizes, shared_lens))
+    return saved >= MIN_SAVED_TOKENS and 4 * saved >= sum(context_lens)
+
+
+#: Shared-prefix tokens the cascade must save per step before it pays on CPU (measured on
+#: SmolLM2-135M decode shapes, docs/benchmarks.md).
+MIN_SAVED_TOKENS = 2048
