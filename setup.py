@@ -44,8 +44,7 @@ def extensions():
 
 
 setup(
-    packages=find_packages(include=["mrt_engine", "mrt_engine.*"]) + ["mrt_engine.kernels"],
-    package_dir={"mrt_engine.kernels": "kernels"},
+    packages=find_packages(include=["mrt_engine", "mrt_engine.*"]),
     ext_modules=extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -17,7 +17,7 @@ LAYERS = {
     "train": 4,
     "rl": 3,
     "progress": 2, "plots": 2, "report": 2,  # plots and the HTML report draw progress results
-    "engine": 1, "ops": 1, "kernels": 1,  # kernels/ is installed as mrt_engine.kernels (ops' Triton code)
+    "engine": 1, "ops": 1, "kernels": 1,  # ops' Triton code
     "episodes": 0, "prompts": 0, "grading": 0, "tasks": 0, "models": 0, "metrics": 0, "configs": 0,
     "config": 0,  # every config dataclass; imports only prompts (for template checks)
     "token_spans": 0,  # char spans of tokens (the segmenter and estimator read them)
@@ -33,13 +33,13 @@ ALLOWED: set = set()
 
 
 def _modules():
-    """(module name, file) for every module of the package, kernels/ included."""
-    for base, prefix in ((ROOT / "mrt_engine", "mrt_engine"), (ROOT / "kernels", "mrt_engine.kernels")):
-        for path in sorted(base.rglob("*.py")):
-            parts = [prefix, *path.relative_to(base).with_suffix("").parts]
-            if parts[-1] == "__init__":
-                parts.pop()
-            yield ".".join(parts), path
+    """(module name, file) for every module of the package."""
+    base = ROOT / "mrt_engine"
+    for path in sorted(base.rglob("*.py")):
+        parts = ["mrt_engine", *path.relative_to(base).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        yield ".".join(parts), path
 
 
 def _imports(module: str, path: Path):

@@ -32,9 +32,8 @@ def run_in_venv(python: Path, args: list[str], *, timeout: int) -> tuple[subproc
     Returns the process and the tail of its output.
 
     Only ``mrt_engine`` goes on the path (a symlink in a temporary directory), not the checkout
-    root, and ``-P`` keeps the working directory off it: the checkout's top-level ``kernels/``
-    would otherwise pass for the PyPI package of that name, which transformers imports when it
-    finds one (and ours needs triton).
+    root, and ``-P`` keeps the working directory off it: the venv must import its own packages,
+    not the checkout's files (``bench/``, ``tests/``) by accident.
     """
     with tempfile.TemporaryDirectory(prefix="mrt_path_") as path:
         os.symlink(ROOT / "mrt_engine", Path(path) / "mrt_engine")

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 VLLM_VENV = REPO / ".venv-vllm"  # made by `make vllm-venv` (scripts/setup_vllm_venv.sh)
 WORKER = Path(__file__).resolve().with_name("vllm_worker.py")
 # Run the worker with neither its folder nor the working directory on sys.path: files there
-# (this folder's modules, the repo's kernels/) must not shadow the venv's packages.
+# (this folder's modules, the repo's top-level folders) must not shadow the venv's packages.
 _LAUNCH = "import runpy, sys; sys.path = [p for p in sys.path if p]; runpy.run_path(sys.argv[1], run_name='__main__')"
 NOT_INSTALLED = ("vLLM is not installed: run `make vllm-venv` (builds .venv-vllm, found automatically), "
                  "or pass --vllm-python / set MRT_VLLM_PYTHON to a python that has vllm")

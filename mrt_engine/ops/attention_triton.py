@@ -1,4 +1,4 @@
-"""Launchers of the attention kernels (kernels/attention.py): checks, tile sizes, grids, merging."""
+"""Launchers of the attention kernels (mrt_engine/kernels/attention.py): checks, tile sizes, grids, merging."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Launchers and autograd wrapper of the selective log-prob kernels (kernels/logprob.py).
+"""Launchers and autograd wrapper of the selective log-prob kernels (mrt_engine/kernels/logprob.py).
 
 Two variants share one autograd function: ``fused`` (logit tiles inside the kernels) and
 ``matmul`` (BLAS logits per chunk of rows, row kernels for the LSE and the gradient).

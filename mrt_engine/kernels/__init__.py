@@ -1,8 +1,7 @@
 """Triton kernels of mrt_engine (``@triton.jit`` code and constexpr constants only).
 
-Installed as ``mrt_engine.kernels``; from a checkout, ``mrt_engine.ops._kernels.load()``
-loads this directory under that name. Launchers, checks and autograd live in
-``mrt_engine/ops/``.
+Loaded lazily by ``mrt_engine.ops._kernels.load()`` (``TRITON_INTERPRET`` must be set
+before the first import). Launchers, checks and autograd live in ``mrt_engine/ops/``.
 """
 from .attention import grouped_paged_decode_kernel, prefix_suffix_attention_kernel
 from .logprob import logprob_bwd_kernel, logprob_fwd_kernel, logprob_rows_bwd_kernel, logprob_rows_fwd_kernel
