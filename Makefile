@@ -51,7 +51,7 @@ bench-quick: setup
 	$(PYTHON) bench/throughput.py --quick $(BENCH_ARGS)
 
 bench-kernels: setup
-	$(PYTHON) bench/kernels.py
+	$(PYTHON) bench/bench_kernels.py
 
 bench-generation: setup
 	$(PYTHON) bench/generation.py $(BENCH_ARGS)

@@ -100,3 +100,19 @@ def test_import_parsing(tmp_path, source, expected):
     path = tmp_path / "update.py"
     path.write_text(source)
     assert list(_imports("mrt_engine.rl.update", path)) == expected
+
+
+def test_no_checkout_name_shadows_an_installed_package():
+    """Scripts run from the checkout put its root (``python -m``) or ``bench/`` (``python
+    bench/x.py``) first on sys.path, so a folder or module there named like an installed
+    package replaces it. It happened: transformers 5.25 imports the PyPI package ``kernels``
+    while loading a model, and the old top-level ``kernels/`` and ``bench/kernels.py`` broke
+    every model load from the checkout."""
+    import importlib.metadata
+
+    bench = ROOT / "bench"
+    names = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    names |= {p.stem for p in bench.glob("*.py")} | {p.name for p in bench.iterdir() if p.is_dir()}
+    installed = importlib.metadata.packages_distributions()
+    clashes = {n: installed[n] for n in names - {"mrt_engine"} if n in installed}
+    assert not clashes, f"checkout names that shadow installed packages (rename them): {clashes}"

@@ -1,6 +1,8 @@
 """Launchers of the attention kernels (mrt_engine/kernels/attention.py): checks, tile sizes, grids, merging."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from . import _kernels
@@ -9,6 +11,29 @@ from .attention_ref import check_branch_inputs, check_paged_inputs, check_scorin
 from .merge import merge_state, merge_states
 
 _GPU_TARGET_PROGRAMS = 2 * 132  # ~2 waves on an H100/H200
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """Tile shape and launch options of one kernel launch; ``None`` keeps the launcher's default.
+
+    ``block_q``: query rows ((token, q head) pairs) per program; ``block_n``: keys per inner
+    step; ``num_warps`` / ``num_stages``: Triton's launch options (pipelining depth of the
+    key loop). ``bench/tune_kernels.py`` sweeps these on a GPU; the defaults come from it.
+    """
+    block_q: int | None = None
+    block_n: int | None = None
+    num_warps: int | None = None
+    num_stages: int | None = None
+
+    def launch_options(self, num_warps: int) -> dict:
+        opts = {"num_warps": self.num_warps or num_warps}
+        if self.num_stages is not None:
+            opts["num_stages"] = self.num_stages
+        return opts
+
+
+_DEFAULT = Tiles()
 
 
 def _pow2_at_least(n: int, lo: int = 16) -> int:
@@ -31,11 +56,12 @@ def _check_dtype(*tensors):
 
 
 def prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix_indptr, prefix_start, cuts,
-                                   scale, max_suffix_len=None, validate=True, return_lse=False):
+                                   scale, max_suffix_len=None, validate=True, return_lse=False, tiles: Tiles = _DEFAULT):
     """Triton path of ``prefix_suffix_attention`` -> out [S, Hq, D] (and lse [S, Hq] fp32 if asked).
 
     With device-resident metadata, ``validate=False`` and ``max_suffix_len`` the call makes no
-    host sync (checks done once per step by the planner instead).
+    host sync (checks done once per step by the planner instead). ``tiles`` overrides the tile
+    shape (tuning).
     """
     check_scoring_inputs(q, k_suffix, v_suffix, k_prefix, v_prefix, suffix_indptr, prefix_start, cuts, values=validate)
     _check_dtype(q, k_suffix, v_suffix, k_prefix, v_prefix)
@@ -51,8 +77,8 @@ def prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, *,
         return (out, lse) if return_lse else out
     ratio = hq // hkv
     max_rows = max_suffix_len * ratio  # (token, q head) rows of the longest suffix
-    block_q = min(128 if q.is_cuda else 16, _pow2_at_least(max_rows))
-    block_n = 64 if q.is_cuda else 16
+    block_q = tiles.block_q or min(128 if q.is_cuda else 16, _pow2_at_least(max_rows))
+    block_n = tiles.block_n or (64 if q.is_cuda else 16)
     grid = (n, _cdiv(max_rows, block_q), hkv)
     _kernels.load().prefix_suffix_attention_kernel[grid](
         q, k_suffix, v_suffix, k_prefix, v_prefix, out, lse,
@@ -60,17 +86,19 @@ def prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, *,
         cuts.to(q.device, torch.int32).contiguous(),
         q.stride(0), k_suffix.stride(0), out.stride(0), float(scale),
         NUM_Q_HEADS=hq, GQA_RATIO=ratio, HEAD_DIM=d, BLOCK_D=_pow2_at_least(d), BLOCK_Q=block_q, BLOCK_N=block_n,
-        DOT_PRECISION=_dot_precision(q.dtype), num_warps=(8 if block_q >= 128 else 4) if q.is_cuda else 1)
+        DOT_PRECISION=_dot_precision(q.dtype),
+        **tiles.launch_options((8 if block_q >= 128 else 4) if q.is_cuda else 1))
     return (out, lse) if return_lse else out
 
 
 def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tables, lens, scale, num_splits=None,
-                                max_len=None, max_group_size=None):
+                                max_len=None, max_group_size=None, tiles: Tiles = _DEFAULT):
     """State of one decode step where group g's queries share blocks ``block_tables[g]``.
 
     q [B, Hq, D]; group_indptr [G+1]; block_tables [G, max_blocks]; lens [G] ->
     (out [B, Hq, D] fp32, lse [B, Hq] fp32). ``num_splits`` splits each key range (split-KV).
     ``max_len`` / ``max_group_size`` (host ints) spare the device syncs that size the grid.
+    ``tiles`` overrides the tile shape (tuning).
     """
     check(k_cache.is_contiguous() and v_cache.is_contiguous(),
           "k_cache/v_cache must be contiguous [num_blocks, block_size, Hkv, D] tensors")
@@ -85,8 +113,8 @@ def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tabl
     if max_len is None:
         max_len = int(lens.max()) if G else 0
     q = q.contiguous()
-    block_q = min(64, _pow2_at_least(max_rows))
-    block_n = _pow2_at_least(block_size, 32 if q.is_cuda else 16)
+    block_q = tiles.block_q or min(64, _pow2_at_least(max_rows))
+    block_n = tiles.block_n or _pow2_at_least(block_size, 32 if q.is_cuda else 16)
     num_q_blocks = _cdiv(max(max_rows, 1), block_q)
     if num_splits is None:
         num_splits = 1
@@ -106,7 +134,7 @@ def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tabl
         q.stride(0), k_cache.stride(0), k_cache.stride(1), tables.stride(0), tokens_per_split, B, float(scale),
         NUM_Q_HEADS=hq, GQA_RATIO=ratio, HEAD_DIM=d, BLOCK_D=_pow2_at_least(d), BLOCK_Q=block_q, BLOCK_N=block_n,
         KV_BLOCK_SIZE=block_size, NUM_SPLITS=num_splits, DOT_PRECISION=_dot_precision(q.dtype),
-        num_warps=4 if q.is_cuda else 1)
+        **tiles.launch_options(4 if q.is_cuda else 1))
     if num_splits == 1:
         return out[0], lse[0]
     return merge_states(out, lse)
@@ -129,18 +157,20 @@ def paged_decode_attention_triton(q, k_cache, v_cache, *, block_tables, context_
 
 def branch_decode_attention_triton(q, k_cache, v_cache, *, group_indptr, shared_block_tables, shared_lens,
                                    tail_block_tables, tail_lens, scale, num_splits=None, max_shared_len=None,
-                                   max_tail_len=None, max_group_size=None, validate=True, return_lse=False):
+                                   max_tail_len=None, max_group_size=None, validate=True, return_lse=False,
+                                   tiles: Tiles = _DEFAULT):
     """Triton path of ``branch_decode_attention``: grouped shared pass + per-sequence tails, merged.
 
     ``validate=False`` with the three ``max_*`` host ints (``DecodePlan`` carries them) makes no
-    host sync.
+    host sync. ``tiles`` overrides the shared pass's tile shape (tuning).
     """
     B = q.shape[0]
     check_branch_inputs(q, k_cache, v_cache, group_indptr, shared_block_tables, shared_lens, tail_block_tables,
                         tail_lens, values=validate)
     o_s, l_s = grouped_paged_decode_triton(q, k_cache, v_cache, group_indptr=group_indptr,
                                            block_tables=shared_block_tables, lens=shared_lens, scale=scale,
-                                           num_splits=num_splits, max_len=max_shared_len, max_group_size=max_group_size)
+                                           num_splits=num_splits, max_len=max_shared_len, max_group_size=max_group_size,
+                                           tiles=tiles)
     singles = torch.arange(B + 1, dtype=torch.int32, device=q.device)
     o_t, l_t = grouped_paged_decode_triton(q, k_cache, v_cache, group_indptr=singles, block_tables=tail_block_tables,
                                            lens=tail_lens, scale=scale, num_splits=num_splits, max_len=max_tail_len,

@@ -1,7 +1,7 @@
 """Kernel benchmarks: torch reference vs Triton vs plain torch, measured side by side in one run.
 
-    PYTHONPATH=. python bench/kernels.py                 # CPU: reference vs plain (time, peak memory)
-    PYTHONPATH=. python bench/kernels.py --device cuda   # GPU: + Triton, TFLOP/s or GB/s, % of H200 roofline
+    PYTHONPATH=. python bench/bench_kernels.py                 # CPU: reference vs plain (time, peak memory)
+    PYTHONPATH=. python bench/bench_kernels.py --device cuda   # GPU: + Triton, TFLOP/s or GB/s, % of H200 roofline
 
 On CPU the Triton kernels only run in the interpreter, which says nothing about speed, so
 they are left out there. Times are medians of interleaved repeats. Peak memory: on CUDA
