@@ -25,7 +25,7 @@ from bench.common.machine import NOMINAL_GPU, dtype_name as _dt  # noqa: E402
 from bench.common.memory import peak_memory  # noqa: E402
 from bench.common.plot import plot_speedups  # noqa: E402
 from bench.common.report import format_columns, write_rows_csv  # noqa: E402
-from bench.common.timing import medians, run_interleaved  # noqa: E402
+from bench.common.timing import cuda_graph_time, medians, run_interleaved  # noqa: E402
 from bench.stages.logprob import plain_logprob  # noqa: E402
 from mrt_engine.ops import (  # noqa: E402
     branch_decode_attention,
@@ -42,6 +42,15 @@ H200_BF16_FLOPS, H200_BYTES_PER_S = NOMINAL_GPU["H200"]
 def time_interleaved(fns: dict, device: str, repeats: int) -> dict:
     """Median seconds per call of each fn: one untimed round, then ``repeats`` interleaved ones."""
     return medians(run_interleaved(fns, repeats=repeats, warmup=1, device=device))
+
+
+def graph_times(fns: dict, device: str) -> dict:
+    """CUDA only: seconds per CUDA-graph replay of each Triton impl, i.e. the kernels' device time
+    without the launchers' Python and launch overhead (at these sizes a call's wall time is
+    mostly that overhead)."""
+    if device != "cuda":
+        return {}
+    return {k: cuda_graph_time(fn) for k, fn in fns.items() if k.startswith("triton")}
 
 
 def _logprob_inputs(m, v, h, dtype, device, seed=0):
@@ -137,13 +146,23 @@ def bench_scoring(device, dtype, cfg, repeats):
         fns["triton"] = lambda: prefix_suffix_attention(**args, **meta, max_suffix_len=plan.max_suffix_len,
                                                         validate=False)  # no host sync per call
     times = time_interleaved(fns, device, repeats)
+    graphs = graph_times(fns, device)
     errs = _errors(fns, lambda: prefix_suffix_attention(**_f32(args), **meta, backend="torch"), device)
     keys = sum(c * suffix_len + suffix_len * (suffix_len + 1) / 2 for c in plan.cuts.tolist())  # (query, key) pairs
     flops = 4.0 * keys * hq * d
     shape = f"{num_traces}x{trace_len} tok, {num_cuts} cuts, suffix {suffix_len}, Hq={hq} Hkv={hkv} D={d} {_dt(dtype)}"
     return [dict(op="prefix_suffix_attention", impl=k, shape=shape, ms=t * 1e3, rate=flops / t / 1e12,
                  unit="TFLOP/s", pct_roofline=100 * flops / t / H200_BF16_FLOPS if device == "cuda" else None,
-                 vs_plain=times["plain"] / t, max_err=errs.get(k)) for k, t in times.items()]
+                 vs_plain=times["plain"] / t, max_err=errs.get(k), **_graph_columns(graphs.get(k), flops,
+                                                                                   H200_BF16_FLOPS))
+            for k, t in times.items()]
+
+
+def _graph_columns(seconds, work, peak) -> dict:
+    """graph_ms and the roofline share at graph-replay time (work: FLOPs or bytes; peak per s)."""
+    if not seconds:
+        return {}
+    return dict(graph_ms=seconds * 1e3, graph_pct_roofline=100 * work / seconds / peak)
 
 
 def _branch_inputs(num_groups, branches, shared_len, tail_len, block_size, hq, hkv, d, dtype, device):
@@ -178,6 +197,7 @@ def bench_branch(device, dtype, cfg, repeats):
         fns["triton_no_cascade"] = lambda: paged_decode_attention(q, kc, vc, **paged, validate=False,
                                                                   max_context_len=shared_len + tail_len)
     times = time_interleaved(fns, device, repeats)
+    graphs = graph_times(fns, device)
     errs = _errors(fns, lambda: branch_decode_attention(q.float(), kc.float(), vc.float(), **cascade, backend="torch"),
                    device)
     per_token = 2 * hkv * d * q.element_size()  # k and v
@@ -190,7 +210,8 @@ def bench_branch(device, dtype, cfg, repeats):
         moved = plain_bytes if k in ("plain", "triton_no_cascade") else cascade_bytes
         rows.append(dict(op="branch_decode_attention", impl=k, shape=shape, ms=t * 1e3, rate=moved / t / 1e9,
                          unit="GB/s", pct_roofline=100 * moved / t / H200_BYTES_PER_S if device == "cuda" else None,
-                         vs_plain=times["plain"] / t, max_err=errs.get(k)))
+                         vs_plain=times["plain"] / t, max_err=errs.get(k),
+                         **_graph_columns(graphs.get(k), moved, H200_BYTES_PER_S)))
     return rows
 
 
@@ -208,8 +229,8 @@ def _errors(fns, reference_fn, device):
 
 # ---------------------------------------------------------------- output
 
-COLUMNS = ["op", "impl", "shape", "ms", "rate", "unit", "pct_roofline", "vs_plain", "peak_mib", "mem_vs_plain",
-           "max_err"]
+COLUMNS = ["op", "impl", "shape", "ms", "rate", "unit", "pct_roofline", "graph_ms", "graph_pct_roofline", "vs_plain",
+           "peak_mib", "mem_vs_plain", "max_err"]
 
 
 def _fmt(v):

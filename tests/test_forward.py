@@ -38,3 +38,23 @@ def test_unsupported_architecture_is_named():
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
     with pytest.raises(NotImplementedError, match="gpt2"):
         DecoderForward(model)
+
+
+@pytest.mark.parametrize("num_rows", [1, 7, 48, 49])
+def test_cpu_head_slices_match_the_plain_head(tiny, num_rows):
+    """Decode batches (<= CPU_HEAD_MAX_ROWS rows) take the vocabulary-sliced CPU head; a bias
+    and a vocabulary that is no multiple of the slice must come out as the module computes
+    them, and under autograd the plain module runs (mm's out= has no backward)."""
+    from mrt_engine.engine import forward as fwd_mod
+
+    model, _ = tiny
+    fwd = DecoderForward(model)
+    vocab, hidden_size = 2 * fwd_mod.CPU_HEAD_SLICE + 37, model.config.hidden_size
+    head = torch.nn.Linear(hidden_size, vocab, bias=True)
+    fwd.lm_head = head
+    h = torch.randn(num_rows, hidden_size)
+    with torch.no_grad():
+        torch.testing.assert_close(fwd.logits(h), head(h), atol=1e-5, rtol=1e-5)
+    out = fwd.logits(h.requires_grad_())
+    assert out.requires_grad
+    torch.testing.assert_close(out, head(h), atol=1e-5, rtol=1e-5)

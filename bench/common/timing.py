@@ -84,3 +84,31 @@ def best_time(fn: Callable[[], object], device: torch.device | str, seconds: flo
         best = min(best, time.perf_counter() - t0)
         if time.perf_counter() > deadline:
             return best
+
+
+def cuda_graph_time(fn: Callable[[], object], *, replays: int = 20) -> float | None:
+    """Median seconds of one replay of ``fn`` captured in a CUDA graph: the device time of its
+    kernels without Python or launch overhead (what an engine that replays graphs pays). None
+    when ``fn`` cannot be captured (a host sync or a CPU tensor inside)."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up off the capture: compilation, allocator pools
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+    except Exception:  # noqa: BLE001 - not capturable: the caller reports call time only
+        torch.cuda.synchronize()
+        return None
+    times = []
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(times)

@@ -1,0 +1,103 @@
+"""Where the time goes: one call of our side of a benchmark stage under ``torch.profiler``.
+
+    python bench/profile_stages.py                        # generation, score, sample, logprob
+    python bench/profile_stages.py --stage sample --rows 25
+
+Same model and workloads as ``bench/throughput.py`` (SmolLM2-135M, fp32, the CPU default
+sizes); one warm-up call, then one profiled call per stage. Prints the top ops by self CPU
+time and the share of the profiled wall time they cover; the remainder is Python and
+dispatch overhead between ops. Profile first, optimise second (docs/benchmarks.md).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common.estimator import estimator_options  # noqa: E402
+from bench.common.models import load  # noqa: E402
+from bench.common.traces import PROBLEMS, chat_prompt_ids, progress_inputs  # noqa: E402
+from bench.stages.base import DEFAULT_CPU, reset_prefix_cache  # noqa: E402
+
+STAGES = ("generation", "score", "sample", "logprob")
+
+
+def _generation(model, tok, w):
+    from mrt_engine.engine import Generator, SamplingParams
+
+    prompts = [chat_prompt_ids(tok, PROBLEMS[i % len(PROBLEMS)][0]) for i in range(w.gen_num_prompts)]
+    gen = Generator(model, tok)
+    params = SamplingParams(n=w.gen_n, max_tokens=w.gen_max_tokens, temperature=0.7, seed=0, ignore_eos=True)
+
+    def call():
+        reset_prefix_cache(gen)  # as the benchmark does: every timed call starts cold
+        gen.generate(prompts, params)
+    return call
+
+
+def _progress(mode):
+    def make(model, tok, w):
+        from mrt_engine.progress import ProgressEstimator
+
+        if mode == "score":
+            est = ProgressEstimator(model, tok, **estimator_options("score", "fast"))
+            data = progress_inputs(tok, num_traces=w.num_traces, trace_tokens=w.trace_tokens,
+                                   num_episodes=w.num_episodes)
+        else:
+            est = ProgressEstimator(model, tok, **estimator_options(
+                "sample", "fast", num_branches=w.num_branches, max_answer_tokens=w.max_answer_tokens))
+            data = progress_inputs(tok, num_traces=w.num_traces, trace_tokens=w.sample_trace_tokens,
+                                   num_episodes=w.sample_num_episodes)
+        return lambda: est.estimate(*data)
+    return make
+
+
+def _logprob(model, tok, w):
+    from mrt_engine.ops import selective_log_prob
+
+    weight = model.lm_head.weight.detach()
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(w.logprob_tokens, weight.shape[1], generator=g)
+    targets = torch.randint(0, weight.shape[0], (w.logprob_tokens,), generator=g)
+
+    def call():
+        h = hidden.clone().requires_grad_()
+        wt = weight.clone().requires_grad_()
+        selective_log_prob(h, wt, targets).sum().backward()
+    return call
+
+
+MAKERS = {"generation": _generation, "score": _progress("score"), "sample": _progress("sample"), "logprob": _logprob}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", action="append", choices=STAGES, help="repeatable; default: all four")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--rows", type=int, default=15, help="ops to list per stage")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tok = load(args.model, "cpu", torch.float32)
+    for stage in args.stage or STAGES:
+        call = MAKERS[stage](model, tok, DEFAULT_CPU)
+        call()  # warm-up: allocator, lazy imports, planners
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            call()
+            wall = time.perf_counter() - t0
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events) / 1e6
+        print(f"\n== {stage}: {wall:.2f} s wall, {total:.2f} s in profiled ops "
+              f"({100 * total / wall:.0f}%; the rest is Python between ops)")
+        print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=48))
+
+
+if __name__ == "__main__":
+    main()
