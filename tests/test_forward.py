@@ -40,16 +40,16 @@ def test_unsupported_architecture_is_named():
         DecoderForward(model)
 
 
-@pytest.mark.parametrize("num_rows", [1, 7, 48, 49])
+@pytest.mark.parametrize("num_rows", [1, 7, 256, 257])
 def test_cpu_head_slices_match_the_plain_head(tiny, num_rows):
-    """Decode batches (<= CPU_HEAD_MAX_ROWS rows) take the vocabulary-sliced CPU head; a bias
+    """Decode batches (<= ops.head.MAX_ROWS rows) take the vocabulary-sliced CPU head; a bias
     and a vocabulary that is no multiple of the slice must come out as the module computes
     them, and under autograd the plain module runs (mm's out= has no backward)."""
-    from mrt_engine.engine import forward as fwd_mod
+    from mrt_engine.ops import head
 
     model, _ = tiny
     fwd = DecoderForward(model)
-    vocab, hidden_size = 2 * fwd_mod.CPU_HEAD_SLICE + 37, model.config.hidden_size
+    vocab, hidden_size = 2 * head.SLICE_ROWS + 37, model.config.hidden_size
     head = torch.nn.Linear(hidden_size, vocab, bias=True)
     fwd.lm_head = head
     h = torch.randn(num_rows, hidden_size)

@@ -22,6 +22,8 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
+from mrt_engine.ops.head import head_logits, slicing_pays
+
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 
 
@@ -131,32 +133,16 @@ class DecoderForward:
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [N, H] -> logits [N, V] in the model dtype (for the few rows that need them).
 
-        On CPU, a decode batch (a few rows) runs the head in slices of the vocabulary: BLAS
-        handles a [16, 576] x [576, 49152] product poorly, and 2,048-row slices of the weight
-        (each a [16, 576] x [576, 2048] product, written into its columns of the output) cut
-        SmolLM2's head from ~27 to ~17 ms at 16 rows (measured on the 2-core machine). The
-        same weight tensor is read; nothing is copied.
+        A CPU decode batch goes through ``ops.head_logits`` (the vocabulary in slices: BLAS runs
+        the short-and-wide product at half speed otherwise); same weight tensor, no copy.
         """
-        w = self.lm_head.weight
-        num_rows, vocab = hidden.shape[0], w.shape[0]
-        sliced = (not hidden.is_cuda and num_rows <= CPU_HEAD_MAX_ROWS and vocab >= 2 * CPU_HEAD_SLICE
-                  and hidden.dtype == w.dtype and not (torch.is_grad_enabled() and (w.requires_grad or hidden.requires_grad)))
-        if not sliced:  # on GPU, for large batches, and under autograd (mm's out= has no backward)
+        if not slicing_pays(hidden, self.lm_head.weight):  # GPU, large batches, autograd
             return self.lm_head(hidden)
-        out = torch.empty(num_rows, vocab, dtype=w.dtype, device=hidden.device)  # [N, V]
-        for v0 in range(0, vocab, CPU_HEAD_SLICE):
-            v1 = min(vocab, v0 + CPU_HEAD_SLICE)
-            torch.mm(hidden, w[v0:v1].t(), out=out[:, v0:v1])
+        out = head_logits(hidden, self.lm_head.weight)
         bias = getattr(self.lm_head, "bias", None)
         if bias is not None:
             out += bias
         return out
-
-
-#: The CPU head runs in vocabulary slices of this many rows for batches of at most
-#: CPU_HEAD_MAX_ROWS rows (decode); larger batches gain nothing from slicing.
-CPU_HEAD_SLICE = 2048
-CPU_HEAD_MAX_ROWS = 48
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ._dispatch import check
+from .head import head_logits
 
 # Rows per chunk: aim at ~16 MiB of fp32 logits per chunk, at least 16 rows.
 _TARGET_CHUNK_BYTES = 16 << 20
@@ -42,7 +43,7 @@ def check_logprob_inputs(hidden, weight, targets, bias, temperature):
 def _chunk_logits(h, w, b, temperature):
     """Scaled logits of one chunk: z [c, V] fp32 (a fresh tensor: callers work on it in place,
     since each pass over a [c, V] chunk is what the CPU path pays for)."""
-    z = h.float() @ w.T  # [c, V]
+    z = head_logits(h.float(), w)  # [c, V]; on CPU in vocabulary slices (ops/head.py)
     if b is not None:
         z += b
     if temperature != 1.0:
