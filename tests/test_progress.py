@@ -140,6 +140,23 @@ def test_sampling_template_rejected_in_score_mode(tiny):
         ProgressEstimator(model, tok, mode="score", template="r1")
 
 
+def test_bf16_fast_path_stays_near_fp32(tiny):
+    """bf16 on CPU (the benchmark's --dtype bfloat16 rows): the fast path agrees with the
+    naive bf16 path and stays near the fp32 numbers. On the random tiny model log J moves by
+    ~2e-3 (SmolLM2-135M on the benchmark trace: 0.13, i.e. J within ~13%, docs/benchmarks.md)."""
+    import torch
+
+    model, tok = tiny
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    fast = _estimate(bf16, tok, "fast")
+    fp32 = _estimate(model, tok, "fast")
+    for a, b in zip(fast, _estimate(bf16, tok, "naive")):
+        assert a.log_j == pytest.approx(b.log_j, abs=2e-3)
+    for a, b in zip(fast, fp32):
+        assert a.log_j == pytest.approx(b.log_j, abs=1e-2)
+        assert a.log_j != b.log_j  # the bf16 weights really ran
+
+
 @pytest.mark.slow
 def test_fast_matches_naive_smollm2(smollm2):
     model, tok = smollm2
