@@ -66,7 +66,7 @@ def _logprob(model, tok, w):
 
     weight = model.lm_head.weight.detach()
     g = torch.Generator().manual_seed(0)
-    hidden = torch.randn(w.logprob_tokens, weight.shape[1], generator=g)
+    hidden = torch.randn(w.logprob_tokens, weight.shape[1], generator=g).to(weight.dtype)
     targets = torch.randint(0, weight.shape[0], (w.logprob_tokens,), generator=g)
 
     def call():
@@ -85,10 +85,11 @@ def main(argv=None):
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--rows", type=int, default=15, help="ops to list per stage")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tok = load(args.model, "cpu", torch.float32)
+    model, tok = load(args.model, "cpu", getattr(torch, args.dtype))
     for stage in args.stage or STAGES:
         call = MAKERS[stage](model, tok, DEFAULT_CPU)
         call()  # warm-up: allocator, lazy imports, planners
