@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
-from mrt_engine.ops.head import head_logits, slicing_pays
+from mrt_engine.ops.head import head_logits
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 
@@ -136,13 +136,7 @@ class DecoderForward:
         A CPU decode batch goes through ``ops.head_logits`` (the vocabulary in slices: BLAS runs
         the short-and-wide product at half speed otherwise); same weight tensor, no copy.
         """
-        if not slicing_pays(hidden, self.lm_head.weight):  # GPU, large batches, autograd
-            return self.lm_head(hidden)
-        out = head_logits(hidden, self.lm_head.weight)
-        bias = getattr(self.lm_head, "bias", None)
-        if bias is not None:
-            out += bias
-        return out
+        return head_logits(hidden, self.lm_head.weight, getattr(self.lm_head, "bias", None))
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -25,13 +25,16 @@ def slicing_pays(hidden: torch.Tensor, weight: torch.Tensor) -> bool:
             and not (torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)))
 
 
-def head_logits(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """hidden [N, H], weight [V, H] -> hidden @ weight.T [N, V] (a new tensor, dtype of the inputs)."""
+def head_logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """hidden [N, H], weight [V, H], bias [V] or None -> hidden @ weight.T + bias [N, V] (a new
+    tensor, dtype of the inputs); ``F.linear`` itself where slicing does not pay."""
     if not slicing_pays(hidden, weight):
-        return hidden @ weight.T
+        return torch.nn.functional.linear(hidden, weight, bias)
     vocab = weight.shape[0]
     out = torch.empty(hidden.shape[0], vocab, dtype=hidden.dtype, device=hidden.device)  # [N, V]
     for v0 in range(0, vocab, SLICE_ROWS):
         v1 = min(vocab, v0 + SLICE_ROWS)
         torch.mm(hidden, weight[v0:v1].T, out=out[:, v0:v1])
+    if bias is not None:
+        out += bias
     return out
