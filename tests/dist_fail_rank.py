@@ -3,8 +3,8 @@ into the step's collectives. The job as a whole must end non-zero instead of han
 import sys
 
 from mrt_engine.config import TrainConfig
-from mrt_engine.rl import dist
-from mrt_engine.train import Trainer
+from mrt_engine.trainer import dist
+from mrt_engine.trainer import Trainer
 
 
 def main(path: str) -> None:

@@ -104,7 +104,7 @@ def test_missing_model_is_one_line(capsys):
 def config(tmp_path):
     import yaml
 
-    from mrt_engine.configs import shipped_config
+    from mrt_engine.config.presets import shipped_config
 
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(shipped_config("demo")))

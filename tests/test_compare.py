@@ -41,8 +41,8 @@ def test_digit_task_traces_find_the_answer_and_waste_some_episodes():
 def test_sft_examples_for_digit_answer_only_after_the_find():
     from mrt_engine.models import demo_tokenizer
     from mrt_engine.prompts import get_template
-    from mrt_engine.configs import shipped_config
-    from mrt_engine.rl.sft import build_examples
+    from mrt_engine.config.presets import shipped_config
+    from mrt_engine.trainer.sft import build_examples
     from mrt_engine.tasks import make_problems
 
     tok = demo_tokenizer()
@@ -136,7 +136,7 @@ def test_verdict_applies_the_rule():
 
 
 def test_max_train_tokens_stops_training(tmp_path):
-    from mrt_engine.train import TrainConfig, train
+    from mrt_engine.trainer import TrainConfig, train
 
     cfg = TrainConfig.from_dict({"model": {"name": "tiny"}, "data": {"task": "chain", "num_train": 8, "num_eval": 0},
                                  "rollout": {"group_size": 2, "max_tokens": 8}, "steps": 50, "prompts_per_step": 2,

@@ -21,9 +21,9 @@ import torch
 import yaml
 
 from mrt_engine.config import TrainConfig
-from mrt_engine.configs import shipped_config
-from mrt_engine.rl.logger import read_metrics
-from mrt_engine.train import train
+from mrt_engine.config.presets import shipped_config
+from mrt_engine.trainer.logger import read_metrics
+from mrt_engine.trainer import train
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")]
@@ -93,7 +93,7 @@ def test_two_ranks_match_one_process(tmp_path, algo):
 
 def _weights_of_start(tmp: Path, algo: str) -> dict[str, torch.Tensor]:
     """The demo model's parameters before training, under the checkpoint's names."""
-    from mrt_engine.rl.setup import build_model
+    from mrt_engine.trainer.setup import build_model
 
     cfg = TrainConfig.from_dict(_config(tmp / "unused", algo))
     model, _ = build_model(cfg.model, seed=cfg.seed)
@@ -151,8 +151,8 @@ def test_strategy_needs_torchrun(tmp_path):
 def test_no_hand_written_all_reduce_of_gradients():
     import inspect
 
-    import mrt_engine.rl.dist as dist_mod
-    import mrt_engine.rl.update as update_mod
+    import mrt_engine.trainer.dist as dist_mod
+    import mrt_engine.trainer.update as update_mod
 
     for mod in (dist_mod, update_mod):
         assert "all_reduce(p.grad" not in inspect.getsource(mod)

@@ -143,8 +143,8 @@ KEYS = ("progress/reliability", "progress/split_half_r", "progress/signal_sd", "
 
 
 def test_a_training_step_logs_reliability(tmp_path, one_thread):
-    from mrt_engine.rl.logger import read_metrics
-    from mrt_engine.train import Trainer
+    from mrt_engine.trainer.logger import read_metrics
+    from mrt_engine.trainer import Trainer
     from test_train import small_config
 
     cfg = small_config(tmp_path, "mrt_dense", steps=1, prompts_per_step=4)
@@ -173,7 +173,7 @@ def test_a_training_step_logs_reliability(tmp_path, one_thread):
 
 
 def test_one_branch_training_logs_no_reliability():
-    from mrt_engine.rl.progress import reliability_metrics
+    from mrt_engine.rl.rollout_progress import reliability_metrics
 
     assert reliability_metrics([], mode="sample", num_branches=1) == {}
     assert set(reliability_metrics([score_result([0.1, 0.2, 0.4, 0.3])], mode="score", num_branches=1)) == set(KEYS)

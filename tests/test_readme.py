@@ -24,7 +24,7 @@ def test_readme_training_config_loads(monkeypatch):
     monkeypatch.chdir(README.parent)
     (block,) = [b for b in _blocks() if "train(" in b]
     assert 'TrainConfig.from_yaml("configs/demo.yaml")' in block
-    from mrt_engine.train import TrainConfig
+    from mrt_engine.trainer import TrainConfig
 
     TrainConfig.from_yaml("configs/demo.yaml")
 

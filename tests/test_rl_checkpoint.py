@@ -4,11 +4,11 @@ import json
 import pytest
 import torch
 
-from mrt_engine.rl.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from mrt_engine.rl.data import PromptSampler
+from mrt_engine.trainer.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from mrt_engine.trainer.data import PromptSampler
 from mrt_engine.models import build_demo_model
-from mrt_engine.rl.logger import MetricsLogger, read_metrics
-from mrt_engine.rl.optim import build_optimizer, build_scheduler
+from mrt_engine.trainer.logger import MetricsLogger, read_metrics
+from mrt_engine.trainer.optim import build_optimizer, build_scheduler
 from mrt_engine.config import OptimConfig
 
 
@@ -105,7 +105,7 @@ def test_prompt_sampler_epochs():
 
 
 def test_rank_sharding_and_single_process_defaults():
-    from mrt_engine.rl import dist
+    from mrt_engine.trainer import dist
 
     assert dist.rank() == 0 and dist.world_size() == 1 and dist.mean_metrics({"a": 1.0}) == {"a": 1.0}
     items = list(range(8))

@@ -14,11 +14,11 @@ import torch
 import yaml
 
 from mrt_engine.errors import MRTUserError
-from mrt_engine.rl.checkpoint import PAUSE_ENV, latest_checkpoint, load_checkpoint, load_trainer_state, save_checkpoint
-from mrt_engine.configs import shipped_config
+from mrt_engine.trainer.checkpoint import PAUSE_ENV, latest_checkpoint, load_checkpoint, load_trainer_state, save_checkpoint
+from mrt_engine.config.presets import shipped_config
 from mrt_engine.models import build_demo_model
-from mrt_engine.rl.logger import read_metrics
-from mrt_engine.rl.optim import build_optimizer, build_scheduler
+from mrt_engine.trainer.logger import read_metrics
+from mrt_engine.trainer.optim import build_optimizer, build_scheduler
 from mrt_engine.config import OptimConfig
 
 TIMING = ("tokens_per_s", "step_time_s")  # and every "time/..." key: wall-clock, differs run to run

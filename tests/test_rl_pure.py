@@ -125,10 +125,10 @@ def test_kl_k3_and_kl_term():
 def test_policy_update_moves_log_probs_with_the_advantage_sign():
     from mrt_engine.config import AlgoConfig, OptimConfig
     from mrt_engine.models import build_demo_model
-    from mrt_engine.rl.dist import PolicyLogProbs
-    from mrt_engine.rl.optim import build_optimizer
+    from mrt_engine.trainer.dist import PolicyLogProbs
+    from mrt_engine.trainer.optim import build_optimizer
     from mrt_engine.rl.rollout import Sample, pack
-    from mrt_engine.rl.update import batch_log_probs, policy_update
+    from mrt_engine.trainer.update import batch_log_probs, policy_update
 
     model, _ = build_demo_model()
     policy = PolicyLogProbs(model)  # the module the update calls (DDP/FSDP2 wrap this one)

@@ -13,7 +13,7 @@ from mrt_engine.engine import GenerationOutput, SamplingParams
 from mrt_engine.progress import ProgressEstimator, token_curve
 from mrt_engine.rl.algorithms import Rollout, StepContext, build_algorithm
 from mrt_engine.models import demo_tokenizer
-from mrt_engine.rl.progress import episode_token_spans, estimate_progress
+from mrt_engine.rl.rollout_progress import episode_token_spans, estimate_progress
 from mrt_engine.rl.rollout import Sample, pack, sample_prefix_continuations
 from mrt_engine.prompts import TerminationTemplate, encode
 

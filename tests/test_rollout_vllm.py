@@ -43,7 +43,7 @@ def test_bad_rollout_vllm_settings_name_the_field(rollout, match):
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed in this environment")
 def test_vllm_backend_without_vllm_names_make_vllm_venv(tiny):
-    from mrt_engine.rl.generation import make_backend
+    from mrt_engine.rl.backends import make_backend
 
     with pytest.raises(ModuleNotFoundError, match="make vllm-venv"):
         make_backend("vllm", *tiny)
@@ -53,7 +53,7 @@ def test_vllm_backend_without_vllm_names_make_vllm_venv(tiny):
 
 def test_sampling_params_map_onto_vllm_fields(tiny):
     """The mapping, against a stand-in for ``vllm.SamplingParams`` (the real one runs in the venv)."""
-    from mrt_engine.rl.backends.vllm_backend import VLLMBackend
+    from mrt_engine.rl.backends.vllm import VLLMBackend
 
     backend = VLLMBackend.__new__(VLLMBackend)  # no engine: only the parameter mapping is used
     backend.tokenizer = tiny[1]

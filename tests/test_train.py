@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from mrt_engine.config import TrainConfig
-from mrt_engine.configs import shipped_config
-from mrt_engine.rl.logger import read_metrics
-from mrt_engine.train import Trainer, train
+from mrt_engine.config.presets import shipped_config
+from mrt_engine.trainer.logger import read_metrics
+from mrt_engine.trainer import Trainer, train
 
 ALGOS = ("grpo", "mrt_scalar", "mrt_dense", "mrt_dense_placebo", "length_penalty", "star", "mrt_star")
 # Timing metrics differ run to run; everything else must match exactly on resume.

@@ -1,11 +1,14 @@
 """Config dataclasses, YAML mapping, cross-field checks, example configs, CLI wiring."""
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mrt_engine.config import TrainConfig, from_dict
-from mrt_engine.config import SFTConfig
+from mrt_engine.config import (TRAIN_ESTIMATOR_DEFAULTS, AlgoConfig, EstimatorConfig, RolloutConfig, SFTConfig,
+                               TrainConfig, from_dict, train_estimator)
+from mrt_engine.rl.algorithms import check_config
+from mrt_engine.train import train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -21,10 +24,8 @@ def test_yaml_maps_onto_dataclasses(tmp_path):
 @pytest.mark.parametrize("d, match", [
     ({"algo": {"nme": "grpo"}}, r"unknown key\(s\) \['nme'\]"),
     ({"lr": 1.0}, "unknown key"),
-    ({"algo": {"name": "ppo"}}, "algo.name"),
     ({"algo": {"aggregation": "dr_grpo"}}, "advantage_scale: none"),
     ({"algo": {"name": "mrt_scalar", "num_terminate": 4, "num_continuations": 4}}, "num_terminate"),
-    ({"rollout": {"group_size": 1}}, r"rollout.group_size=1: .* need >= 2"),
     ({"data": {"num_train": 2}, "prompts_per_step": 4}, "prompts_per_step"),
     ({"model": {"name": "demo", "tiny_config": {"hidden_size": 8}}}, "tiny_config"),
     ({"precision": "fp8"}, "precision"),
@@ -32,6 +33,38 @@ def test_yaml_maps_onto_dataclasses(tmp_path):
 def test_cross_field_checks_say_what_to_change(d, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig.from_dict(d)
+
+
+@pytest.mark.parametrize("d, match", [
+    ({"algo": {"name": "ppo"}}, r"algo.name='ppo': use one of \[.*'grpo'.*'mrt_dense'"),
+    ({"rollout": {"group_size": 1}}, r"rollout.group_size=1: .* need >= 2"),
+    ({"algo": {"name": "mrt_dense"}, "rollout": {"group_size": 1}}, r"rollout.group_size=1: .* need >= 2"),
+])
+def test_registry_checks_say_what_to_change(d, match):
+    # The algorithm registry is the one list of algorithms: the trainer checks a config against
+    # it before building anything (train() on a bad name fails before loading a model).
+    cfg = TrainConfig.from_dict(d)
+    with pytest.raises(ValueError, match=match):
+        check_config(cfg)
+    with pytest.raises(ValueError, match=match):
+        train(cfg, model=object(), tokenizer=object())
+
+
+def test_a_config_built_in_python_equals_the_same_keys_in_yaml(tmp_path):
+    # One set of estimator defaults, whichever way a config is built: algo.progress starts from
+    # the trainer's defaults (sample mode, 4 branches, natural_end outcome) in both.
+    keys = {"algo": {"name": "mrt_dense", "alpha": 0.5, "progress": {"num_branches": 3, "max_cuts": 2}},
+            "rollout": {"temperature": 0.6}, "steps": 3}
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(keys))
+    from_yaml = TrainConfig.from_yaml(p)
+    from_python = TrainConfig(algo=AlgoConfig(name="mrt_dense", alpha=0.5, progress={"num_branches": 3, "max_cuts": 2}),
+                              rollout=RolloutConfig(temperature=0.6), steps=3)
+    assert dataclasses.asdict(from_python) == dataclasses.asdict(from_yaml)
+    est = from_python.algo.progress
+    assert (est.mode, est.num_branches, est.max_cuts, est.natural_end, est.temperature) == ("sample", 3, 2, "outcome", 0.6)
+    assert AlgoConfig(progress={}).progress == train_estimator()
+    assert dataclasses.asdict(train_estimator()) == {**dataclasses.asdict(EstimatorConfig()), **TRAIN_ESTIMATOR_DEFAULTS}
 
 
 def test_renamed_keys_load_with_a_deprecation_warning():
@@ -79,7 +112,7 @@ def test_example_configs_parse():
 
 
 def test_repo_configs_are_the_shipped_ones():
-    from mrt_engine.configs import shipped_config
+    from mrt_engine.config.presets import shipped_config
 
     assert yaml.safe_load((CONFIGS / "demo.yaml").read_text()) == shipped_config("demo")
     assert yaml.safe_load((CONFIGS / "sft_demo.yaml").read_text()) == shipped_config("sft_demo")
@@ -101,7 +134,7 @@ def test_cli_has_train_sft_demo():
 
 
 def test_lr_schedule_cosine_with_warmup():
-    from mrt_engine.rl.optim import cosine_with_warmup
+    from mrt_engine.trainer.optim import cosine_with_warmup
 
     f = [cosine_with_warmup(s, total_steps=10, warmup_steps=2) for s in range(10)]
     assert f[0] == pytest.approx(0.5) and f[1] == pytest.approx(1.0) and f[2] == pytest.approx(1.0)

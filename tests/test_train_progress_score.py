@@ -13,10 +13,10 @@ import torch
 from mrt_engine.config import TrainConfig
 from mrt_engine.integrations._common import episode_token_spans as char_episode_spans, token_char_ends
 from mrt_engine.progress import ProgressEstimator
-from mrt_engine.configs import shipped_config
-from mrt_engine.rl.progress import episode_token_spans
+from mrt_engine.config.presets import shipped_config
+from mrt_engine.rl.rollout_progress import episode_token_spans
 from mrt_engine.rl.rollout import strip_eos
-from mrt_engine.train import Trainer
+from mrt_engine.trainer import Trainer
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -113,7 +113,7 @@ def test_score_estimator_config_checks():
 def test_progress_needs_a_reference_answer(tiny):
     from types import SimpleNamespace
 
-    from mrt_engine.rl.progress import estimate_progress
+    from mrt_engine.rl.rollout_progress import estimate_progress
     from mrt_engine.rl.rollout import Sample
 
     model, tok = tiny

@@ -5,10 +5,10 @@ import pytest
 
 from mrt_engine.commands.demo import format_table, run_demo
 from mrt_engine.config import SFTConfig
-from mrt_engine.configs import config_path, shipped_config
+from mrt_engine.config.presets import config_path, shipped_config
 from mrt_engine.models import demo_tokenizer, load_demo_model
 from mrt_engine.prompts import get_template as build_template
-from mrt_engine.rl.sft import build_examples, run_sft
+from mrt_engine.trainer.sft import build_examples, run_sft
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -29,8 +29,8 @@ import torch
 
 from mrt_engine.config import TrainConfig
 from mrt_engine.engine import Generator, SamplingParams
-from mrt_engine.configs import shipped_config
-from mrt_engine.train import Trainer
+from mrt_engine.config.presets import shipped_config
+from mrt_engine.trainer import Trainer
 
 DEMO_TEMPLATE = shipped_config("demo")["algo"]["progress"]["template"]
 

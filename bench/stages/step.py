@@ -18,7 +18,7 @@ STEP_PHASES = (("time/generation_s", "generation"), ("time/progress_s", "progres
 
 def step_config(ctx: Context, backend: str, out_dir: str):
     from mrt_engine.tasks import TASKS
-    from mrt_engine.train import TrainConfig
+    from mrt_engine.trainer import TrainConfig
 
     w = ctx.workload
     task = "chain" if "chain" in TASKS else sorted(TASKS)[0]  # synthetic multi-step arithmetic

@@ -16,7 +16,7 @@ def add_parser(sub):
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (default 2)")
     p.add_argument("--quick", action="store_true", help="tiny settings: checks the machinery in about a minute")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the shared config (mrt_engine/configs/compare.yaml), e.g. optim.lr=2e-4")
+                   help="override a key of the shared config (mrt_engine/config/presets/compare.yaml), e.g. optim.lr=2e-4")
     p.set_defaults(func=run)
     return p
 

@@ -97,7 +97,7 @@ def run_demo(*, output_dir: str = "runs/demo", algos=None, max_train_tokens: int
     from multiprocessing import get_context
 
     from mrt_engine.config import SFTConfig, from_dict, set_dotted
-    from mrt_engine.configs import shipped_config
+    from mrt_engine.config.presets import shipped_config
     from mrt_engine.experiments.compare.arms import ARMS
     from mrt_engine.experiments.compare.run import EvalSpec, run_one, run_one_star
 
@@ -111,7 +111,7 @@ def run_demo(*, output_dir: str = "runs/demo", algos=None, max_train_tokens: int
     if max_train_tokens is not None:
         base["max_train_tokens"] = max_train_tokens
     if from_scratch:
-        from mrt_engine.rl.sft import run_sft
+        from mrt_engine.trainer.sft import run_sft
 
         sft = shipped_config("sft_digit")
         sft["output_dir"] = str(out / "sft")

@@ -19,7 +19,7 @@ def run(args) -> int:
     from mrt_engine.commands.train import parse_overrides
     from mrt_engine.config import SFTConfig, load_config
     from mrt_engine.errors import user_input
-    from mrt_engine.rl.sft import run_sft
+    from mrt_engine.trainer.sft import run_sft
 
     overrides = parse_overrides(args.overrides)
     if args.output_dir:

@@ -46,7 +46,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 def check_output_dir(output_dir: str | Path, *, resume: str | None, overwrite: bool) -> None:
     """Refuse to resume from nothing or to write over an existing run (see the module docstring)."""
-    from mrt_engine.rl.checkpoint import latest_checkpoint
+    from mrt_engine.trainer.checkpoint import latest_checkpoint
 
     out = Path(output_dir)
     if resume is not None and overwrite:
@@ -74,7 +74,7 @@ def check_output_dir(output_dir: str | Path, *, resume: str | None, overwrite: b
 
 
 def run(args) -> int:
-    from mrt_engine.train import TrainConfig, Trainer
+    from mrt_engine.trainer import TrainConfig, Trainer
 
     overrides = parse_overrides(args.overrides)
     if args.output_dir:

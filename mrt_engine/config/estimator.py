@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from mrt_engine.prompts import get_template
 from mrt_engine.threads import check_num_threads
 
-from .loading import _check, _deprecated, _migrate_segment_options
+from .checks import check
+from .checks import deprecated, migrate_segment_options
 
 ESTIMATOR_MODES = ("score", "sample")
 ESTIMATOR_METHODS = ("fast", "naive")
@@ -63,24 +66,26 @@ class EstimatorConfig:
     show_progress: bool | None = None
     num_threads: int | str | None = "auto"
 
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"num_samples": "num_branches"}
+
     def __post_init__(self):
         if isinstance(self.natural_end, bool):  # the bool form of the previous release
-            _deprecated("natural_end: true/false", "natural_end: close/forced", "EstimatorConfig")
+            deprecated("natural_end: true/false", "natural_end: close/forced", "EstimatorConfig")
             self.natural_end = "close" if self.natural_end else "forced"
-        self.segment_options = _migrate_segment_options(dict(self.segment_options or {}), "segment_options")
-        _check(self.mode in ESTIMATOR_MODES, f"mode={self.mode!r}: use one of {ESTIMATOR_MODES}")
-        _check(self.method in ESTIMATOR_METHODS, f"method={self.method!r}: use one of {ESTIMATOR_METHODS}")
-        _check(self.natural_end in NATURAL_ENDS, f"natural_end={self.natural_end!r}: use one of {NATURAL_ENDS}")
-        _check(self.max_cuts is None or (isinstance(self.max_cuts, int) and self.max_cuts >= 0),
+        self.segment_options = migrate_segment_options(dict(self.segment_options or {}), "segment_options")
+        check(self.mode in ESTIMATOR_MODES, f"mode={self.mode!r}: use one of {ESTIMATOR_MODES}")
+        check(self.method in ESTIMATOR_METHODS, f"method={self.method!r}: use one of {ESTIMATOR_METHODS}")
+        check(self.natural_end in NATURAL_ENDS, f"natural_end={self.natural_end!r}: use one of {NATURAL_ENDS}")
+        check(self.max_cuts is None or (isinstance(self.max_cuts, int) and self.max_cuts >= 0),
                f"max_cuts={self.max_cuts!r}: need None or an int >= 0")
-        _check(self.num_branches >= 1, f"num_branches={self.num_branches}: need >= 1")
-        _check(self.max_answer_tokens is None or self.max_answer_tokens >= 1,
+        check(self.num_branches >= 1, f"num_branches={self.num_branches}: need >= 1")
+        check(self.max_answer_tokens is None or self.max_answer_tokens >= 1,
                f"max_answer_tokens={self.max_answer_tokens}: need >= 1 (or None: the template's default)")
-        _check(self.temperature is None or self.temperature >= 0,
+        check(self.temperature is None or self.temperature >= 0,
                f"temperature={self.temperature}: need >= 0 (0 = greedy)")
-        _check(self.top_p is None or 0 < self.top_p <= 1, f"top_p={self.top_p}: need 0 < top_p <= 1")
+        check(self.top_p is None or 0 < self.top_p <= 1, f"top_p={self.top_p}: need 0 < top_p <= 1")
         check_num_threads(self.num_threads, "EstimatorConfig.num_threads")
-        _check(self.max_batch_tokens >= 16, f"max_batch_tokens={self.max_batch_tokens}: need >= 16")
+        check(self.max_batch_tokens >= 16, f"max_batch_tokens={self.max_batch_tokens}: need >= 16")
 
     def answer_budget(self, template=None) -> int:
         """Sample mode's forced-answer budget: ``max_answer_tokens`` when set, else the default of
@@ -88,8 +93,6 @@ class EstimatorConfig:
         if self.max_answer_tokens is not None:
             return self.max_answer_tokens
         if template is None:
-            from mrt_engine.prompts import get_template
-
             template = get_template(self.template, scoring=self.mode == "score")
         return template.max_answer_tokens
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
+from mrt_engine.prompts import get_template
+
+from .checks import check, migrate_segment_options, rename_keys, set_dotted
 from .estimator import EstimatorConfig
-from .loading import _build_sections, _check, _migrate_segment_options, from_dict, load_config
+from .loading import build_sections, from_dict, load_config, migrate
 
-ALGORITHMS = ("grpo", "mrt_scalar", "mrt_dense", "mrt_dense_placebo", "length_penalty", "mrt_star", "star")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 PARALLEL_STRATEGIES = ("none", "ddp", "fsdp2")
 
@@ -24,7 +27,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False
 
     def __post_init__(self):
-        _check(not self.tiny_config or self.name == "tiny",
+        check(not self.tiny_config or self.name == "tiny",
                f"model.tiny_config only applies to model.name='tiny' (got name={self.name!r}); "
                "remove tiny_config or set name: tiny")
 
@@ -42,12 +45,12 @@ class DataConfig:
     system_prompt: str | None = None
 
     def __post_init__(self):
-        _check(self.num_train >= 1, f"data.num_train={self.num_train}: need >= 1")
-        _check(self.num_eval >= 0, f"data.num_eval={self.num_eval}: need >= 0")
+        check(self.num_train >= 1, f"data.num_train={self.num_train}: need >= 1")
+        check(self.num_eval >= 0, f"data.num_eval={self.num_eval}: need >= 0")
 
 
 ROLLOUT_BACKENDS = ("engine", "hf", "vllm")
-# rollout.vllm options and their defaults (mrt_engine.rl.backends.vllm_backend reads them).
+# rollout.vllm options and their defaults (mrt_engine.rl.backends.vllm reads them).
 # enable_sleep_mode applies on CUDA only; vLLM's CPU build reads gpu_memory_utilization as the
 # share of CPU memory it reserves.
 VLLM_OPTIONS = {
@@ -75,39 +78,49 @@ class RolloutConfig:
     vllm: dict = field(default_factory=dict)  # backend "vllm" only: keys of VLLM_OPTIONS
 
     def __post_init__(self):
-        _check(self.group_size >= 1, f"rollout.group_size={self.group_size}: need >= 1")
-        _check(self.max_tokens >= 1, f"rollout.max_tokens={self.max_tokens}: need >= 1")
-        _check(self.backend in ROLLOUT_BACKENDS, f"rollout.backend={self.backend!r}: use one of {ROLLOUT_BACKENDS}")
-        _check(self.temperature >= 0, f"rollout.temperature={self.temperature}: need >= 0")
-        _check(0 < self.top_p <= 1, f"rollout.top_p={self.top_p}: need 0 < top_p <= 1")
-        _check(isinstance(self.vllm, dict), f"rollout.vllm={self.vllm!r}: need a mapping of {sorted(VLLM_OPTIONS)}")
-        _check(not self.vllm or self.backend == "vllm",
+        check(self.group_size >= 1, f"rollout.group_size={self.group_size}: need >= 1")
+        check(self.max_tokens >= 1, f"rollout.max_tokens={self.max_tokens}: need >= 1")
+        check(self.backend in ROLLOUT_BACKENDS, f"rollout.backend={self.backend!r}: use one of {ROLLOUT_BACKENDS}")
+        check(self.temperature >= 0, f"rollout.temperature={self.temperature}: need >= 0")
+        check(0 < self.top_p <= 1, f"rollout.top_p={self.top_p}: need 0 < top_p <= 1")
+        check(isinstance(self.vllm, dict), f"rollout.vllm={self.vllm!r}: need a mapping of {sorted(VLLM_OPTIONS)}")
+        check(not self.vllm or self.backend == "vllm",
                f"rollout.vllm only applies to rollout.backend='vllm' (got backend={self.backend!r}); "
                "remove rollout.vllm or set backend: vllm")
         unknown = sorted(set(self.vllm) - set(VLLM_OPTIONS))
-        _check(not unknown, f"rollout.vllm: unknown key(s) {unknown}; known keys: {sorted(VLLM_OPTIONS)}")
+        check(not unknown, f"rollout.vllm: unknown key(s) {unknown}; known keys: {sorted(VLLM_OPTIONS)}")
         if self.backend == "vllm":
             defaults = {k: dict(v) if isinstance(v, dict) else v for k, v in VLLM_OPTIONS.items()}  # no shared dict
             self.vllm = {**defaults, **self.vllm}
             util = self.vllm["gpu_memory_utilization"]
-            _check(isinstance(util, (int, float)) and 0 < util <= 1,
+            check(isinstance(util, (int, float)) and 0 < util <= 1,
                    f"rollout.vllm.gpu_memory_utilization={util!r}: need 0 < value <= 1")
-            _check(self.vllm["sleep_level"] in (1, 2),
+            check(self.vllm["sleep_level"] in (1, 2),
                    f"rollout.vllm.sleep_level={self.vllm['sleep_level']!r}: use 1 (offload weights) or 2 (drop them)")
-            _check(isinstance(self.vllm["llm_kwargs"], dict),
+            check(isinstance(self.vllm["llm_kwargs"], dict),
                    f"rollout.vllm.llm_kwargs={self.vllm['llm_kwargs']!r}: need a mapping of vllm.LLM arguments")
 
 
-def _train_estimator() -> EstimatorConfig:
-    # The dense variant of docs/method.md section 5: 4 forced answers at up to 6 boundaries; the natural
-    # end is the rollout's own graded outcome; temperature/top_p follow the rollout.
-    return EstimatorConfig(mode="sample", template="boxed", max_cuts=6, num_branches=4, temperature=None,
-                           top_p=None, natural_end="outcome", show_progress=False)
+# The trainer's estimator: the dense variant of docs/method.md section 5 (4 forced answers at up
+# to 6 boundaries); the natural end is the rollout's own graded outcome; temperature/top_p None =
+# follow the rollout. ``algo.progress`` starts from these, however the config is built; the
+# standalone estimator (``EstimatorConfig()``) keeps its own defaults (score mode).
+TRAIN_ESTIMATOR_DEFAULTS = dict(mode="sample", template="boxed", max_cuts=6, num_branches=4, temperature=None,
+                                top_p=None, natural_end="outcome", show_progress=False)
+
+
+def train_estimator(**overrides) -> EstimatorConfig:
+    """The trainer's :class:`EstimatorConfig`: :data:`TRAIN_ESTIMATOR_DEFAULTS` with ``overrides``
+    (keys as in YAML; renamed keys are migrated with a warning)."""
+    given = migrate(EstimatorConfig, overrides, "algo.progress")
+    return from_dict(EstimatorConfig, {**TRAIN_ESTIMATOR_DEFAULTS, **given}, "algo.progress")
 
 
 @dataclass
 class AlgoConfig:
-    name: str = "grpo"                 # one of ALGORITHMS (see mrt_engine.rl.algorithms)
+    # The name is checked against the algorithm registry itself (mrt_engine.rl.algorithms.check_config)
+    # when a run starts: the registry is the one list of algorithms.
+    name: str = "grpo"                 # a registered algorithm (mrt_engine.rl.algorithms.ALGORITHMS)
     alpha: float = 1.0                 # weight of the progress bonus (docs/method.md: 1.0)
     advantage_scale: str = "std"       # "std" (GRPO) or "none" (Dr. GRPO)
     aggregation: str = "grpo"          # "grpo" | "dr_grpo" | "dapo"
@@ -124,22 +137,42 @@ class AlgoConfig:
     star_epochs: int = 1               # SFT epochs over the kept traces per round
     star_keep_fraction: float = 0.5    # mrt_star: share of the eligible traces kept
     # J at episode cuts (mrt_dense, mrt_star, evaluation) and the termination template (all MRT forms)
-    progress: EstimatorConfig = field(default_factory=_train_estimator)
+    progress: EstimatorConfig = field(default_factory=train_estimator)
+
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {
+        "answer_max_tokens": "progress.max_answer_tokens", "max_cuts": "progress.max_cuts",
+        "num_branches": "progress.num_branches", "scheme": "progress.scheme",
+        "segment_options": "progress.segment_options", "template": "progress.template",
+        "progress_estimator": "progress.mode"}
+
+    @classmethod
+    def migrate_keys(cls, d: dict, where: str) -> dict:
+        """Renamed keys; ``progress_estimator`` also changed values: "branch" sampled forced
+        answers (now ``mode: sample``), "score" answered after the natural close."""
+        old = d.get("progress_estimator")
+        d = rename_keys(d, cls.RENAMED_KEYS, where)
+        if old is not None:
+            if old == "score":
+                set_dotted(d, "progress.natural_end", "close")
+            d["progress"]["mode"] = {"branch": "sample"}.get(old, old)
+        return d
 
     def __post_init__(self):
-        if isinstance(self.progress, dict):
-            self.progress = from_dict(EstimatorConfig, self.progress, "algo.progress")
-        _check(self.name in ALGORITHMS, f"algo.name={self.name!r}: use one of {ALGORITHMS}")
-        _check(self.advantage_scale in ("std", "none"), f"algo.advantage_scale={self.advantage_scale!r}: use 'std' or 'none'")
-        _check(self.aggregation in ("grpo", "dr_grpo", "dapo"),
+        check(isinstance(self.name, str), f"algo.name={self.name!r}: need an algorithm name (a string)")
+        if isinstance(self.progress, dict):  # the trainer's defaults, not EstimatorConfig's standalone ones
+            self.progress = train_estimator(**self.progress)
+        check(isinstance(self.progress, EstimatorConfig),
+              f"algo.progress={self.progress!r}: need a mapping of estimator keys or an EstimatorConfig")
+        check(self.advantage_scale in ("std", "none"), f"algo.advantage_scale={self.advantage_scale!r}: use 'std' or 'none'")
+        check(self.aggregation in ("grpo", "dr_grpo", "dapo"),
                f"algo.aggregation={self.aggregation!r}: use grpo, dr_grpo or dapo")
-        _check(0 <= self.clip_low < 1, f"algo.clip_low={self.clip_low}: need 0 <= clip_low < 1")
-        _check(self.clip_high >= 0, f"algo.clip_high={self.clip_high}: need >= 0")
-        _check(self.num_updates >= 1, f"algo.num_updates={self.num_updates}: need >= 1")
-        _check(self.kl_coef >= 0, f"algo.kl_coef={self.kl_coef}: need >= 0")
-        _check(0 < self.star_keep_fraction <= 1, f"algo.star_keep_fraction={self.star_keep_fraction}: need (0, 1]")
+        check(0 <= self.clip_low < 1, f"algo.clip_low={self.clip_low}: need 0 <= clip_low < 1")
+        check(self.clip_high >= 0, f"algo.clip_high={self.clip_high}: need >= 0")
+        check(self.num_updates >= 1, f"algo.num_updates={self.num_updates}: need >= 1")
+        check(self.kl_coef >= 0, f"algo.kl_coef={self.kl_coef}: need >= 0")
+        check(0 < self.star_keep_fraction <= 1, f"algo.star_keep_fraction={self.star_keep_fraction}: need (0, 1]")
         if self.name == "mrt_scalar":
-            _check(1 <= self.num_terminate < self.num_continuations,
+            check(1 <= self.num_terminate < self.num_continuations,
                    f"algo.num_terminate={self.num_terminate}: mrt_scalar needs 1 <= num_terminate < "
                    f"num_continuations ({self.num_continuations}): some continuations must terminate (the "
                    "baseline) and some reason on")
@@ -149,8 +182,6 @@ class AlgoConfig:
     def _check_scorable_template(self):
         """Score mode teacher-forces the reference answer right after the termination text, so
         the template must end where the answer begins and say how the answer closes."""
-        from mrt_engine.prompts import get_template
-
         try:
             get_template(self.progress.template, scoring=True)
         except (TypeError, ValueError) as exc:
@@ -171,23 +202,23 @@ class OptimConfig:
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
-        _check(self.lr > 0, f"optim.lr={self.lr}: need > 0")
-        _check(0 <= self.warmup_ratio < 1, f"optim.warmup_ratio={self.warmup_ratio}: need 0 <= warmup_ratio < 1")
-        _check(self.micro_batch_size >= 1, f"optim.micro_batch_size={self.micro_batch_size}: need >= 1")
+        check(self.lr > 0, f"optim.lr={self.lr}: need > 0")
+        check(0 <= self.warmup_ratio < 1, f"optim.warmup_ratio={self.warmup_ratio}: need 0 <= warmup_ratio < 1")
+        check(self.micro_batch_size >= 1, f"optim.micro_batch_size={self.micro_batch_size}: need >= 1")
 
 
 @dataclass
 class ParallelConfig:
-    """Processes under ``torchrun`` (``mrt_engine.rl.dist``): ``none`` (one process), ``ddp``
+    """Processes under ``torchrun`` (``mrt_engine.trainer.dist``): ``none`` (one process), ``ddp``
     (DistributedDataParallel) or ``fsdp2`` (``fully_shard`` per decoder layer, then the root)."""
 
     strategy: str = "none"
     timeout_s: float = 300.0           # process-group timeout: a dead rank ends the job after this
 
     def __post_init__(self):
-        _check(self.strategy in PARALLEL_STRATEGIES,
+        check(self.strategy in PARALLEL_STRATEGIES,
                f"parallel.strategy={self.strategy!r}: use one of {PARALLEL_STRATEGIES}")
-        _check(self.timeout_s > 0, f"parallel.timeout_s={self.timeout_s}: need > 0")
+        check(self.timeout_s > 0, f"parallel.timeout_s={self.timeout_s}: need > 0")
 
 
 @dataclass
@@ -216,31 +247,28 @@ class TrainConfig:
     num_threads: int | None = None     # torch CPU threads (1 is fastest for tiny models on a busy machine)
 
     def __post_init__(self):
-        _build_sections(self, {"model": ModelConfig, "data": DataConfig, "rollout": RolloutConfig,
+        build_sections(self, {"model": ModelConfig, "data": DataConfig, "rollout": RolloutConfig,
                                "algo": AlgoConfig, "optim": OptimConfig, "parallel": ParallelConfig})
         est = self.algo.progress
         if est.temperature is None:
             est.temperature = self.rollout.temperature
         if est.top_p is None:
             est.top_p = self.rollout.top_p
-        _check(self.steps >= 1, f"steps={self.steps}: need >= 1")
-        _check(self.prompts_per_step >= 1, f"prompts_per_step={self.prompts_per_step}: need >= 1")
-        _check(self.max_train_tokens is None or self.max_train_tokens >= 1,
+        check(self.steps >= 1, f"steps={self.steps}: need >= 1")
+        check(self.prompts_per_step >= 1, f"prompts_per_step={self.prompts_per_step}: need >= 1")
+        check(self.max_train_tokens is None or self.max_train_tokens >= 1,
                f"max_train_tokens={self.max_train_tokens}: need None or >= 1")
-        _check(self.precision in PRECISIONS, f"precision={self.precision!r}: use one of {PRECISIONS}")
-        _check(not (self.algo.aggregation == "dr_grpo" and self.algo.advantage_scale == "std"),
+        check(self.precision in PRECISIONS, f"precision={self.precision!r}: use one of {PRECISIONS}")
+        check(not (self.algo.aggregation == "dr_grpo" and self.algo.advantage_scale == "std"),
                "algo.advantage_scale='std' does not go with aggregation='dr_grpo' (Dr. GRPO drops the std "
                "division); set algo.advantage_scale: none or pick another aggregation")
-        _check(self.algo.name not in ("grpo", "length_penalty", "mrt_dense", "mrt_dense_placebo") or self.rollout.group_size >= 2,
-               f"rollout.group_size={self.rollout.group_size}: algo {self.algo.name!r} normalises within groups, "
-               "need >= 2")
         if self.algo.name == "mrt_scalar":  # its terminated continuations are rollouts of that budget
             budget = est.answer_budget()
             given = "" if est.max_answer_tokens is not None else f" (None: the template's default {budget})"
-            _check(budget <= self.rollout.max_tokens,
+            check(budget <= self.rollout.max_tokens,
                    f"algo.progress.max_answer_tokens={est.max_answer_tokens}{given} must not exceed "
                    f"rollout.max_tokens={self.rollout.max_tokens}; set it explicitly")
-        _check(self.data.num_train >= self.prompts_per_step,
+        check(self.data.num_train >= self.prompts_per_step,
                f"data.num_train={self.data.num_train}: fewer problems than prompts_per_step="
                f"{self.prompts_per_step}; generate more problems or take fewer per step")
 
@@ -258,7 +286,10 @@ class TrainConfig:
 
 @dataclass
 class SFTConfig:
-    """The supervised warm start of ``mrt_engine.rl.sft`` (defaults: the demo model's recipe)."""
+    """The supervised warm start of ``mrt_engine.trainer.sft`` (defaults: the demo model's recipe)."""
+
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {
+        k: f"optim.{k}" for k in ("lr", "weight_decay", "warmup_ratio", "grad_clip", "micro_batch_size")}
 
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="demo-init"))
     data: DataConfig = field(default_factory=lambda: DataConfig(num_train=2000, num_eval=32))
@@ -279,11 +310,11 @@ class SFTConfig:
     precision: str = "auto"
 
     def __post_init__(self):
-        _build_sections(self, {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig})
-        self.segment_options = _migrate_segment_options(dict(self.segment_options or {}), "segment_options")
-        _check(self.steps >= 1, f"steps={self.steps}: need >= 1")
-        _check(self.batch_size >= 1, f"batch_size={self.batch_size}: need >= 1")
-        _check(0 <= self.termination_fraction < 1, f"termination_fraction={self.termination_fraction}: need [0, 1)")
+        build_sections(self, {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig})
+        self.segment_options = migrate_segment_options(dict(self.segment_options or {}), "segment_options")
+        check(self.steps >= 1, f"steps={self.steps}: need >= 1")
+        check(self.batch_size >= 1, f"batch_size={self.batch_size}: need >= 1")
+        check(0 <= self.termination_fraction < 1, f"termination_fraction={self.termination_fraction}: need [0, 1)")
 
     @classmethod
     def from_yaml(cls, path, overrides: dict | None = None) -> "SFTConfig":

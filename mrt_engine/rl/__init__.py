@@ -1,5 +1,12 @@
-"""Pure pieces of MRT training: rewards, advantages, losses (tensor functions), plus the
-config, checkpoint and logging helpers the trainer orchestrates."""
+"""The method: what MRT computes, apart from the machinery that runs it (:mod:`mrt_engine.trainer`).
+
+- :mod:`.rewards`, :mod:`.advantages`, :mod:`.losses`: pure tensor functions;
+- :mod:`.logprobs`: per-token log-probs of a batch under the policy;
+- :mod:`.rollout`: samples, grading, packing; :mod:`.rollout_progress`: J at the episode cuts
+  of the trainer's own rollouts, from the one estimator;
+- :mod:`.algorithms`: the algorithms as registry objects (``rollout`` then ``credit``);
+- :mod:`.backends`: the rollout backends (engine, hf, vllm) behind one ``make_backend``.
+"""
 from mrt_engine.rl.advantages import group_advantages, token_advantages
 from mrt_engine.rl.losses import LossOutput, aggregate, kl_k3, policy_loss, sft_loss
 from mrt_engine.rl.rewards import (dense_progress_rewards, episode_progress, length_penalty_rewards,

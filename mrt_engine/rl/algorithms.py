@@ -30,7 +30,7 @@ from mrt_engine.engine import SamplingParams
 from mrt_engine.metrics import normalized_regret
 from mrt_engine.progress import ProgressResult, token_curve
 from mrt_engine.rl.advantages import group_advantages, token_advantages
-from mrt_engine.rl.progress import episode_token_spans, estimate_progress, reliability_metrics
+from mrt_engine.rl.rollout_progress import episode_token_spans, estimate_progress, reliability_metrics
 from mrt_engine.rl.rewards import dense_progress_rewards, length_penalty_rewards, scalar_mrt_advantages
 from mrt_engine.rl.rollout import Batch, Sample, pack, sample_groups, sample_prefix_continuations
 
@@ -40,7 +40,7 @@ class StepContext:
     """What one step's rollout and credit need from the trainer."""
 
     cfg: object                          # TrainConfig
-    backend: object                      # rollout backend (rl.generation)
+    backend: object                      # rollout backend (rl.backends)
     tokenizer: object
     estimator: object                    # ProgressEstimator on the live policy
     pad_id: int
@@ -86,6 +86,8 @@ class Credit:
 
 class Algorithm:
     name: ClassVar[str] = ""
+    # Completions per prompt the credit needs: 2 for algorithms that normalise within a group.
+    min_group_size: ClassVar[int] = 1
 
     def __init__(self, cfg):
         self.cfg, self.algo = cfg, cfg.algo
@@ -116,11 +118,23 @@ def register(cls: type[Algorithm]) -> type[Algorithm]:
     return cls
 
 
-def build_algorithm(cfg) -> Algorithm:
+def check_config(cfg) -> type[Algorithm]:
+    """The registered class of ``cfg.algo.name``, after the checks that need the registry: the
+    name itself (the registry is the one list of algorithms) and the group size its credit needs.
+    The trainer calls this before it builds anything."""
     name = cfg.algo.name
     if name not in ALGORITHMS:
         raise ValueError(f"algo.name={name!r}: use one of {sorted(ALGORITHMS)}")
-    return ALGORITHMS[name](cfg)
+    cls = ALGORITHMS[name]
+    group_size = cfg.rollout.group_size
+    if group_size < cls.min_group_size:
+        raise ValueError(f"rollout.group_size={group_size}: algo {name!r} normalises within groups, "
+                         f"need >= {cls.min_group_size}")
+    return cls
+
+
+def build_algorithm(cfg) -> Algorithm:
+    return check_config(cfg)(cfg)
 
 
 def _rewards(samples: list[Sample]) -> torch.Tensor:
@@ -130,6 +144,7 @@ def _rewards(samples: list[Sample]) -> torch.Tensor:
 @register
 class GRPO(Algorithm):
     name = "grpo"
+    min_group_size = 2
 
     def sequence_advantages(self, rollout, batch):
         return group_advantages(_rewards(rollout.samples), rollout.group_size, scale=self.algo.advantage_scale), None, {}
@@ -138,6 +153,7 @@ class GRPO(Algorithm):
 @register
 class LengthPenalty(Algorithm):
     name = "length_penalty"
+    min_group_size = 2
 
     def sequence_advantages(self, rollout, batch):
         lengths = torch.tensor([s.num_completion_tokens for s in rollout.samples], dtype=torch.float32)

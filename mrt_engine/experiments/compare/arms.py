@@ -5,7 +5,7 @@ import copy
 
 from mrt_engine.config import set_dotted
 
-# arm -> dotted overrides of the shared config (mrt_engine/configs/compare.yaml)
+# arm -> dotted overrides of the shared config (mrt_engine/config/presets/compare.yaml)
 ARMS: dict[str, dict] = {
     "grpo": {"algo.name": "grpo"},
     "mrt_scalar": {"algo.name": "mrt_scalar"},

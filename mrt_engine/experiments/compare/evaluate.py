@@ -26,7 +26,7 @@ from mrt_engine.config import EstimatorConfig
 from mrt_engine.engine import SamplingParams
 from mrt_engine.metrics import normalized_regret
 from mrt_engine.progress import progress_reliability, token_curve
-from mrt_engine.rl.progress import build_estimator, estimate_progress
+from mrt_engine.rl.rollout_progress import build_estimator, estimate_progress
 from mrt_engine.rl.rollout import Sample, sample_groups, strip_eos, task_verifier
 
 WAIT = "\n\nWait,"

@@ -43,7 +43,7 @@ def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None 
     """Train and measure every arm at seeds first_seed..first_seed+seeds-1; write report.json,
     report.md, compare.png. A fresh ``first_seed`` tests a hypothesis on seeds it was not drawn from."""
     from mrt_engine.config import set_dotted
-    from mrt_engine.configs import shipped_config
+    from mrt_engine.config.presets import shipped_config
 
     t0 = time.perf_counter()
     arms = list(arms or DEFAULT_ARMS)
@@ -97,7 +97,7 @@ def run_one(base: dict, arm: str, seed: int, run_dir: str, spec: dict, measure_s
     import torch
 
     from mrt_engine.config import TrainConfig
-    from mrt_engine.train import Trainer
+    from mrt_engine.trainer import Trainer
 
     from .evaluate import evaluate_policy
 

@@ -6,7 +6,7 @@ so ``latest_checkpoint`` finds both):
 
 - ``dcp/``: model and optimizer state, every rank writing its own shards (DCP's format).
 - ``model.safetensors``: the full weights, gathered and written by rank 0, so the checkpoint
-  also loads with ``mrt_engine.rl.checkpoint.load_weights`` / ``model.init_checkpoint``.
+  also loads with ``mrt_engine.trainer.checkpoint.load_weights`` / ``model.init_checkpoint``.
 - ``trainer_state.pt``: step, scheduler, data cursor, extra, world size; plain types only,
   loaded with ``weights_only=True``.
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from mrt_engine.rl import dist
-from mrt_engine.rl.checkpoint import list_checkpoints
+from mrt_engine.trainer import dist
+from mrt_engine.trainer.checkpoint import list_checkpoints
 
 
 def is_distributed_checkpoint(path: str | Path) -> bool:

@@ -56,14 +56,14 @@ def build_examples(problems, tokenizer, *, seed: int, template, scheme: str = "r
 
 def run_sft(cfg: SFTConfig, *, log=None) -> dict:
     """Train, evaluate (greedy pass@1 on held-out problems), save; returns a summary."""
-    from mrt_engine.rl.checkpoint import save_checkpoint, save_weights
-    from mrt_engine.rl.generation import make_backend
-    from mrt_engine.rl.logger import MetricsLogger
-    from mrt_engine.rl.optim import build_optimizer, build_scheduler
+    from mrt_engine.trainer.checkpoint import save_checkpoint, save_weights
+    from mrt_engine.rl.backends import make_backend
+    from mrt_engine.trainer.logger import MetricsLogger
+    from mrt_engine.trainer.optim import build_optimizer, build_scheduler
     from mrt_engine.prompts import get_template
-    from mrt_engine.rl.setup import build_model, build_problems
-    from mrt_engine.rl.dist import PolicyLogProbs
-    from mrt_engine.rl.update import sft_update
+    from mrt_engine.trainer.setup import build_model, build_problems
+    from mrt_engine.trainer.dist import PolicyLogProbs
+    from mrt_engine.trainer.update import sft_update
 
     log = log or (lambda text: print(text, flush=True))
     if cfg.num_threads:

@@ -6,7 +6,7 @@ import torch
 from mrt_engine.engine import SamplingParams
 from mrt_engine.metrics import normalized_regret
 from mrt_engine.progress import token_curve
-from mrt_engine.rl.progress import estimate_progress
+from mrt_engine.rl.rollout_progress import estimate_progress
 from mrt_engine.rl.rollout import sample_groups
 
 

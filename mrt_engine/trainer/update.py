@@ -1,7 +1,7 @@
 """One policy update over a packed rollout batch: micro-batches, gradient accumulation,
 clipping, optimizer and scheduler steps. Also the supervised (SFT) step.
 
-Every function takes the *policy module* (``mrt_engine.rl.dist.PolicyLogProbs`` of the model,
+Every function takes the *policy module* (``mrt_engine.trainer.dist.PolicyLogProbs`` of the model,
 maybe wrapped in DDP or sharded by FSDP2): calling it gives per-token log-probs, and the
 wrapper synchronises the gradients itself, so nothing here all-reduces by hand.
 """
@@ -11,7 +11,7 @@ import contextlib
 
 import torch
 
-from mrt_engine.rl.dist import grad_norm_value
+from mrt_engine.trainer.dist import grad_norm_value
 from mrt_engine.rl.losses import policy_loss, sft_loss
 from mrt_engine.rl.rollout import Batch
 

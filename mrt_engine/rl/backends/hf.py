@@ -1,35 +1,10 @@
-"""Rollout backends: the in-process engine, plain transformers, or vLLM.
-
-``engine`` and ``hf`` run the policy's own parameter tensors (no copy), so the next rollout
-after an optimizer step samples from the updated policy. ``vllm``
-(:mod:`mrt_engine.rl.backends.vllm_backend`) holds a copy that ``weights_updated()`` refreshes
-in memory after every step. All take the engine's :class:`~mrt_engine.engine.SamplingParams`
-and return its :class:`~mrt_engine.engine.GenerationOutput` (one sampling type, one output type).
-"""
+"""``rollout.backend: hf``: plain transformers ``model.generate`` on the policy's own
+parameters (any causal LM; slower than the engine)."""
 from __future__ import annotations
 
 import torch
 
-from mrt_engine.engine import GenerationOutput, Generator, SamplingParams
-
-
-class EngineBackend:
-    """:class:`mrt_engine.engine.Generator` (paged KV cache, continuous batching)."""
-
-    def __init__(self, model, tokenizer, **engine_kwargs):
-        self.generator = Generator(model, tokenizer, **engine_kwargs)
-        self.tokenizer = tokenizer
-
-    def shares_weights_with(self, model) -> bool:
-        fwd = self.generator.forward
-        return fwd.embed_tokens.weight is model.get_input_embeddings().weight
-
-    def weights_updated(self) -> None:
-        """Cached prefix KV was computed with the old weights: drop it after every update."""
-        self.generator.reset_prefix_cache()
-
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[GenerationOutput]]:
-        return self.generator.generate(prompts, params)
+from mrt_engine.engine import GenerationOutput, SamplingParams
 
 
 class HFBackend:
@@ -82,22 +57,3 @@ class HFBackend:
                 group.append(GenerationOutput(list(prompts[i]), row, text, None, finish))
             result.append(group)
         return result
-
-
-def make_backend(name, model, tokenizer, *, options: dict | None = None):
-    """The backend called ``name`` (or a ``RolloutConfig``: its ``backend`` and ``vllm`` options).
-
-    ``options``: the ``rollout.vllm`` mapping, for ``vllm`` only. vLLM is imported here, not
-    at module import, so the other backends never need it.
-    """
-    if hasattr(name, "backend"):  # a RolloutConfig
-        name, options = name.backend, (name.vllm or None) if options is None else options
-    if name == "engine":
-        return EngineBackend(model, tokenizer)
-    if name == "hf":
-        return HFBackend(model, tokenizer)
-    if name == "vllm":
-        from mrt_engine.rl.backends.vllm_backend import VLLMBackend
-
-        return VLLMBackend(model, tokenizer, options=options)
-    raise ValueError(f"rollout.backend={name!r}; use 'engine', 'hf' or 'vllm'")

@@ -18,7 +18,7 @@ def build_model(mcfg, *, seed: int = 0):
     model, tok = load_model(mcfg.name, dtype=mcfg.dtype, device=str(device), seed=seed,
                             tiny_config=mcfg.tiny_config)
     if mcfg.init_checkpoint:
-        from mrt_engine.rl.checkpoint import load_weights
+        from mrt_engine.trainer.checkpoint import load_weights
 
         load_weights(model, mcfg.init_checkpoint)
     if mcfg.gradient_checkpointing:
