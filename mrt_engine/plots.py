@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from typing import Sequence
+from mrt_engine.progress.result import token_curve
 
 
 def _pyplot():
@@ -20,7 +21,6 @@ def plot_progress(results: Sequence, path: str, *, regret: dict[float, float] | 
 
     ``results`` are ``ProgressResult``s (or anything with ``j``, ``tokens_at_cut``, ``j_stderr``).
     """
-    from mrt_engine.progress.result import token_curve
 
     if not results:
         raise ValueError("plot_progress: no results to plot")

@@ -1,10 +1,11 @@
 """``mrt-engine compare``: MRT against GRPO, a placebo and baselines over several seeds (docs/compare.md)."""
 from __future__ import annotations
+from mrt_engine.experiments.compare.arms import ARMS, DEFAULT_ARMS
+from mrt_engine.commands.train import parse_overrides
+from mrt_engine.experiments.compare import run_compare
 
 
 def add_parser(sub):
-    from mrt_engine.experiments.compare.arms import ARMS, DEFAULT_ARMS
-
     p = sub.add_parser("compare", help="MRT vs GRPO vs controls: several seeds per arm, equal token budgets, "
                                        "intervals, the prior decision rule, a report and a PNG")
     p.add_argument("--out", default="runs/compare", help="output folder (a rerun reuses finished arms)")
@@ -22,9 +23,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from mrt_engine.commands.train import parse_overrides
-    from mrt_engine.experiments.compare import run_compare
-
     run_compare(out_dir=args.out, arms=args.arms, seeds=args.seeds, first_seed=args.first_seed, jobs=args.jobs, quick=args.quick,
                 overrides=parse_overrides(args.set))
     return 0

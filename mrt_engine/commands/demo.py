@@ -15,6 +15,11 @@ import json
 import math
 import time
 from pathlib import Path
+from mrt_engine.config import SFTConfig, from_dict, set_dotted
+from mrt_engine.config.presets import shipped_config
+from mrt_engine.experiments.compare.arms import ARMS
+from mrt_engine.experiments.compare.run import EvalSpec, run_one, run_one_star
+from mrt_engine.trainer.sft import run_sft
 
 DEFAULT_ALGOS = ("grpo", "mrt_dense")
 # (key in the measurement, label, format); measurements from experiments.compare.evaluate
@@ -96,10 +101,6 @@ def run_demo(*, output_dir: str = "runs/demo", algos=None, max_train_tokens: int
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from mrt_engine.config import SFTConfig, from_dict, set_dotted
-    from mrt_engine.config.presets import shipped_config
-    from mrt_engine.experiments.compare.arms import ARMS
-    from mrt_engine.experiments.compare.run import EvalSpec, run_one, run_one_star
 
     t0 = time.perf_counter()
     out = Path(output_dir)
@@ -111,8 +112,6 @@ def run_demo(*, output_dir: str = "runs/demo", algos=None, max_train_tokens: int
     if max_train_tokens is not None:
         base["max_train_tokens"] = max_train_tokens
     if from_scratch:
-        from mrt_engine.trainer.sft import run_sft
-
         sft = shipped_config("sft_digit")
         sft["output_dir"] = str(out / "sft")
         if sft_steps is not None:

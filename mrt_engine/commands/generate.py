@@ -9,6 +9,8 @@ import argparse
 import json
 
 from mrt_engine.errors import MRTUserError, user_input
+from mrt_engine.engine import Generator, SamplingParams
+from mrt_engine.models import load_model
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -33,9 +35,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from mrt_engine.engine import Generator, SamplingParams
-    from mrt_engine.models import load_model
-
     prompts = list(args.prompt)
     if args.prompts_file:
         with user_input("--prompts-file"), open(args.prompts_file) as f:

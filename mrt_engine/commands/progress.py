@@ -15,6 +15,11 @@ import sys
 import warnings
 
 from mrt_engine.errors import MRTUserError, unknown_fields, user_input
+from mrt_engine import prompts
+from mrt_engine.engine import Generator, SamplingParams
+from mrt_engine.episodes import SingleEpisodeWarning, segment
+from mrt_engine.models import load_model
+from mrt_engine.progress import ProgressEstimator, progress_reliability
 
 
 class _Deprecated(argparse.Action):
@@ -122,8 +127,6 @@ def _generate_missing(items, model, tok, args) -> None:
     todo = [it for it in items if not it["traces"]]
     if not todo:
         return
-    from mrt_engine import prompts
-    from mrt_engine.engine import Generator, SamplingParams
 
     gen = Generator(model, tok)
     params = SamplingParams(n=1, temperature=args.temperature, top_p=args.top_p, max_tokens=args.generate_tokens,
@@ -137,7 +140,6 @@ def _generate_missing(items, model, tok, args) -> None:
 def _warn_single_episodes(flat, args, seg: dict) -> None:
     """The segmenter's SingleEpisodeWarning for each trace, re-issued naming its file:line and id
     (the estimator segments all traces in one batch and could not say which one)."""
-    from mrt_engine.episodes import SingleEpisodeWarning, segment
 
     if args.scheme != "r1":
         return
@@ -165,10 +167,6 @@ def _estimate(est, flat) -> list:
 
 
 def run(args) -> int:
-    from mrt_engine.episodes import SingleEpisodeWarning
-    from mrt_engine.models import load_model
-    from mrt_engine.progress import ProgressEstimator
-
     items = read_items(args.data, args.problem_field, args.answer_field, allow_extra=args.allow_extra_fields)
     with user_input(f"--model {args.model}"):
         model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
@@ -202,7 +200,6 @@ def run(args) -> int:
 
 def _reliability_line(results, args) -> str:
     """How much of the spread of progress is signal (docs/progress.md, "How reliable is progress?")."""
-    from mrt_engine.progress import progress_reliability
 
     if args.mode == "sample" and args.num_branches < 2:
         return "progress reliability: needs --num-branches >= 2 (one forced answer per cut cannot be split)"

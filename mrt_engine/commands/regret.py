@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 
 from mrt_engine.errors import MRTUserError, user_input
+from mrt_engine.progress import ProgressResult, token_curve
+from mrt_engine import metrics
+from mrt_engine.grading import is_equiv
+from mrt_engine.plots import plot_progress
 
 DEFAULT_BUDGETS = (4096, 8192, 12288, 16384)  # the authors' budgets (docs/method.md section 7)
 
@@ -22,8 +26,6 @@ def add_parser(sub) -> None:
 
 
 def read_results(path: str):
-    from mrt_engine.progress import ProgressResult
-
     results = []
     with user_input("--progress"), open(path) as fh:
         for n, line in enumerate(fh, 1):
@@ -38,8 +40,6 @@ def read_results(path: str):
 def summarize(results, budgets, *, equiv=None) -> dict:
     """Mean normalized regret per budget, progress statistics, and (sample mode with answers)
     the mean envelope regret against parallel maj@k from every cut."""
-    from mrt_engine import metrics
-    from mrt_engine.progress import token_curve
 
     curves = [token_curve(r) for r in results]
     out = {"num_traces": len(results),
@@ -75,8 +75,6 @@ def run(args) -> int:
         budgets = [float(b) for b in args.budgets.split(",")] if args.budgets else list(DEFAULT_BUDGETS)
     equiv = None
     if args.math_equiv:
-        from mrt_engine.grading import is_equiv
-
         equiv = is_equiv
     summary = summarize(results, budgets, equiv=equiv)
     width = max(len(k) for k in summary)
@@ -86,8 +84,6 @@ def run(args) -> int:
         with open(args.out, "w") as fh:
             json.dump(summary, fh, indent=2)
     if args.plot:
-        from mrt_engine.plots import plot_progress
-
         regret = {float(b): v for b, v in summary["normalized_regret"].items()}
         plot_progress(results, args.plot, regret=regret, title=args.progress)
         print(f"plot written to {args.plot}")

@@ -7,6 +7,7 @@ by any column. No network, no external assets (docs/report.md).
 from __future__ import annotations
 
 import sys
+from mrt_engine.report import parse_budgets, write_report
 
 
 def add_parser(sub) -> None:
@@ -21,8 +22,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from mrt_engine.report import parse_budgets, write_report
-
     try:
         budgets = parse_budgets(args.budgets) if args.budgets else None
         report = write_report(args.progress, args.out, budgets=budgets, title=args.title)

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+from mrt_engine.commands.train import parse_overrides
+from mrt_engine.config import SFTConfig, load_config
+from mrt_engine.errors import user_input
+from mrt_engine.trainer.sft import run_sft
 
 
 def add_parser(sub):
@@ -16,11 +20,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from mrt_engine.commands.train import parse_overrides
-    from mrt_engine.config import SFTConfig, load_config
-    from mrt_engine.errors import user_input
-    from mrt_engine.trainer.sft import run_sft
-
     overrides = parse_overrides(args.overrides)
     if args.output_dir:
         overrides["output_dir"] = args.output_dir

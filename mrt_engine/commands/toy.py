@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from mrt_engine.errors import MRTUserError
+from mrt_engine.experiments.exact_j_toy import ToyConfig, format_table, run_toy
 
 QUICK_SEEDS, QUICK_STEPS = 3, 10
 
@@ -27,8 +29,6 @@ def add_parser(sub):
 def run(args) -> int:
     import torch
 
-    from mrt_engine.errors import MRTUserError
-    from mrt_engine.experiments.exact_j_toy import ToyConfig, format_table, run_toy
 
     seeds = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else 30)
     if seeds < 1:

@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 
 from mrt_engine.errors import MRTUserError, user_input
+from mrt_engine.trainer.checkpoint import latest_checkpoint
+from mrt_engine.trainer import TrainConfig, Trainer
 
 RUN_FILES = ("checkpoints", "metrics.jsonl", "tensorboard")  # what a training run writes
 
@@ -46,7 +48,6 @@ def parse_overrides(items: list[str]) -> dict:
 
 def check_output_dir(output_dir: str | Path, *, resume: str | None, overwrite: bool) -> None:
     """Refuse to resume from nothing or to write over an existing run (see the module docstring)."""
-    from mrt_engine.trainer.checkpoint import latest_checkpoint
 
     out = Path(output_dir)
     if resume is not None and overwrite:
@@ -74,8 +75,6 @@ def check_output_dir(output_dir: str | Path, *, resume: str | None, overwrite: b
 
 
 def run(args) -> int:
-    from mrt_engine.trainer import TrainConfig, Trainer
-
     overrides = parse_overrides(args.overrides)
     if args.output_dir:
         overrides["output_dir"] = args.output_dir

@@ -22,6 +22,7 @@ from mrt_engine import ops
 
 from .forward import token_major_sdpa
 from .sequence import Sequence
+from mrt_engine.ops.attention_sdpa import branch_decode_attention_sdpa, decode_gather_index, decode_mask, decode_sdpa, worth_cascading
 
 
 class PagedKVCache:
@@ -162,8 +163,6 @@ class FlatDecodeAttention:
     """
 
     def __init__(self, cache: PagedKVCache, seqs: list[Sequence], scale: float):
-        from mrt_engine.ops.attention_sdpa import decode_gather_index, decode_mask, worth_cascading
-
         bs = cache.block_size
         device = cache.kv.device
         self.cache, self.scale = cache, scale
@@ -186,8 +185,6 @@ class FlatDecodeAttention:
         self.index = decode_gather_index(tables, num_blocks, device)
 
     def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        from mrt_engine.ops.attention_sdpa import branch_decode_attention_sdpa, decode_sdpa
-
         self.cache.write(layer, self.slots, k, v)
         kc, vc = self.cache.k_cache(layer), self.cache.v_cache(layer)
         if self.cascade_args is not None:

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 from .screen import too_costly
 from .text import extract_boxed, normalize_answer
 from .worker import check_in_worker
+from ._child import compare
 
 # Reasons a Grade can carry. Score 1 only with CORRECT.
 CORRECT = "correct"
@@ -65,8 +66,6 @@ def _check(reference: str, candidate: str, timeout: float | None) -> str:
     if too_costly(candidate) or too_costly(reference):
         return "costly"
     if timeout is None or timeout <= 0:
-        from ._child import compare
-
         return compare(reference, candidate)
     return check_in_worker(reference, candidate, timeout)
 

@@ -18,6 +18,7 @@ import torch
 
 from mrt_engine.episodes import char_to_token_offsets
 from mrt_engine.progress import EstimatorConfig, ProgressScorer, reference_answer  # noqa: F401 (re-exported)
+from mrt_engine.rl.rewards import dense_progress_rewards
 
 FORMS = ("progress", "termination_baseline", "dense")
 
@@ -178,7 +179,6 @@ def dense_rewards(result, spans: Sequence[tuple[int, int]], num_tokens: int, *, 
     own episode's progress, added to the sequence's outcome advantage), with spans clipped to
     the framework's completion length (it may truncate the completion we segmented).
     """
-    from mrt_engine.rl.rewards import dense_progress_rewards
 
     clipped = [(min(start, num_tokens), min(end, num_tokens)) for start, end in spans]
     progress = torch.tensor([float(p) for p in result.progress], dtype=torch.float32)

@@ -37,6 +37,7 @@ from mrt_engine.integrations._common import (
     reference_answer,
     scalar_reward,
 )
+from mrt_engine.models import load_model
 
 __all__ = ["reward_func", "split_response", "make_reward_func"]
 
@@ -132,7 +133,6 @@ def _default_reward_func():
         raise RuntimeError(
             "mrt_engine.integrations.openrlhf needs the model that estimates progress: set MRT_PROGRESS_MODEL to a "
             "checkpoint directory (e.g. the actor's latest save) before starting OpenRLHF")
-    from mrt_engine.models import load_model
 
     model, tok = load_model(name, device=os.environ.get("MRT_DEVICE", "cpu"),
                             dtype=os.environ.get("MRT_DTYPE", "float32"))

@@ -1,7 +1,6 @@
 """verl adapter: MRT reward managers and a dense-progress advantage estimator (checked against verl 0.9.1).
 
 Importing this module registers, in verl's own registries:
-
 - reward manager ``"mrt"`` in the reward-loop registry
   (``verl.experimental.reward_loop.reward_manager``, the one verl 0.9's trainer resolves
   ``reward.reward_manager.name`` in): :class:`MRTRewardLoopManager`. ``run_single`` returns
@@ -62,6 +61,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase 
 from verl.trainer.ppo.core_algos import register_adv_est  # noqa: E402
 from verl.workers.reward_manager import register as register_manager  # noqa: E402
 from verl.workers.reward_manager.abstract import AbstractRewardManager  # noqa: E402
+from mrt_engine.models import load_model
 
 MANAGER_NAME = "mrt"
 DENSE_ESTIMATOR = "mrt_dense"
@@ -145,8 +145,6 @@ def _options(config) -> dict:
 
 
 def _scorer_from_config(config, tokenizer) -> ProgressScorer:
-    from mrt_engine.models import load_model
-
     opts = _options(config)
     name = opts.get("mrt_model")
     if not name:

@@ -12,6 +12,7 @@ from .attention_ref import (
     paged_decode_attention_reference,
     prefix_suffix_attention_reference,
 )
+from .attention_triton import branch_decode_attention_triton, paged_decode_attention_triton, prefix_suffix_attention_triton
 
 
 def prefix_suffix_attention(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix_indptr, prefix_start, cuts, scale,
@@ -24,8 +25,6 @@ def prefix_suffix_attention(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix
     """
     kw = dict(suffix_indptr=suffix_indptr, prefix_start=prefix_start, cuts=cuts, scale=scale, validate=validate)
     if use_triton(backend, q, k_suffix, k_prefix):
-        from .attention_triton import prefix_suffix_attention_triton
-
         return prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, max_suffix_len=max_suffix_len,
                                               **kw)
     if backend != "torch" and not q.is_cuda:
@@ -42,8 +41,6 @@ def paged_decode_attention(q, k_cache, v_cache, *, block_tables, context_lens, s
     """
     kw = dict(block_tables=block_tables, context_lens=context_lens, scale=scale, validate=validate)
     if use_triton(backend, q, k_cache):
-        from .attention_triton import paged_decode_attention_triton
-
         return paged_decode_attention_triton(q, k_cache, v_cache, max_context_len=max_context_len, **kw)
     return paged_decode_attention_reference(q, k_cache, v_cache, **kw)
 
@@ -59,8 +56,6 @@ def branch_decode_attention(q, k_cache, v_cache, *, group_indptr, shared_block_t
     kw = dict(group_indptr=group_indptr, shared_block_tables=shared_block_tables, shared_lens=shared_lens,
               tail_block_tables=tail_block_tables, tail_lens=tail_lens, scale=scale, validate=validate)
     if use_triton(backend, q, k_cache):
-        from .attention_triton import branch_decode_attention_triton
-
         return branch_decode_attention_triton(q, k_cache, v_cache, max_shared_len=max_shared_len,
                                               max_tail_len=max_tail_len, max_group_size=max_group_size, **kw)
     return branch_decode_attention_reference(q, k_cache, v_cache, **kw)

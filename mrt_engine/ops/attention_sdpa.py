@@ -4,7 +4,6 @@ Same contract as ``prefix_suffix_attention_reference`` (which stays the fp32 ora
 compare against). Profiling the score path on CPU showed the reference's masked einsums
 spending most of the time in unfused softmax passes, and its prefix part attending every
 suffix of a trace against the trace's *largest* cut (about twice the needed work). Here:
-
 - suffixes are taken in runs that share a prefix start (the planner lays out the suffixes of
   one trace cut by cut, so a run is a trace), split into calls of at most ``max_rows`` query
   rows; each call attends only up to the largest cut *of that call*, so with rising cuts the
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .attention_ref import check_scoring_inputs
+from .attention_ref import check_branch_inputs, check_paged_inputs
 
 #: Query rows per fused call. Larger calls attend more masked keys (the gap between the
 #: smallest and largest cut of the call, and other suffixes' rows); smaller ones pay more
@@ -111,7 +111,6 @@ def paged_decode_attention_sdpa(q, k_cache, v_cache, *, block_tables, context_le
     caller that runs many layers on one plan; it is built from ``context_lens`` otherwise.
     Every sequence needs ``context_lens >= 1`` (a decode query always sees itself).
     """
-    from .attention_ref import check_paged_inputs
 
     check_paged_inputs(q, k_cache, v_cache, block_tables, context_lens, "paged_decode_attention", values=validate)
     if q.shape[0] == 0:
@@ -174,7 +173,6 @@ def branch_decode_attention_sdpa(q, k_cache, v_cache, *, group_indptr, shared_bl
     instead of once per member; ``worth_cascading`` says when that pays. The ``max_*`` host
     hints of the Triton path are accepted and unused.
     """
-    from .attention_ref import check_branch_inputs
 
     check_branch_inputs(q, k_cache, v_cache, group_indptr, shared_block_tables, shared_lens, tail_block_tables,
                         tail_lens, values=validate)

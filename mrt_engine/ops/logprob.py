@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ._dispatch import use_triton
 from .logprob_ref import selective_log_prob_reference
+from .logprob_triton import selective_log_prob_triton
 
 
 def selective_log_prob(hidden, weight, targets, *, bias=None, temperature=1.0, return_entropy=False,
@@ -14,8 +15,6 @@ def selective_log_prob(hidden, weight, targets, *, bias=None, temperature=1.0, r
     CPU -> reference; ``backend="triton"|"torch"`` forces one.
     """
     if use_triton(backend, hidden, weight):
-        from .logprob_triton import selective_log_prob_triton
-
         return selective_log_prob_triton(hidden, weight, targets, bias=bias, temperature=temperature,
                                          return_entropy=return_entropy, chunk_size=chunk_size)
     return selective_log_prob_reference(hidden, weight, targets, bias=bias, temperature=temperature,

@@ -16,6 +16,8 @@ from .inputs import TraceInputs, check_lengths, prepare
 from .result import ProgressResult, progress_from_j
 from .sample import mean_and_stderr, sample_fast, sample_naive
 from .score import score_fast, score_naive
+from mrt_engine.engine.forward import DecoderForward
+from mrt_engine.engine import Generator
 
 
 class ProgressEstimator:
@@ -88,18 +90,11 @@ class ProgressEstimator:
             if self.generator is not None:
                 self._forward = self.generator.forward
             else:
-                from mrt_engine.engine.forward import DecoderForward
-
                 self._forward = DecoderForward(self.model)
         return self._forward
 
     def _get_generator(self):
         if self.generator is None:
-            try:
-                from mrt_engine.engine import Generator
-            except ImportError as exc:
-                raise ImportError("mode='sample', method='fast' needs mrt_engine.engine.Generator, which failed "
-                                  f"to import ({exc}); method='naive' needs only transformers") from exc
             self.generator = Generator(self.model, self.tokenizer)
         return self.generator
 

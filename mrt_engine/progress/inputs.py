@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from mrt_engine import prompts
 from mrt_engine.episodes import char_to_token_offsets, decode_with_spans, segment, segment_ids
+from mrt_engine.grading import grade as grade_fn
 
 
 @dataclass
@@ -213,8 +214,6 @@ def prepare(index: int, problem, trace, answer, *, tokenizer, template, config,
             f"positions but the model has {max_positions}; shorten the trace (e.g. keep its first "
             f"{max_positions - need + len(trace_ids)} tokens) or use a longer-context model")
     if outcome is None and grade:
-        from mrt_engine.grading import grade as grade_fn
-
         outcome = max(float(grade_fn(full, f, verifier=verifier).score) for f in forms)
     elif outcome is not None:
         outcome = float(outcome)

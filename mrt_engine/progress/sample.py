@@ -19,6 +19,8 @@ from typing import Callable
 import torch
 
 from .inputs import TraceInputs
+from mrt_engine.grading import grade
+from mrt_engine.engine import SamplingParams
 
 
 def cut_seed(seed: int, item: int, cut: int) -> int:
@@ -48,7 +50,6 @@ def _grade_cut(tokenizer, it: TraceInputs, cut: int, answers: list[str]):
     suffix text + sample text, against every accepted reference form (best grade counts),
     with the item's exact verifier when it has one.
     """
-    from mrt_engine.grading import grade
 
     head = tokenizer.decode(it.suffix_ids[cut], skip_special_tokens=False)
     scores, extracted = [], []
@@ -70,7 +71,6 @@ def sample_fast(generator, tokenizer, items: list[TraceInputs], *, config, stop_
     random numbers: J at each cut is unbiased, and progress J_k - J_{k-1} has lower variance
     than with independent draws), and a trace's result does not depend on the other traces.
     """
-    from mrt_engine.engine import SamplingParams
 
     out = []
     for it in items:

@@ -25,6 +25,7 @@ import torch
 from mrt_engine.engine.forward import DecoderForward, varlen_causal_attention
 
 from .inputs import TraceInputs
+from mrt_engine.ops import plan_scoring, prefix_suffix_attention as prefix_attention, selective_log_prob
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -91,7 +92,6 @@ def _plan(seqs: list[list[int]], chunk: list[_Suffix]):
     The plan orders suffixes trace by trace; ``chunk`` is a slice of the item-major
     ``_suffixes`` list, so plan order is chunk order.
     """
-    from mrt_engine.ops import plan_scoring
 
     cuts: list[list[int]] = [[] for _ in seqs]
     lens: list[list[int]] = [[] for _ in seqs]
@@ -108,7 +108,6 @@ def prefill(fwd: DecoderForward, seqs: list[list[int]], max_tokens: int) -> KVCa
     in chunks, each chunk planned (``ops.plan_scoring``) as a suffix at cut ``c0`` of its own
     rows, so it attends the K/V already captured (memory stays bounded).
     """
-    from mrt_engine.ops import plan_scoring, prefix_suffix_attention as prefix_attention
 
     lens = [len(s) for s in seqs]
     offsets = [0]
@@ -153,7 +152,6 @@ def score_fast(fwd: DecoderForward, items: list[TraceInputs], *, max_tokens: int
     Per packed pass, one plan (``ops.plan_scoring``: index tensors, moved to the device once)
     and per layer one ``prefix_suffix_attention`` call that reads it.
     """
-    from mrt_engine.ops import prefix_suffix_attention as prefix_attention, selective_log_prob
 
     dev = fwd.device
     scale = fwd.shape.scale

@@ -3,11 +3,10 @@ log-prob (never materialises ``[tokens, vocab]`` logits)."""
 from __future__ import annotations
 
 import torch
+from mrt_engine.ops import selective_log_prob
 
 
 def _selective_log_prob(hidden, weight, targets, *, temperature=1.0, bias=None):
-    from mrt_engine.ops import selective_log_prob
-
     return selective_log_prob(hidden, weight, targets, bias=bias, temperature=temperature)
 
 

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from mrt_engine.engine import GenerationOutput, SamplingParams
+from mrt_engine.grading import grade
+from mrt_engine.tasks import verifier_for
+from mrt_engine.prompts import encode, prompt_ids
+from mrt_engine.episodes import segment_ids
 
 
 @dataclass
@@ -35,7 +39,6 @@ class Sample:
 
 def grade_samples(samples: list[Sample]) -> None:
     """Fill ``reward`` (and ``extracted``) from the task's exact verifier, if it has one."""
-    from mrt_engine.grading import grade
 
     for s in samples:
         g = grade(s.graded_text, s.problem.answer, verifier=task_verifier(s.problem))
@@ -45,14 +48,11 @@ def grade_samples(samples: list[Sample]) -> None:
 
 def task_verifier(problem):
     """The exact verifier of the problem's synthetic task, or None (math equivalence)."""
-    from mrt_engine.tasks import verifier_for
 
     return verifier_for(problem) if hasattr(problem, "task") and hasattr(problem, "meta") else None
 
 
 def encode_prompts(tokenizer, problems, *, system=None) -> list[list[int]]:
-    from mrt_engine.prompts import prompt_ids
-
     return [prompt_ids(tokenizer, p.problem, system=system) for p in problems]
 
 
@@ -76,8 +76,6 @@ def sample_prefix_continuations(backend, tokenizer, problems, *, sampling: Sampl
     ``num_terminate`` continuations forced to answer at once (termination text appended) and
     ``num_continuations - num_terminate`` that reason on. Group ``g`` = the prefix of problem g.
     """
-    from mrt_engine.episodes import segment_ids
-    from mrt_engine.prompts import encode
 
     prompts = encode_prompts(tokenizer, problems, system=system)
     traces = backend.generate(prompts, replace(sampling, n=1))

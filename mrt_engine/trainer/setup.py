@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import torch
+from mrt_engine.models import load_model
+from mrt_engine.trainer.checkpoint import load_weights
+from mrt_engine import tasks
 
 
 def resolve_device(name: str) -> torch.device:
@@ -12,14 +15,11 @@ def resolve_device(name: str) -> torch.device:
 
 def build_model(mcfg, *, seed: int = 0):
     """``(model, tokenizer)`` in train mode, fp32 master weights unless ``dtype`` says otherwise."""
-    from mrt_engine.models import load_model
 
     device = resolve_device(mcfg.device)
     model, tok = load_model(mcfg.name, dtype=mcfg.dtype, device=str(device), seed=seed,
                             tiny_config=mcfg.tiny_config)
     if mcfg.init_checkpoint:
-        from mrt_engine.trainer.checkpoint import load_weights
-
         load_weights(model, mcfg.init_checkpoint)
     if mcfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -29,7 +29,6 @@ def build_model(mcfg, *, seed: int = 0):
 
 def build_problems(dcfg):
     """(train, eval) problem lists; synthetic eval problems use a different seed than train."""
-    from mrt_engine import tasks
 
     if dcfg.path:
         problems = tasks.load_problems(dcfg.path, problem_field=dcfg.problem_field, answer_field=dcfg.answer_field)

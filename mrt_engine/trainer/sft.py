@@ -16,6 +16,18 @@ import torch
 
 from mrt_engine.config import SFTConfig
 from mrt_engine.rl.rollout import Sample, encode_prompts, pack
+from mrt_engine.episodes import segment
+from mrt_engine.prompts import encode, get_template
+from mrt_engine.tasks import TASKS, solution_trace
+from mrt_engine.trainer.checkpoint import save_checkpoint, save_weights
+from mrt_engine.rl.backends import make_backend
+from mrt_engine.trainer.logger import MetricsLogger
+from mrt_engine.trainer.optim import build_optimizer, build_scheduler
+from mrt_engine.trainer.setup import build_model, build_problems
+from mrt_engine.trainer.dist import PolicyLogProbs
+from mrt_engine.trainer.update import sft_update
+from mrt_engine.engine import SamplingParams
+from mrt_engine.rl.rollout import sample_groups
 
 
 def _answer_stated(answer: str, text: str) -> bool:
@@ -25,9 +37,6 @@ def _answer_stated(answer: str, text: str) -> bool:
 def build_examples(problems, tokenizer, *, seed: int, template, scheme: str = "r1", segment_options=None,
                    termination_fraction: float = 0.0, system=None) -> list[Sample]:
     """Teacher-forced examples (see the module docstring); deterministic in ``seed``."""
-    from mrt_engine.episodes import segment
-    from mrt_engine.prompts import encode
-    from mrt_engine.tasks import TASKS, solution_trace
 
     rng = random.Random(seed)
     prompts = encode_prompts(tokenizer, problems, system=system)
@@ -56,14 +65,6 @@ def build_examples(problems, tokenizer, *, seed: int, template, scheme: str = "r
 
 def run_sft(cfg: SFTConfig, *, log=None) -> dict:
     """Train, evaluate (greedy pass@1 on held-out problems), save; returns a summary."""
-    from mrt_engine.trainer.checkpoint import save_checkpoint, save_weights
-    from mrt_engine.rl.backends import make_backend
-    from mrt_engine.trainer.logger import MetricsLogger
-    from mrt_engine.trainer.optim import build_optimizer, build_scheduler
-    from mrt_engine.prompts import get_template
-    from mrt_engine.trainer.setup import build_model, build_problems
-    from mrt_engine.trainer.dist import PolicyLogProbs
-    from mrt_engine.trainer.update import sft_update
 
     log = log or (lambda text: print(text, flush=True))
     if cfg.num_threads:
@@ -115,9 +116,6 @@ def run_sft(cfg: SFTConfig, *, log=None) -> dict:
 
 
 def sft_eval(backend, tok, problems, *, max_tokens: int, system=None) -> float:
-    from mrt_engine.engine import SamplingParams
-    from mrt_engine.rl.rollout import sample_groups
-
     samples = sample_groups(backend, tok, problems, n=1, system=system,
                             sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0))
     return sum(s.reward for s in samples) / len(samples)

@@ -14,6 +14,7 @@ import torch
 from mrt_engine.trainer.dist import grad_norm_value
 from mrt_engine.rl.losses import policy_loss, sft_loss
 from mrt_engine.rl.rollout import Batch
+from mrt_engine.rl.rollout import pack
 
 
 def autocast_context(precision: str, device: torch.device):
@@ -112,7 +113,6 @@ def sft_update(policy, optimizer, batch: Batch, *, micro_batch_size: int, grad_c
 def sft_epochs(policy, optimizer, samples: list, *, epochs: int, pad_id: int, rng, micro_batch_size: int,
                grad_clip: float, precision: str = "no") -> dict:
     """``epochs`` shuffled passes of supervised steps over ``samples`` (one step per micro-batch)."""
-    from mrt_engine.rl.rollout import pack
 
     samples, losses = list(samples), []
     for _ in range(epochs if samples else 0):

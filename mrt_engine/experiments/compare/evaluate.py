@@ -1,7 +1,6 @@
 """The held-out measurements of one trained arm (every arm measured alike).
 
 On ``num_samples`` sampled completions per held-out problem:
-
 - ``pass@1`` (mean grade), ``tokens`` (mean completion tokens), ``truncated``;
 - J at every episode cut from one *measuring* estimator, the same for every arm (sample mode,
   ``num_branches`` forced answers per cut, J at the natural end = the outcome), whatever
@@ -28,6 +27,8 @@ from mrt_engine.metrics import normalized_regret
 from mrt_engine.progress import progress_reliability, token_curve
 from mrt_engine.rl.rollout_progress import build_estimator, estimate_progress
 from mrt_engine.rl.rollout import Sample, sample_groups, strip_eos, task_verifier
+from mrt_engine.grading import grade
+from mrt_engine.prompts import encode
 
 WAIT = "\n\nWait,"
 
@@ -89,8 +90,6 @@ def budget_forcing(backend, tokenizer, samples: list[Sample], *, forcing_budget:
     continuation is cut to what its own budget leaves (the first r tokens of a longer draw are
     a draw of r tokens).
     """
-    from mrt_engine.grading import grade
-    from mrt_engine.prompts import encode
 
     wait_ids = encode(tokenizer, WAIT)
     contexts, heads = [], []

@@ -17,6 +17,10 @@ from pathlib import Path
 
 from .arms import ARMS, DEFAULT_ARMS, SECONDARY_ARM, SECONDARY_CONTROLS, arm_config
 from .report import aggregate, markdown_table, plot, verdict
+from mrt_engine.config import TrainConfig, set_dotted
+from mrt_engine.config.presets import shipped_config
+from mrt_engine.trainer import Trainer
+from .evaluate import evaluate_policy
 
 
 @dataclass
@@ -42,8 +46,6 @@ def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None 
                 eval_spec: EvalSpec | None = None, log=print) -> dict:
     """Train and measure every arm at seeds first_seed..first_seed+seeds-1; write report.json,
     report.md, compare.png. A fresh ``first_seed`` tests a hypothesis on seeds it was not drawn from."""
-    from mrt_engine.config import set_dotted
-    from mrt_engine.config.presets import shipped_config
 
     t0 = time.perf_counter()
     arms = list(arms or DEFAULT_ARMS)
@@ -96,10 +98,7 @@ def run_one(base: dict, arm: str, seed: int, run_dir: str, spec: dict, measure_s
     """
     import torch
 
-    from mrt_engine.config import TrainConfig
-    from mrt_engine.trainer import Trainer
 
-    from .evaluate import evaluate_policy
 
     cfg = arm_config(base, arm, seed, run_dir)
     path = Path(run_dir) / "result.json"
