@@ -21,6 +21,7 @@ LAYERS = {
     "progress": 2, "plots": 2, "report": 2,  # plots and the HTML report draw progress results
     "engine": 1, "ops": 1, "kernels": 1,  # ops' Triton code
     "episodes": 0, "prompts": 0, "grading": 0, "tasks": 0, "models": 0, "metrics": 0,
+    "configs": 0,  # deprecated alias of config.presets, kept one release
     "config": 0,  # every config dataclass and the shipped presets; imports only prompts and threads
     "token_spans": 0,  # char spans of tokens (the segmenter and estimator read them)
     "threads": 0,  # the CPU thread policy (engine and estimator read it); imports torch only

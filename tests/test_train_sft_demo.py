@@ -106,3 +106,13 @@ def test_repo_configs_are_the_shipped_ones():
         assert (repo_configs / f"{name}.yaml").read_text() == config_path(name).read_text()
     with pytest.raises(FileNotFoundError, match="ships"):
         config_path("no_such_recipe")
+
+
+def test_the_old_presets_path_still_loads_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    sys.modules.pop("mrt_engine.configs", None)
+    with pytest.warns(DeprecationWarning, match="use mrt_engine.config.presets"):
+        old = importlib.import_module("mrt_engine.configs")
+    assert old.shipped_config("demo") == shipped_config("demo")
