@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from typing import Sequence
+
 from mrt_engine.progress.result import token_curve
 
 

@@ -1,5 +1,6 @@
 """``mrt-engine compare``: MRT against GRPO, a placebo and baselines over several seeds (docs/compare.md)."""
 from __future__ import annotations
+
 from mrt_engine.experiments.compare.arms import ARMS, DEFAULT_ARMS
 from mrt_engine.commands.train import parse_overrides
 from mrt_engine.experiments.compare import run_compare

@@ -15,10 +15,12 @@ import json
 import math
 import time
 from pathlib import Path
+
 from mrt_engine.config import SFTConfig, from_dict, set_dotted
 from mrt_engine.config.presets import shipped_config
 from mrt_engine.experiments.compare.arms import ARMS
-from mrt_engine.experiments.compare.run import EvalSpec, run_one, run_one_star
+from mrt_engine.experiments.compare import run as compare_run  # by module: tests stand in for run_one
+from mrt_engine.experiments.compare.run import EvalSpec
 from mrt_engine.trainer.sft import run_sft
 
 DEFAULT_ALGOS = ("grpo", "mrt_dense")
@@ -131,9 +133,9 @@ def run_demo(*, output_dir: str = "runs/demo", algos=None, max_train_tokens: int
     args = [(base, a, base["seed"], str(out / a), spec, i == 0) for i, a in enumerate(algos)]
     if jobs > 1 and len(algos) > 1:
         with ProcessPoolExecutor(max_workers=min(jobs, len(algos)), mp_context=get_context("spawn")) as pool:
-            records = list(pool.map(run_one_star, args))
+            records = list(pool.map(compare_run.run_one_star, args))
     else:
-        records = [run_one(*a) for a in args]
+        records = [compare_run.run_one(*a) for a in args]
     budget = spec["budgets"][0]
     columns = {"before": row_values(records[0]["start"], budget)}
     for rec in records:

@@ -7,6 +7,7 @@ by any column. No network, no external assets (docs/report.md).
 from __future__ import annotations
 
 import sys
+
 from mrt_engine.report import parse_budgets, write_report
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+
 from mrt_engine.commands.train import parse_overrides
 from mrt_engine.config import SFTConfig, load_config
 from mrt_engine.errors import user_input

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+
 from mrt_engine.errors import MRTUserError
 from mrt_engine.experiments.exact_j_toy import ToyConfig, format_table, run_toy
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 
 from mrt_engine import ops
+from mrt_engine.ops import attention_sdpa  # by module: the saving threshold and kernels are read per call
 
 from .forward import token_major_sdpa
 from .sequence import Sequence
-from mrt_engine.ops.attention_sdpa import branch_decode_attention_sdpa, decode_gather_index, decode_mask, decode_sdpa, worth_cascading
 
 
 class PagedKVCache:
@@ -175,18 +175,18 @@ class FlatDecodeAttention:
             plan = ops.plan_decode([s.block_table for s in seqs], lens, block_size=bs, group_ids=group_ids)
             bounds = plan.group_indptr.tolist()
             sizes = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
-            if worth_cascading(sizes, plan.shared_lens.tolist(), lens):
+            if attention_sdpa.worth_cascading(sizes, plan.shared_lens.tolist(), lens):
                 self.cascade_args = plan.to(device).attention_args()
                 return
         num_blocks = max(-(-n // bs) for n in lens)
         tables = torch.tensor([s.block_table[:num_blocks] + [0] * (num_blocks - len(s.block_table[:num_blocks]))
                                for s in seqs])
-        self.mask = decode_mask(torch.tensor(lens, device=device), bs)
-        self.index = decode_gather_index(tables, num_blocks, device)
+        self.mask = attention_sdpa.decode_mask(torch.tensor(lens, device=device), bs)
+        self.index = attention_sdpa.decode_gather_index(tables, num_blocks, device)
 
     def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         self.cache.write(layer, self.slots, k, v)
         kc, vc = self.cache.k_cache(layer), self.cache.v_cache(layer)
         if self.cascade_args is not None:
-            return branch_decode_attention_sdpa(q, kc, vc, scale=self.scale, **self.cascade_args)
-        return decode_sdpa(q, kc, vc, self.index, self.mask, self.scale)
+            return attention_sdpa.branch_decode_attention_sdpa(q, kc, vc, scale=self.scale, **self.cascade_args)
+        return attention_sdpa.decode_sdpa(q, kc, vc, self.index, self.mask, self.scale)

@@ -37,7 +37,7 @@ from mrt_engine.integrations._common import (
     reference_answer,
     scalar_reward,
 )
-from mrt_engine.models import load_model
+from mrt_engine import models  # by module: tests stand in for models.load_model
 
 __all__ = ["reward_func", "split_response", "make_reward_func"]
 
@@ -134,7 +134,7 @@ def _default_reward_func():
             "mrt_engine.integrations.openrlhf needs the model that estimates progress: set MRT_PROGRESS_MODEL to a "
             "checkpoint directory (e.g. the actor's latest save) before starting OpenRLHF")
 
-    model, tok = load_model(name, device=os.environ.get("MRT_DEVICE", "cpu"),
+    model, tok = models.load_model(name, device=os.environ.get("MRT_DEVICE", "cpu"),
                             dtype=os.environ.get("MRT_DTYPE", "float32"))
     options = EstimatorConfig(mode=os.environ.get("MRT_ESTIMATOR_MODE", "score"))
     return make_reward_func(ProgressScorer(model, tok, options), alpha=float(os.environ.get("MRT_ALPHA", "1.0")),

@@ -61,7 +61,8 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase 
 from verl.trainer.ppo.core_algos import register_adv_est  # noqa: E402
 from verl.workers.reward_manager import register as register_manager  # noqa: E402
 from verl.workers.reward_manager.abstract import AbstractRewardManager  # noqa: E402
-from mrt_engine.models import load_model
+
+from mrt_engine import models  # by module: tests stand in for models.load_model
 
 MANAGER_NAME = "mrt"
 DENSE_ESTIMATOR = "mrt_dense"
@@ -153,7 +154,7 @@ def _scorer_from_config(config, tokenizer) -> ProgressScorer:
         except AttributeError as exc:
             raise ValueError("set +reward.reward_kwargs.mrt_model=<checkpoint> (the model that estimates "
                              "progress)") from exc
-    model, _ = load_model(name, device=opts.get("mrt_device", "cpu"), dtype=opts.get("mrt_dtype", "float32"))
+    model, _ = models.load_model(name, device=opts.get("mrt_device", "cpu"), dtype=opts.get("mrt_dtype", "float32"))
     return ProgressScorer(model, tokenizer, EstimatorConfig(mode=opts.get("mrt_mode", "score")))
 
 

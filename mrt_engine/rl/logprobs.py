@@ -3,6 +3,7 @@ log-prob (never materialises ``[tokens, vocab]`` logits)."""
 from __future__ import annotations
 
 import torch
+
 from mrt_engine.ops import selective_log_prob
 
 

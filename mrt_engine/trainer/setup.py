@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+
 from mrt_engine.models import load_model
 from mrt_engine.trainer.checkpoint import load_weights
 from mrt_engine import tasks
