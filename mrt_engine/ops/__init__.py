@@ -16,6 +16,13 @@ from .attention_ref import (
     prefix_suffix_attention_reference,
     prefix_suffix_attention_with_lse,
 )
+from .attention_tree import (
+    TreeAttentionPlan,
+    plan_tree_attention,
+    tree_attention,
+    tree_attention_reference,
+    tree_attention_sdpa,
+)
 from .logprob import selective_log_prob
 from .logprob_ref import selective_log_prob_reference
 from .merge import merge_state, merge_states
@@ -27,5 +34,6 @@ __all__ = [
     "paged_decode_attention", "paged_decode_attention_reference", "paged_decode_attention_with_lse",
     "branch_decode_attention", "branch_decode_attention_reference", "branch_decode_attention_with_lse",
     "merge_state", "merge_states",
+    "tree_attention", "tree_attention_reference", "tree_attention_sdpa", "TreeAttentionPlan", "plan_tree_attention",
     "ScoringPlan", "DecodePlan", "plan_scoring", "plan_decode",
 ]

@@ -137,6 +137,9 @@ class Batch:
     attention_mask: torch.Tensor   # [N, T]
     loss_mask: torch.Tensor        # [N, T] 1 on completion tokens
     completion_start: list[int]    # row i's completion begins at this column
+    # the rollout's group of each row (rows of a group are adjacent); the prefix-tree update
+    # (rl/packing.py) cuts micro-batches between groups. None: any row boundary.
+    groups: list[int] | None = None
 
     @property
     def num_sequences(self) -> int:
@@ -145,7 +148,8 @@ class Batch:
     def rows(self, start: int, end: int) -> "Batch":
         width = int(self.attention_mask[start:end].sum(dim=1).max().item()) if end > start else 0
         return Batch(self.input_ids[start:end, :width], self.attention_mask[start:end, :width],
-                     self.loss_mask[start:end, :width], self.completion_start[start:end])
+                     self.loss_mask[start:end, :width], self.completion_start[start:end],
+                     None if self.groups is None else self.groups[start:end])
 
 
 def pack(samples: list[Sample], pad_id: int) -> Batch:
@@ -166,4 +170,4 @@ def pack(samples: list[Sample], pad_id: int) -> Batch:
         attention_mask[i, :len(ids)] = 1
         loss_mask[i, len(s.context_ids):len(ids)] = 1
         starts.append(len(s.context_ids))
-    return Batch(input_ids, attention_mask, loss_mask, starts)
+    return Batch(input_ids, attention_mask, loss_mask, starts, [s.group for s in samples])
