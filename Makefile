@@ -45,19 +45,19 @@ demo: setup
 # Benchmarks (docs/benchmarks.md). bench-generation / bench-progress are stage selections of
 # bench/throughput.py; pass more of its flags with BENCH_ARGS="--repeats 3 --threads 1".
 bench: setup
-	$(PYTHON) bench/throughput.py $(BENCH_ARGS)
+	$(PYTHON) -m bench.throughput $(BENCH_ARGS)
 
 bench-quick: setup
-	$(PYTHON) bench/throughput.py --quick $(BENCH_ARGS)
+	$(PYTHON) -m bench.throughput --quick $(BENCH_ARGS)
 
 bench-kernels: setup
-	$(PYTHON) bench/bench_kernels.py
+	$(PYTHON) -m bench.bench_kernels
 
 bench-generation: setup
-	$(PYTHON) bench/generation.py $(BENCH_ARGS)
+	$(PYTHON) -m bench.throughput --stage generation --out runs/generation $(BENCH_ARGS)
 
 bench-progress: setup
-	$(PYTHON) bench/progress.py $(BENCH_ARGS)
+	$(PYTHON) -m bench.throughput --stage score,sample --out runs/progress $(BENCH_ARGS)
 
 # On a CUDA machine: CUDA tests + kernel benchmarks, short table last (< 6 min).
 gpu-check:

@@ -1,7 +1,7 @@
 """Kernel benchmarks: torch reference vs Triton vs plain torch, measured side by side in one run.
 
-    PYTHONPATH=. python bench/bench_kernels.py                 # CPU: reference vs plain (time, peak memory)
-    PYTHONPATH=. python bench/bench_kernels.py --device cuda   # GPU: + Triton, TFLOP/s or GB/s, % of H200 roofline
+    python -m bench.bench_kernels                 # CPU: reference vs plain (time, peak memory)
+    python -m bench.bench_kernels --device cuda   # GPU: + Triton, TFLOP/s or GB/s, % of H200 roofline
 
 On CPU the Triton kernels only run in the interpreter, which says nothing about speed, so
 they are left out there. Times are medians of interleaved repeats. Peak memory: on CUDA
@@ -19,22 +19,20 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench.common.machine import NOMINAL_GPU, dtype_name as _dt  # noqa: E402
-from bench.common.memory import peak_memory  # noqa: E402
-from bench.common.plot import plot_speedups  # noqa: E402
-from bench.common.report import format_columns, write_rows_csv  # noqa: E402
-from bench.common.timing import cuda_graph_time, medians, run_interleaved  # noqa: E402
-from bench.stages.logprob import plain_logprob  # noqa: E402
-from mrt_engine.ops import (  # noqa: E402
+from bench.common.machine import NOMINAL_GPU, dtype_name as _dt
+from bench.common.memory import peak_memory
+from bench.common.plot import plot_speedups
+from bench.common.report import format_columns, write_rows_csv
+from bench.common.timing import cuda_graph_time, medians, run_interleaved
+from bench.stages.logprob import plain_logprob
+from mrt_engine.ops import (
     branch_decode_attention,
     paged_decode_attention,
     prefix_suffix_attention,
     selective_log_prob,
 )
-from mrt_engine.ops.logprob_triton import selective_log_prob_triton  # noqa: E402
-from mrt_engine.ops.plan import plan_scoring  # noqa: E402
+from mrt_engine.ops.logprob_triton import selective_log_prob_triton
+from mrt_engine.ops.plan import plan_scoring
 
 H200_BF16_FLOPS, H200_BYTES_PER_S = NOMINAL_GPU["H200"]
 

@@ -2,7 +2,7 @@
 # One prepared GPU check (single GPU, under 6 minutes, installs nothing):
 #   1. builds mrt_engine._C from the checkout (optional: the Python planner is the fallback),
 #   2. runs every CUDA-marked test with compiled Triton kernels (TRITON_INTERPRET=0),
-#   3. runs bench/bench_kernels.py on CUDA (reference vs Triton vs plain torch; time, TFLOP/s or
+#   3. runs bench/bench_kernels.py (python -m bench.bench_kernels) on CUDA (reference vs Triton vs plain torch; time, TFLOP/s or
 #      GB/s, % of H200 roofline, peak memory, max error vs the fp32 reference),
 # and prints a short table last. Full results go to $OUT when set, else runs/gpu_check.
 # Uses the torch / triton / transformers already installed; pytest is used when present.
@@ -49,7 +49,7 @@ else
 fi
 
 log "bench/bench_kernels.py --device cuda (log: $RESULTS/bench.log)"
-timeout 170 "$PY" bench/bench_kernels.py --device cuda --out "$RESULTS" > "$RESULTS/bench.log" 2>&1
+timeout 170 "$PY" -m bench.bench_kernels --device cuda --out "$RESULTS" > "$RESULTS/bench.log" 2>&1
 bench_rc=$?
 
 echo

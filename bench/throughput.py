@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """The headline benchmark: the whole MRT workload, stage by stage, each against its baselines.
 
-    python bench/throughput.py                 # embedded default model(s), all stages
-    python bench/throughput.py --quick         # tiny model, tiny workloads (CI smoke run)
-    python bench/throughput.py --stage logprob --repeats 5 --device cuda
+    python -m bench.throughput                 # embedded default model(s), all stages
+    python -m bench.throughput --quick         # tiny model, tiny workloads (CI smoke run)
+    python -m bench.throughput --stage logprob --repeats 5 --device cuda
+    python bench/throughput.py ...             # the same (runs itself as the module above)
 
 Stages (each measured against its baselines in the same run, interleaved, medians):
   1 generation  trace generation: our Generator vs HF ``generate`` vs vLLM (when installed)
@@ -32,21 +33,26 @@ import time
 import traceback
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:  # `python bench/throughput.py`: bench/ is not importable from
+    # there, so run as `python -m bench.throughput` with the checkout on PYTHONPATH (before torch loads)
+    _root = str(Path(__file__).resolve().parent.parent)
+    os.execve(sys.executable, [sys.executable, "-m", "bench.throughput", *sys.argv[1:]],
+              dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (_root, os.environ.get("PYTHONPATH"))))))
+
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # bench/ and mrt_engine from a checkout
-
-from bench.common import report  # noqa: E402
-from bench.common.flops import ModelDims  # noqa: E402
-from bench.common.load import busy_cores  # noqa: E402
-from bench.common.machine import device_peaks, dtype_name, machine_info  # noqa: E402
-from bench.common.models import RANDOM_MODELS, load  # noqa: E402
-from bench.common.plot import plot_png  # noqa: E402
-from bench.common.results import ERROR, Result  # noqa: E402
-from bench.common.vllm_client import start_vllm, vllm_python_or_reason  # noqa: E402
-from bench.stages import STAGE_CASES, STAGE_FNS, STAGES, VLLM_STAGES  # noqa: E402
-from bench.stages.base import Context, workload_for  # noqa: E402
-from bench.stages.step import share_rows  # noqa: E402
+from bench.baselines.vllm_client import start_vllm, vllm_python_or_reason
+from bench.common import report
+from bench.common.flops import ModelDims
+from bench.common.load import busy_cores
+from bench.common.machine import device_peaks, dtype_name, machine_info
+from bench.common.models import RANDOM_MODELS, load
+from bench.common.plot import plot_png
+from bench.common.results import ERROR, Result
+from bench.stages import STAGE_CASES, STAGE_FNS, STAGES, VLLM_STAGES
+from bench.stages.base import Context, workload_for
+from bench.stages.step import share_rows
+from mrt_engine.models import resolve_dtype
 
 STAGE_ALIASES = {str(i + 1): s for i, s in enumerate(STAGES)}
 
@@ -82,8 +88,6 @@ def parse_args(argv=None):
     args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.device.type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda but torch.cuda.is_available() is False; use --device cpu")
-    from mrt_engine.models import resolve_dtype
-
     args.dtype = resolve_dtype(args.dtype or ("bfloat16" if args.device.type == "cuda" else "float32"))
     if args.repeats is None:
         args.repeats = 1 if args.quick else 2

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import vllm_client
-from bench.common.vllm_client import VLLMWorker, find_vllm_python, vllm_python_or_reason
+from bench.baselines import vllm_client
+from bench.baselines.vllm_client import VLLMWorker, find_vllm_python, vllm_python_or_reason
 
 ROOT = Path(__file__).resolve().parent.parent
 

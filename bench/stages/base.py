@@ -1,7 +1,6 @@
 """What every stage shares: the workload sizes, the per-model context, and one measuring loop."""
 from __future__ import annotations
 
-import importlib
 import traceback
 from dataclasses import dataclass, field
 
@@ -82,7 +81,7 @@ class Context:
     repeats: int
     warmup: int
     bar: object
-    vllm: object | None = None   # a started bench.common.vllm_client.VLLMWorker
+    vllm: object | None = None   # a started bench.baselines.vllm_client.VLLMWorker
     vllm_reason: str = ""
     step_shares: dict = field(default_factory=dict)   # {model: {phase: fraction of the step}}
     step_phase_s: dict = field(default_factory=dict)  # {model: {phase: median seconds}}
@@ -101,16 +100,6 @@ class Context:
 
 def unavailable(stage: str, method: str, role: str, why: str, *, workload: str = "") -> Result:
     return Result(stage=stage, method=method, role=role, status=UNAVAILABLE, reason=why, workload=workload)
-
-
-def import_or_reason(what: str):
-    """(object, None) if ``module:attr`` imports, else (None, one-line reason)."""
-    module, _, attr = what.partition(":")
-    try:
-        mod = importlib.import_module(module)
-        return (getattr(mod, attr) if attr else mod), None
-    except Exception as exc:  # noqa: BLE001 - any import failure makes the component unavailable
-        return None, f"{what} not importable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
 
 
 def reset_prefix_cache(generator) -> None:

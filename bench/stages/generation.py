@@ -10,8 +10,9 @@ import torch
 from bench.common.flops import generation_counts
 from bench.common.results import Result
 from bench.common.traces import PROBLEMS, chat_prompt_ids
+from mrt_engine.engine import Generator, SamplingParams
 
-from .base import Context, import_or_reason, measure, reset_prefix_cache, unavailable
+from .base import Context, measure, reset_prefix_cache, unavailable
 
 TEMPERATURE = 0.7
 
@@ -53,17 +54,11 @@ def stage_generation(ctx: Context) -> list[Result]:
     meta = {"HF generate": dict(common)}
     before = {}  # every timed call starts with empty prefix caches (ours and vLLM's)
     missing = []
-    Generator, why = import_or_reason("mrt_engine.engine:Generator")
-    if Generator is None:
-        missing.append(unavailable(stage, "engine Generator", "ours", why, workload=work))
-    else:
-        from mrt_engine.engine import SamplingParams
-
-        gen = Generator(ctx.model, ctx.tokenizer)
-        params = SamplingParams(n=n, max_tokens=new, temperature=temp, seed=0, ignore_eos=True)
-        cases["engine Generator"] = ("ours", lambda: gen.generate(prompts, params))
-        meta["engine Generator"] = dict(common)
-        before["engine Generator"] = lambda: reset_prefix_cache(gen)
+    gen = Generator(ctx.model, ctx.tokenizer)
+    params = SamplingParams(n=n, max_tokens=new, temperature=temp, seed=0, ignore_eos=True)
+    cases["engine Generator"] = ("ours", lambda: gen.generate(prompts, params))
+    meta["engine Generator"] = dict(common)
+    before["engine Generator"] = lambda: reset_prefix_cache(gen)
     if ctx.vllm is not None:
         def vllm_call():
             rep = ctx.vllm.generate(prompts, n=n, max_tokens=new, temperature=temp, ignore_eos=True,

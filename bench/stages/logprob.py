@@ -10,8 +10,9 @@ import torch
 from bench.common.flops import logprob_loss_bytes, logprob_loss_flops, policy_pass_counts
 from bench.common.machine import dtype_name
 from bench.common.results import Result
+from mrt_engine.ops import selective_log_prob
 
-from .base import Context, import_or_reason, measure_with_memory, unavailable
+from .base import Context, measure_with_memory, unavailable
 
 PLAIN, FUSED = "plain log_softmax.gather", "fused selective_log_prob"
 
@@ -27,20 +28,14 @@ def pg_loss(logp: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
     return -(advantages * logp).sum() / logp.numel()
 
 
-def _cases(run, selective_log_prob, why, *, stage: str, meta: dict) -> tuple[dict, dict, list[Result]]:
-    """(cases, meta, unavailable rows): the plain baseline always, the fused op when it imports."""
-    cases = {PLAIN: ("baseline", run(plain_logprob))}
-    meta = {PLAIN: meta}
-    if selective_log_prob is None:
-        return cases, meta, [unavailable(stage, FUSED, "ours", why, workload=meta[PLAIN]["workload"])]
-    cases[FUSED] = ("ours", run(lambda h, w, t: selective_log_prob(h, w, t)))
-    meta[FUSED] = {k: v for k, v in meta[PLAIN].items() if k != "note"}
-    return cases, meta, []
+def _cases(run, meta: dict) -> tuple[dict, dict]:
+    """(cases, meta): the plain baseline and the fused op, on the same inputs."""
+    cases = {PLAIN: ("baseline", run(plain_logprob)), FUSED: ("ours", run(lambda h, w, t: selective_log_prob(h, w, t)))}
+    return cases, {PLAIN: meta, FUSED: {k: v for k, v in meta.items() if k != "note"}}
 
 
 def stage_logprob(ctx: Context) -> list[Result]:
     stage = ctx.label("logprob")
-    selective_log_prob, why = import_or_reason("mrt_engine.ops:selective_log_prob")
     dims, M = ctx.dims, ctx.workload.logprob_tokens
     V, Hd = dims.vocab_size, dims.hidden_size
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -62,12 +57,11 @@ def stage_logprob(ctx: Context) -> list[Result]:
                 min_bytes=logprob_loss_bytes(M, Hd, V, ctx.dtype_bytes, materialise_logits=False),
                 note="bytes of the materialised path: %.3g" % logprob_loss_bytes(M, Hd, V, ctx.dtype_bytes,
                                                                                    materialise_logits=True))
-    cases, meta, missing = _cases(run, selective_log_prob, why, stage=stage + " head", meta=meta)
-    results = measure_with_memory(ctx, stage + " head", cases, meta) + missing
-    return results + stage_policy_pass(ctx, stage, selective_log_prob, why)
+    cases, meta = _cases(run, meta)
+    return measure_with_memory(ctx, stage + " head", cases, meta) + stage_policy_pass(ctx, stage)
 
 
-def stage_policy_pass(ctx: Context, stage: str, selective_log_prob, why: str | None) -> list[Result]:
+def stage_policy_pass(ctx: Context, stage: str) -> list[Result]:
     """The whole policy forward + backward over B x T tokens, head fused or plain."""
     w = ctx.workload
     B, T = w.policy_batch, w.policy_seq_len
@@ -92,7 +86,7 @@ def stage_policy_pass(ctx: Context, stage: str, selective_log_prob, why: str | N
 
     flops, min_bytes = policy_pass_counts(dims, batch=B, seq_len=T, dtype_bytes=ctx.dtype_bytes)
     meta = dict(num_tokens=B * T, flops=flops, min_bytes=min_bytes, workload=f"{B} x {T} tokens, whole model fwd+bwd")
-    cases, meta, missing = _cases(run, selective_log_prob, why, stage=stage + " policy", meta=meta)
+    cases, meta = _cases(run, meta)
     try:
         for p in params:
             p.requires_grad_(True)
@@ -101,4 +95,4 @@ def stage_policy_pass(ctx: Context, stage: str, selective_log_prob, why: str | N
         model.zero_grad(set_to_none=True)
         for p, req in zip(params, was_requires):
             p.requires_grad_(req)
-    return measured + missing
+    return measured

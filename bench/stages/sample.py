@@ -6,8 +6,10 @@ from bench.common.estimator import SAMPLE_TEMPERATURE, estimator_options
 from bench.common.flops import sample_counts
 from bench.common.results import Result
 from bench.common.traces import progress_inputs
+from mrt_engine.grading import grade
+from mrt_engine.progress import ProgressEstimator
 
-from .base import Context, import_or_reason, measure, reset_prefix_cache, unavailable
+from .base import Context, measure, reset_prefix_cache, unavailable
 
 NAIVE, VLLM = "naive (HF generate per prefix)", "vLLM prefix caching"
 
@@ -24,17 +26,11 @@ def sample_token_count(results, items, num_branches: int) -> int:
 def stage_sample(ctx: Context) -> list[Result]:
     stage = ctx.label("sample")
     w = ctx.workload
-    PE, why = import_or_reason("mrt_engine.progress:ProgressEstimator")
-    work = f"{w.num_traces} trace(s) x ~{w.sample_trace_tokens} tokens, {w.sample_num_episodes} episodes, " \
-           f"{w.num_branches} x {w.max_answer_tokens} answer tokens per cut"
-    if PE is None:
-        return [unavailable(stage, name, role, why, workload=work) for name, role in
-                (("fast", "ours"), (NAIVE, "baseline"), (VLLM, "baseline"))]
     problems, traces, answers = progress_inputs(ctx.tokenizer, num_traces=w.num_traces,
                                                 trace_tokens=w.sample_trace_tokens, num_episodes=w.sample_num_episodes)
     sizes = dict(num_branches=w.num_branches, max_answer_tokens=w.max_answer_tokens)
-    fast = PE(ctx.model, ctx.tokenizer, **estimator_options("sample", "fast", **sizes))
-    naive = PE(ctx.model, ctx.tokenizer, **estimator_options("sample", "naive", **sizes))
+    fast = ProgressEstimator(ctx.model, ctx.tokenizer, **estimator_options("sample", "fast", **sizes))
+    naive = ProgressEstimator(ctx.model, ctx.tokenizer, **estimator_options("sample", "naive", **sizes))
     items = fast.prepare(problems, traces, answers)
     if hasattr(fast, "_get_generator"):
         fast._get_generator()  # build the engine now, untimed (it is built once per estimator)
@@ -75,7 +71,6 @@ def _vllm_call(ctx: Context, fast, items, counts: dict[str, int]):
     """vLLM on the estimator's own prompts (prompt + prefix + suffix per cut), graded like it."""
     w = ctx.workload
     stop_ids = fast._stop_ids() if hasattr(fast, "_stop_ids") else [ctx.tokenizer.eos_token_id]
-    grade, _ = import_or_reason("mrt_engine.grading:grade")
     prompts = [it.prompt_ids + it.trace_ids[:it.cut_tokens[c]] + it.suffix_ids[c]
                for it in items for c in range(it.num_cuts)]
     heads = [ctx.tokenizer.decode(it.suffix_ids[c], skip_special_tokens=False)
@@ -86,8 +81,7 @@ def _vllm_call(ctx: Context, fast, items, counts: dict[str, int]):
         rep = ctx.vllm.generate(prompts, n=w.num_branches, max_tokens=w.max_answer_tokens,
                                 temperature=SAMPLE_TEMPERATURE, stop_token_ids=stop_ids,
                                 seeds=list(range(len(prompts))))
-        if grade is not None:  # grade like the estimator does: suffix text + sample
-            for head, texts, ref in zip(heads, rep["texts"], refs):
-                [max(float(grade(head + t, r).score) for r in ref) for t in texts]
+        for head, texts, ref in zip(heads, rep["texts"], refs):  # grade like the estimator does: suffix text + sample
+            [max(float(grade(head + t, r).score) for r in ref) for t in texts]
         counts["vllm"] = rep["num_tokens"]
     return call

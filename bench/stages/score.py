@@ -5,8 +5,9 @@ from bench.common.estimator import estimator_options
 from bench.common.flops import score_counts
 from bench.common.results import Result
 from bench.common.traces import progress_inputs
+from mrt_engine.progress import ProgressEstimator
 
-from .base import Context, import_or_reason, measure, unavailable
+from .base import Context, measure
 
 NAIVE = "naive (re-prefill)"
 
@@ -14,15 +15,10 @@ NAIVE = "naive (re-prefill)"
 def stage_score(ctx: Context) -> list[Result]:
     stage = ctx.label("score")
     w = ctx.workload
-    PE, why = import_or_reason("mrt_engine.progress:ProgressEstimator")
-    work = f"{w.num_traces} trace(s) x ~{w.trace_tokens} tokens, {w.num_episodes} episodes"
-    if PE is None:
-        return [unavailable(stage, "fast", "ours", why, workload=work),
-                unavailable(stage, NAIVE, "baseline", why, workload=work)]
     problems, traces, answers = progress_inputs(ctx.tokenizer, num_traces=w.num_traces, trace_tokens=w.trace_tokens,
                                                 num_episodes=w.num_episodes)
-    fast = PE(ctx.model, ctx.tokenizer, **estimator_options("score", "fast"))
-    naive = PE(ctx.model, ctx.tokenizer, **estimator_options("score", "naive"))
+    fast = ProgressEstimator(ctx.model, ctx.tokenizer, **estimator_options("score", "fast"))
+    naive = ProgressEstimator(ctx.model, ctx.tokenizer, **estimator_options("score", "naive"))
     items = fast.prepare(problems, traces, answers)
     num_cuts = sum(it.num_cuts for it in items)
     num_trace_tokens = sum(len(it.trace_ids) for it in items)

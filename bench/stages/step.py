@@ -8,8 +8,10 @@ import time
 
 from bench.common.results import OK, Result
 from bench.common.timing import synchronize
+from mrt_engine.tasks import TASKS
+from mrt_engine.trainer import TrainConfig, Trainer
 
-from .base import Context, import_or_reason, measure, reset_prefix_cache, unavailable
+from .base import Context, measure, reset_prefix_cache
 
 # Phases of one step as the trainer reports them in its metrics (mrt_engine.train), and the name each is shown under.
 STEP_PHASES = (("time/generation_s", "generation"), ("time/progress_s", "progress"), ("time/credit_s", "advantages"),
@@ -17,9 +19,6 @@ STEP_PHASES = (("time/generation_s", "generation"), ("time/progress_s", "progres
 
 
 def step_config(ctx: Context, backend: str, out_dir: str):
-    from mrt_engine.tasks import TASKS
-    from mrt_engine.trainer import TrainConfig
-
     w = ctx.workload
     task = "chain" if "chain" in TASKS else sorted(TASKS)[0]  # synthetic multi-step arithmetic
     return TrainConfig.from_dict(dict(
@@ -37,18 +36,10 @@ def stage_step(ctx: Context) -> list[Result]:
     w = ctx.workload
     work = (f"mrt_dense: {w.step_num_prompts} prompts x {w.step_n} rollouts x {w.step_max_tokens} tokens, "
             f"<= {w.step_max_cuts} cuts x {w.step_num_branches} branches x {w.step_answer_tokens} tokens")
-    train_module, why = import_or_reason("mrt_engine.train")
-    if train_module is not None:  # the trainer draws its prompts from the synthetic tasks
-        _, why = import_or_reason("mrt_engine.tasks:make_problems")
-        train_module = None if why else train_module
-    if train_module is None or not hasattr(train_module, "Trainer"):
-        why = why or "mrt_engine.train has no Trainer"
-        return [unavailable(stage, "engine backend", "ours", why, workload=work),
-                unavailable(stage, "HF backend", "baseline", why, workload=work)]
     tmp = tempfile.mkdtemp(prefix="mrt-bench-step-")
     trainers = {}
     for method, backend in (("engine backend", "engine"), ("HF backend", "hf")):
-        trainers[method] = train_module.Trainer(step_config(ctx, backend, os.path.join(tmp, backend)),
+        trainers[method] = Trainer(step_config(ctx, backend, os.path.join(tmp, backend)),
                                                 model=ctx.model, tokenizer=ctx.tokenizer)
     phases: dict[str, list[dict[str, float]]] = {m: [] for m in trainers}
     tokens: dict[str, list[int]] = {m: [] for m in trainers}

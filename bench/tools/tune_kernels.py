@@ -1,7 +1,7 @@
 """Tile sweep of the attention kernels on a GPU: which block sizes, warps, pipelining depths and
 KV splits each launcher should default to.
 
-    PYTHONPATH=. python bench/tune_kernels.py            # needs CUDA; ~3 min on an H200
+    python -m bench.tools.tune_kernels            # needs CUDA; ~3 min on an H200
 
 Two stages per kernel, on the shapes of ``bench/bench_kernels.py`` (Llama-8B heads) and a second,
 smaller shape (DeepSeek-R1-Distill-Qwen-1.5B heads, 12 / 2 of 128):
@@ -20,13 +20,11 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench.common.machine import NOMINAL_GPU  # noqa: E402
-from bench.common.report import write_rows_csv  # noqa: E402
-from bench.bench_kernels import _branch_inputs, _f32, _scoring_inputs  # noqa: E402
-from mrt_engine.ops import branch_decode_attention, prefix_suffix_attention  # noqa: E402
-from mrt_engine.ops.attention_triton import (  # noqa: E402
+from bench.common.machine import NOMINAL_GPU
+from bench.common.report import write_rows_csv
+from bench.bench_kernels import _branch_inputs, _f32, _scoring_inputs
+from mrt_engine.ops import branch_decode_attention, prefix_suffix_attention
+from mrt_engine.ops.attention_triton import (
     Tiles,
     branch_decode_attention_triton,
     prefix_suffix_attention_triton,

@@ -1,7 +1,7 @@
 """Where the time goes: one call of our side of a benchmark stage under ``torch.profiler``.
 
-    python bench/profile_stages.py                        # generation, score, sample, logprob
-    python bench/profile_stages.py --stage sample --rows 25
+    python -m bench.tools.profile_stages                        # generation, score, sample, logprob
+    python -m bench.tools.profile_stages --stage sample --rows 25
 
 Same model and workloads as ``bench/throughput.py`` (SmolLM2-135M, fp32, the CPU default
 sizes); one warm-up call, then one profiled call per stage. Prints the top ops by self CPU
@@ -11,25 +11,22 @@ dispatch overhead between ops. Profile first, optimise second (docs/benchmarks.m
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench.common.estimator import estimator_options  # noqa: E402
-from bench.common.models import load  # noqa: E402
-from bench.common.traces import PROBLEMS, chat_prompt_ids, progress_inputs  # noqa: E402
-from bench.stages.base import DEFAULT_CPU, reset_prefix_cache  # noqa: E402
+from bench.common.estimator import estimator_options
+from bench.common.models import load
+from bench.common.traces import PROBLEMS, chat_prompt_ids, progress_inputs
+from bench.stages.base import DEFAULT_CPU, reset_prefix_cache
+from mrt_engine.engine import Generator, SamplingParams
+from mrt_engine.ops import selective_log_prob
+from mrt_engine.progress import ProgressEstimator
 
 STAGES = ("generation", "score", "sample", "logprob")
 
 
 def _generation(model, tok, w):
-    from mrt_engine.engine import Generator, SamplingParams
-
     prompts = [chat_prompt_ids(tok, PROBLEMS[i % len(PROBLEMS)][0]) for i in range(w.gen_num_prompts)]
     gen = Generator(model, tok)
     params = SamplingParams(n=w.gen_n, max_tokens=w.gen_max_tokens, temperature=0.7, seed=0, ignore_eos=True)
@@ -42,8 +39,6 @@ def _generation(model, tok, w):
 
 def _progress(mode):
     def make(model, tok, w):
-        from mrt_engine.progress import ProgressEstimator
-
         if mode == "score":
             est = ProgressEstimator(model, tok, **estimator_options("score", "fast"))
             data = progress_inputs(tok, num_traces=w.num_traces, trace_tokens=w.trace_tokens,
@@ -62,8 +57,6 @@ def _progress(mode):
 
 
 def _logprob(model, tok, w):
-    from mrt_engine.ops import selective_log_prob
-
     weight = model.lm_head.weight.detach()
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(w.logprob_tokens, weight.shape[1], generator=g).to(weight.dtype)
