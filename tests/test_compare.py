@@ -90,6 +90,24 @@ def test_mean_ci_and_tokens_to_reach():
     assert tokens_to_reach(curve, 0.7) is None
 
 
+def test_t_quantiles_are_exact_for_any_number_of_seeds():
+    from mrt_engine.experiments.compare.report import t95
+    from mrt_engine.metrics import student_t_cdf, student_t_quantile
+
+    # published two-sided 95% values (df = seeds - 1), including past the old 9-df table
+    table = {2: 12.7062, 3: 4.3027, 4: 3.1824, 10: 2.2622, 11: 2.2281, 16: 2.1314, 31: 2.0423, 121: 1.9799}
+    for seeds, value in table.items():
+        assert t95(seeds) == pytest.approx(value, abs=1e-4)
+    assert math.isnan(t95(1)) and student_t_quantile(0.5, 3) == 0.0
+    assert student_t_quantile(0.025, 7) == pytest.approx(-student_t_quantile(0.975, 7))
+    for df in (1, 2.5, 9, 40):
+        for p in (0.6, 0.9, 0.975, 0.999):
+            assert student_t_cdf(student_t_quantile(p, df), df) == pytest.approx(p, abs=1e-12)
+    stats = pytest.importorskip("scipy.stats")  # a dev extra: the oracle where it is installed
+    for df in (1, 2, 5, 12, 30, 200):
+        assert student_t_quantile(0.975, df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-9)
+
+
 def test_j_within_and_majority():
     r = _result([0.1, 0.5, 1.0], [10, 20, 30])
     assert j_within(r, 5) == 0.0 and j_within(r, 25) == 0.5 and j_within(r, 30) == 1.0
@@ -112,7 +130,8 @@ def _records(d_regret, d_tokens, d_pass=0.0, arms=(("grpo", 0.0), ("placebo", 0.
             final = {"pass@1": 0.5 + shift * d_pass, "tokens": 100.0 + shift * dt, "truncated": 0.0, "episodes": 2.0,
                      "progress": 0.1, "j_empty": 0.1, "forced_accuracy": 0.5, "forced_tokens": 200.0,
                      "regret": {"256": 0.5 + shift * dr}, "accuracy_at_budget": {"256": 0.5},
-                     "maj": {"1": {"accuracy": 0.5, "tokens": 100.0}}, "reliability": {"split_half_r": 0.5}}
+                     "maj": {"1": {"accuracy": 0.5, "tokens": 100.0}},
+                     "reliability": {"split_half_r": 0.5, "spearman_brown": 0.67}}
             recs.append({"arm": arm, "seed": seed, "final": final})
     return recs
 

@@ -56,6 +56,52 @@ def test_pure_noise_has_near_zero_reliability():
     assert rel.noise_sd == pytest.approx(0.25 * math.sqrt(2), rel=0.1)
 
 
+def _traces_with_outcome(rng, *, informative: bool, num_traces: int = 404, num_branches: int = 8):
+    """Traces of 1-4 episodes ending in their own outcome, as the trainer and compare measure them.
+
+    The trace's true J rises at a random episode from about 0 to about 1 (the digit regime's
+    step), and its outcome is drawn from the J at its end. Informative forced answers are
+    Bernoulli(J) at each cut; uninformative ones are fair coins whatever J is.
+    """
+    results = []
+    for _ in range(num_traces):
+        num_episodes = rng.randint(1, 4)
+        step = rng.randint(1, num_episodes + 1)  # the cut from which J is high (past the end: never)
+        js = [0.9 if c >= step else 0.05 for c in range(num_episodes + 1)]
+        forced = [[float(rng.random() < (js[c] if informative else 0.5)) for _ in range(num_branches)]
+                  for c in range(num_episodes)]
+        results.append(sample_result(forced, outcome=float(rng.random() < js[-1])))
+    return results
+
+
+def _as_if_outcome_were_forced(results):
+    """The same results with the outcome cut posing as a forced cut whose halves agree (what the
+    meter counted before issue 25)."""
+    out = []
+    for r in results:
+        scores = r.scores[:-1] + [r.scores[-1] * 2]
+        out.append(sample_result(scores))
+    return out
+
+
+def test_uninformative_forced_answers_read_near_zero():
+    rng = random.Random(25)
+    results = _traces_with_outcome(rng, informative=False)
+    rel = progress_reliability(results)
+    assert rel.num_episodes == sum(r.num_episodes - 1 for r in results) > 300
+    assert abs(rel.split_half_r) < 0.1 and abs(rel.spearman_brown) < 0.2
+    # counting the outcome episode, as the meter did, these coin flips read as reliable
+    inflated = progress_reliability(_as_if_outcome_were_forced(results))
+    assert inflated.split_half_r > 0.4 and inflated.spearman_brown > 0.6
+
+
+def test_informative_forced_answers_read_high():
+    rng = random.Random(26)
+    rel = progress_reliability(_traces_with_outcome(rng, informative=True))
+    assert rel.split_half_r > 0.7 and rel.spearman_brown > 0.8
+    assert rel.spearman_brown == pytest.approx(2 * rel.split_half_r / (1 + rel.split_half_r))
+
+
 def test_signal_plus_noise_recovers_both():
     rng = random.Random(2)
     results = []
@@ -69,14 +115,19 @@ def test_signal_plus_noise_recovers_both():
     assert rel.signal_sd > 0.2 and 0.1 < rel.noise_sd < 0.3
 
 
-def test_outcome_cut_is_exact_in_both_halves():
-    # the forced cuts' halves agree; the last cut is the outcome (one score): taken as is, not split
+def test_outcome_cut_never_counts():
+    # the forced cuts' halves agree; the last cut is the outcome (one score): its episode is left out
     results = [sample_result([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]], outcome=1.0),
                sample_result([[1.0, 1.0], [0.0, 0.0]], outcome=0.0),
                sample_result([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]], outcome=1.0)]
     rel = progress_reliability(results)
-    assert rel.num_episodes == sum(r.num_episodes for r in results) == 8
+    assert sum(r.num_episodes for r in results) == 8
+    assert rel.num_episodes == 8 - 3  # one outcome episode per trace
     assert rel.split_half_r == pytest.approx(1.0) and rel.noise_sd == 0.0
+    # forced progress [1, -1], [-1], [0, 1]: the signal SD is theirs alone
+    assert rel.signal_sd == pytest.approx(math.sqrt(sum((p - 0.0) ** 2 for p in (1, -1, -1, 0, 1)) / 4))
+    # a trace of one episode has no episode between two forced cuts
+    assert progress_reliability([sample_result([[0.0, 1.0]], outcome=1.0)] * 3).num_episodes == 0
     # the same one-score last cut without natural_end="outcome" cannot be split
     plain = sample_result([[0.0, 1.0], [1.0]])
     with pytest.raises(ValueError, match="num_branches >= 2"):
@@ -139,37 +190,54 @@ def test_reliability_from_two_estimates():
         reliability_from_two(a[:1], [sample_result([[1.0, 0.0]] * 3)])
 
 
-KEYS = ("progress/reliability", "progress/split_half_r", "progress/signal_sd", "progress/noise_sd")
+KEYS = ("progress/split_half_r", "progress/spearman_brown", "progress/signal_sd", "progress/noise_sd",
+        "progress/reliability_episodes")
 
 
-def test_a_training_step_logs_reliability(tmp_path, one_thread):
+def _fixed_results(samples):
+    """Sample-mode results with fixed forced answers (2 per cut, [even, odd]) at two forced cuts,
+    then the trace's outcome: four patterns, each trace's even- and odd-half progress below."""
+    patterns = [([0.0, 0.0], [1.0, 1.0]),   # even +1, odd +1
+                ([0.0, 0.0], [0.0, 1.0]),   # even  0, odd +1
+                ([0.0, 0.0], [0.0, 0.0]),   # even  0, odd  0
+                ([1.0, 1.0], [0.0, 0.0])]   # even -1, odd -1
+    out = []
+    for i, s in enumerate(samples):
+        first, second = patterns[i % 4]
+        scores = [first, second, [1.0]]  # outcome 1 whatever the sample's grade: it must not count
+        j = [sum(c) / len(c) for c in scores]
+        out.append(ProgressResult(episodes=["e", "e"], cut_chars=[0, 1, 2], cut_tokens=[0, 1, 2], j=j,
+                                  j_stderr=[0.0] * 3, progress=progress_from_j(j), tokens_at_cut=[0.0, 1.0, 2.0],
+                                  outcome=1.0, natural_end_included=True, mode="sample", scores=scores,
+                                  natural_end="outcome"))
+    return out
+
+
+def test_a_training_step_logs_reliability(tmp_path, one_thread, monkeypatch):
+    import mrt_engine.rl.algorithms as algorithms
     from mrt_engine.trainer.logger import read_metrics
     from mrt_engine.trainer import Trainer
     from test_train import small_config
 
     cfg = small_config(tmp_path, "mrt_dense", steps=1, prompts_per_step=4)
     assert cfg.algo.progress.mode == "sample" and cfg.algo.progress.num_branches == 2
-    trainer = Trainer(cfg)
-    seen = []
-    real = trainer.algorithm.rollout
-
-    def spy(ctx, problems):
-        out = real(ctx, problems)
-        seen.append(progress_reliability(out.progress))
-        return out
-
-    trainer.algorithm.rollout = spy
-    result = trainer.run()
-    (metrics,), (rel,) = result.history, seen
-    assert all(k in metrics for k in KEYS)
-    # the logged numbers are this step's results' reliability (NaN only with < 3 episodes)
-    logged = (metrics[KEYS[0]], metrics[KEYS[1]], metrics[KEYS[2]], metrics[KEYS[3]])
-    expect = (rel.spearman_brown, rel.split_half_r, rel.signal_sd, rel.noise_sd)
-    assert all((math.isnan(a) and math.isnan(b)) or a == pytest.approx(b) for a, b in zip(logged, expect))
-    num_samples = cfg.prompts_per_step * cfg.rollout.group_size  # num_episodes is the per-sample mean
-    assert rel.num_episodes == round(metrics["num_episodes"] * num_samples) >= 3
+    assert cfg.prompts_per_step * cfg.rollout.group_size == 8  # the four patterns, twice
+    # J fixed by hand instead of estimated: the trainer's own step must log these numbers
+    monkeypatch.setattr(algorithms, "estimate_progress", lambda estimator, tok, samples, **kw: _fixed_results(samples))
+    result = Trainer(cfg).run()
+    (metrics,) = result.history
+    # Forced-cut progress, even half x = (1, 0, 0, -1), odd half y = (1, 1, 0, -1), twice over:
+    # sum of (x - mean x)(y - mean y) = 2 per four traces, of (x - mean x)^2 = 2, of (y - mean y)^2 = 2.75,
+    # so r = 2 / sqrt(2 * 2.75); the outcome episodes (J 1 in both halves) are not among the 8 pairs.
+    r = 2 / math.sqrt(5.5)
+    assert metrics["progress/reliability_episodes"] == 8
+    assert metrics["progress/split_half_r"] == pytest.approx(r, abs=1e-12)
+    assert metrics["progress/spearman_brown"] == pytest.approx(2 * r / (1 + r), abs=1e-12)
+    assert metrics["progress/signal_sd"] == pytest.approx(math.sqrt(4 / 7), abs=1e-12)  # sqrt(cov), n - 1 = 7
+    # x - y = (0, -1, 0, 0) twice: SD sqrt(1.5 / 7), one half's noise that over sqrt(2)
+    assert metrics["progress/noise_sd"] == pytest.approx(math.sqrt(1.5 / 7) / math.sqrt(2), abs=1e-12)
     line = [r for r in read_metrics(tmp_path / "mrt_dense" / "metrics.jsonl") if "reward" in r][0]
-    assert all(k in line for k in KEYS)
+    assert all(k in line for k in KEYS) and "progress/reliability" not in line  # two names, never one
 
 
 def test_one_branch_training_logs_no_reliability():

@@ -58,7 +58,8 @@ def test_mrt_dense_score_progress_matches_a_separate_estimator(tmp_path, monkeyp
     assert model.training, "the update leaves the policy in train mode"
     assert all(h["time/progress_s"] > 0 and h["time/generation_s"] > 0 for h in result.history)
     # score mode is exact: the logged reliability is 1 and the noise 0 by construction
-    assert all(h["progress/reliability"] == 1.0 and h["progress/noise_sd"] == 0.0 for h in result.history)
+    assert all(h["progress/split_half_r"] == 1.0 and h["progress/spearman_brown"] == 1.0
+               and h["progress/noise_sd"] == 0.0 for h in result.history)
 
     # a separately constructed estimator on a copy of the snapshotted weights
     other = copy.deepcopy(model)

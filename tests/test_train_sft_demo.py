@@ -50,12 +50,13 @@ def test_run_sft_lowers_the_loss_and_writes_weights(tmp_path):
 
 
 def test_format_table():
-    table = format_table({"before": {"pass@1": 0.25, "tokens": 100.0, "reliability": 0.5},
-                          "after grpo": {"pass@1": 0.5, "tokens": 90.0, "reliability": 0.6}})
+    table = format_table({"before": {"pass@1": 0.25, "tokens": 100.0, "split_half_r": 0.5, "spearman_brown": 0.67},
+                          "after grpo": {"pass@1": 0.5, "tokens": 90.0, "split_half_r": 0.6, "spearman_brown": 0.75}})
     head, _, *rows = table.splitlines()
     assert "before" in head and "after grpo" in head
     assert any(r.startswith("pass@1") and "0.250" in r and "0.500" in r for r in rows)
-    assert any(r.startswith("progress reliability") for r in rows)
+    assert any(r.startswith("progress split-half r") and "0.50" in r for r in rows)
+    assert any(r.startswith("progress Spearman-Brown") and "0.67" in r for r in rows)
 
 
 def test_demo_runs_the_shipped_config(tmp_path, monkeypatch):

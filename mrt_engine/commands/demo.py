@@ -28,7 +28,7 @@ DEFAULT_ALGOS = ("grpo", "mrt_dense")
 ROWS = (("pass@1", "pass@1 (4 samples)", "{:.3f}"), ("tokens", "mean tokens", "{:.1f}"),
         ("episodes", "episodes per trace", "{:.2f}"), ("progress", "mean episode progress", "{:+.3f}"),
         ("j_empty", "J at empty prefix", "{:.3f}"), ("regret", "normalized regret", "{:.3f}"),
-        ("reliability", "progress reliability", "{:.2f}"))
+        ("split_half_r", "progress split-half r", "{:.2f}"), ("spearman_brown", "progress Spearman-Brown", "{:.2f}"))
 
 
 def add_parser(sub):
@@ -54,8 +54,9 @@ def row_values(measure: dict, budget: int) -> dict:
     """The table's numbers from one measurement (regret at the rollout budget)."""
     out = {k: measure[k] for k, _, _ in ROWS if k in measure and not isinstance(measure[k], dict)}
     out["regret"] = measure["regret"][str(budget)]
-    r = measure.get("reliability", {}).get("split_half_r")
-    out["reliability"] = math.nan if r is None else r
+    for key in ("split_half_r", "spearman_brown"):  # over the episodes between two forced cuts
+        r = measure.get("reliability", {}).get(key)
+        out[key] = math.nan if r is None else r
     return out
 
 
@@ -150,8 +151,9 @@ def run_demo(*, output_dir: str = "runs/demo", algos=None, max_train_tokens: int
               "train_tokens": {r["arm"]: r["train_tokens"] for r in records},
               "steps": {r["arm"]: r["steps"] for r in records}}
     (out / "report.json").write_text(json.dumps(report, indent=1))
-    print(f"\nprogress reliability: split-half correlation of two independent J estimates per episode "
-          f"(docs/progress.md); one seed here, intervals in `mrt-engine compare`.\n"
+    print(f"\nprogress reliability: split-half r (two independent J estimates per episode, halves of the "
+          f"forced answers) and its Spearman-Brown value (the full estimate's), over the episodes between two "
+          f"forced cuts (docs/progress.md); one seed here, intervals in `mrt-engine compare`.\n"
           f"plot: {png}   report: {out / 'report.json'}   ({elapsed:.0f} s)")
     return report
 

@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from mrt_engine.metrics import normalized_regret
+from mrt_engine.metrics import normalized_regret, student_t_quantile
 from mrt_engine.rl.losses import AGGREGATIONS
 from mrt_engine.rl import (dense_progress_rewards, episode_progress, group_advantages, policy_loss,
                            scalar_mrt_advantages, token_advantages)
@@ -276,19 +276,9 @@ def train_arm(cfg: ToyConfig, algo: str, k: int | None, seed: int) -> dict:
     return {"arm": arm_name(algo, k), "seed": seed, "final": final, "history": history}
 
 
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)  # df 1..10
-
-
 def t_quantile_975(df: int) -> float:
-    """Two-sided 95% Student-t quantile: a table for df <= 10, beyond it the Cornish-Fisher
-    expansion around the normal (within 1e-3 of the exact value there), so no scipy is needed."""
-    if df < 1:
-        return float("nan")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959963985
-    return (z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
-            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * df ** 3))
+    """Two-sided 95% Student-t quantile, exact for any df (:func:`mrt_engine.metrics.student_t_quantile`)."""
+    return student_t_quantile(0.975, df) if df >= 1 else float("nan")
 
 
 def mean_ci(values) -> tuple[float, float]:

@@ -14,8 +14,15 @@ every cut and its own progress ``J_k - J_{k-1}`` for every episode. Over all epi
 
 Sample i is kept aligned across the cuts of a trace, so the common random numbers (sample i
 has the same request seed at every cut, see ``progress/sample.py``) stay paired inside each
-half. A cut whose J is the trace's own outcome (``natural_end="outcome"``) is exact, so both
-halves take it as is. Score mode is deterministic: reliability 1 and noise 0 by construction.
+half. Score mode is deterministic: reliability 1 and noise 0 by construction.
+
+Only the forced cuts count. A cut whose J is the trace's own outcome (``natural_end="outcome"``,
+the trainer's and ``mrt-engine compare``'s setting) is the same 0/1 grade in both halves, so the
+episode that ends there would agree with itself whatever the forced answers say: with one or two
+episodes per trace, coin-flip forced answers gave split-half r 0.62 (Spearman-Brown 0.76) with
+that episode counted, 0.03 without it (issue 25). That episode is left out, so ``num_episodes``
+counts the episodes between two forced cuts (L - 1 for a trace of L episodes ending in its
+outcome); the outcome carries no information about the estimator.
 
 ``reliability_from_two(a, b)``: the same numbers from two independent estimates of the same
 cuts (e.g. two seeds); there ``split_half_r`` is the test-retest r, the reliability of one
@@ -33,7 +40,7 @@ MIN_EPISODES = 3
 
 @dataclass
 class Reliability:
-    num_episodes: int                # episodes (progress values) the numbers are over
+    num_episodes: int                # episodes between two forced cuts (progress values) the numbers are over
     split_half_r: float              # Pearson r of the two half-estimates (NaN: see reason)
     spearman_brown: float            # 2r / (1 + r): reliability of the full estimate
     signal_sd: float                 # SD of the true progress across episodes
@@ -54,7 +61,7 @@ class Reliability:
         how = f"{self.num_branches} branches" if self.num_branches else "exact"
         return (f"progress reliability ({self.mode} mode, {how}): {what} "
                 f"{self.split_half_r:.3f}, Spearman-Brown {self.spearman_brown:.3f}; signal SD "
-                f"{self.signal_sd:.4f}, noise SD {self.noise_sd:.4f} over {self.num_episodes} episodes"
+                f"{self.signal_sd:.4f}, noise SD {self.noise_sd:.4f} over {self.num_episodes} episodes between forced cuts"
                 + (f" ({self.reason})" if self.reason else ""))
 
 
@@ -68,7 +75,7 @@ def progress_reliability(results: list[ProgressResult]) -> Reliability:
     results = list(results)
     mode = _mode(results)
     if mode == "score":
-        progress = [p for r in results for p in r.progress]
+        progress = [p for r in results for p in forced_progress(r)]
         return Reliability(len(progress), 1.0, 1.0, _sd(progress), 0.0, None, "score",
                            reason="score mode is deterministic: J is exact (no sampling noise), so reliability "
                                   "is 1 and noise 0; J is a lower bound on the sampled J")
@@ -100,7 +107,7 @@ def reliability_from_two(results_a: list[ProgressResult], results_b: list[Progre
             raise ValueError(f"reliability_from_two: result {n} has different cuts in the two estimates "
                              f"({ra.cut_tokens} vs {rb.cut_tokens}); estimate the same traces with the same "
                              "segmenter settings")
-        pairs.extend(zip(ra.progress, rb.progress))
+        pairs.extend(zip(forced_progress(ra), forced_progress(rb)))
         branches.update(len(s) for r in (ra, rb) for s in (r.scores or []) if len(s) > 1)
     return _from_pairs(pairs, max(branches) if branches else None, mode_a, split=False)
 
@@ -121,9 +128,7 @@ def _half_progress(r: ProgressResult, n: int) -> tuple[list[float], list[float],
     ja, jb, branches = [], [], set()
     for c, scores in enumerate(r.scores):
         if _from_outcome(r, c):
-            ja.append(float(scores[0]))  # the trace's own grade: exact, the same in both halves
-            jb.append(float(scores[0]))
-            continue
+            continue  # the trace's own grade, the same in both halves: not a measurement of J
         if len(scores) < 2:
             raise ValueError(f"result {n}, cut {c}: {len(scores)} forced answer(s); split-half reliability needs "
                              "num_branches >= 2 (one sample cannot be split into halves)")
@@ -137,6 +142,13 @@ def _half_progress(r: ProgressResult, n: int) -> tuple[list[float], list[float],
 def _from_outcome(r: ProgressResult, cut: int) -> bool:
     return (r.natural_end == "outcome" and r.natural_end_included and cut == len(r.scores) - 1
             and len(r.scores[cut]) == 1)
+
+
+def forced_progress(r: ProgressResult) -> list[float]:
+    """The progress of the episodes between two forced cuts: all of ``r.progress`` but the last
+    episode when the last cut is the trace's own outcome (``natural_end="outcome"``)."""
+    outcome_end = r.natural_end == "outcome" and r.natural_end_included and r.progress
+    return list(r.progress[:-1] if outcome_end else r.progress)
 
 
 def _from_pairs(pairs: list[tuple[float, float]], num_branches, mode: str, *, split: bool) -> Reliability:

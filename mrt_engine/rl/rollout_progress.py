@@ -60,9 +60,12 @@ def estimate_progress(estimator: ProgressEstimator, tokenizer, samples: list[Sam
 
 
 def reliability_metrics(results: list[ProgressResult], *, mode: str, num_branches: int) -> dict:
-    """This step's ``progress/reliability`` (the Spearman-Brown corrected split-half r: the
-    reliability of the full ``num_branches`` estimate), ``progress/split_half_r``,
-    ``progress/signal_sd`` and ``progress/noise_sd`` (the noise of one half).
+    """This step's split-half reliability of progress over the episodes between two forced cuts
+    (an episode ending in the trace's own outcome never counts): ``progress/split_half_r`` (the
+    raw correlation of the two halves' progress), ``progress/spearman_brown`` (``2r / (1 + r)``:
+    the reliability of the full ``num_branches`` estimate), ``progress/signal_sd`` and
+    ``progress/noise_sd`` (the noise of one half), ``progress/reliability_episodes`` (how many
+    episodes the numbers are over).
 
     The keys depend on the config only (sample mode needs ``num_branches >= 2``; score mode is
     exact: 1 and 0), so every step and every rank logs the same ones (``dist.mean_metrics``
@@ -72,8 +75,9 @@ def reliability_metrics(results: list[ProgressResult], *, mode: str, num_branche
     if mode == "sample" and num_branches < 2:
         return {}
     rel = progress_reliability(results)
-    return {"progress/reliability": rel.spearman_brown, "progress/split_half_r": rel.split_half_r,
-            "progress/signal_sd": rel.signal_sd, "progress/noise_sd": rel.noise_sd}
+    return {"progress/split_half_r": rel.split_half_r, "progress/spearman_brown": rel.spearman_brown,
+            "progress/signal_sd": rel.signal_sd, "progress/noise_sd": rel.noise_sd,
+            "progress/reliability_episodes": float(rel.num_episodes)}
 
 
 def episode_token_spans(result: ProgressResult, num_completion_tokens: int) -> list[tuple[int, int]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from mrt_engine.metrics import student_t_quantile
+
 from .arms import BASELINE, CONTROLS, MRT_ARM, SECONDARY_ARM, SECONDARY_CONTROLS
 
 # Written before the full run (docs/compare.md restates it); `verdict` applies it as written.
@@ -17,12 +19,12 @@ DECISION_RULE = (
 # The rollout budget is the largest measuring budget (256 tokens in the shipped settings,
 # equal to rollout.max_tokens): what `regret_budget` of `verdict` receives.
 PASS_MARGIN = 0.02
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def t95(num: int) -> float:
-    """Two-sided 95% Student-t quantile for ``num`` values (num - 1 degrees of freedom)."""
-    return _T95.get(num - 1, 1.96) if num >= 2 else math.nan
+    """Two-sided 95% Student-t quantile for ``num`` values (num - 1 degrees of freedom), exact
+    for any number of seeds (:func:`mrt_engine.metrics.student_t_quantile`)."""
+    return student_t_quantile(0.975, num - 1) if num >= 2 else math.nan
 
 
 def mean_ci(values: list[float]) -> dict:
@@ -46,8 +48,10 @@ def _scalars(final: dict) -> dict:
     for k, v in final["maj"].items():
         out[f"maj@{k}"] = v["accuracy"]
         out[f"maj@{k}_tokens"] = v["tokens"]
-    r = final["reliability"].get("split_half_r")
-    out["reliability"] = math.nan if r is None else r
+    # progress reliability over the episodes between two forced cuts, under its two names
+    for key in ("split_half_r", "spearman_brown"):
+        r = final["reliability"].get(key)
+        out[key] = math.nan if r is None else r
     return out
 
 
@@ -138,7 +142,7 @@ def _fmt(m: dict | None, spec: str = ".3f") -> str:
 def markdown_table(summary: dict, *, budgets: list[int]) -> str:
     """One row per arm: mean ± 95% half-width over seeds."""
     heads = (["arm", "seeds", "pass@1", "tokens", "tokens to GRPO final"]
-             + [f"regret@{b}" for b in budgets] + ["episodes", "progress reliability", "train tokens"])
+             + [f"regret@{b}" for b in budgets] + ["episodes", "split-half r", "Spearman-Brown", "train tokens"])
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for arm, m in summary.items():
         reach = m.get("tokens_to_baseline") or {}
@@ -146,7 +150,8 @@ def markdown_table(summary: dict, *, budgets: list[int]) -> str:
                      else f"not reached (0/{reach.get('n', 0)})" if reach else "-")
         row = [arm, str(len(m["seeds"])), _fmt(m["pass@1"]), _fmt(m["tokens"], ".1f"), reach_txt]
         row += [_fmt(m[f"regret@{b}"]) for b in budgets]
-        row += [_fmt(m["episodes"], ".2f"), _fmt(m["reliability"], ".2f"), _fmt(m["train_tokens"], ".0f")]
+        row += [_fmt(m["episodes"], ".2f"), _fmt(m["split_half_r"], ".2f"), _fmt(m["spearman_brown"], ".2f"),
+                _fmt(m["train_tokens"], ".0f")]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -119,11 +119,15 @@ def run_one(base: dict, arm: str, seed: int, run_dir: str, spec: dict, measure_s
     result = trainer.run()
     final = measure()
     hist = result.history
-    train_rel = [h["progress/reliability"] for h in hist if h.get("progress/reliability") is not None]
+    def train_mean(key):  # a step with < 3 episodes between forced cuts logs NaN
+        vals = [h[key] for h in hist if h.get(key) is not None and h[key] == h[key]]
+        return sum(vals) / len(vals) if vals else None
+
     rec = {"arm": arm, "seed": seed, "config": cfg, "eval_spec": spec, "steps": result.steps,
            "train_tokens": trainer.extra.get("train_tokens", 0), "seconds": time.perf_counter() - t0,
            "progress_seconds": sum(h.get("time/progress_s", 0.0) for h in hist),
-           "train_reliability": sum(train_rel) / len(train_rel) if train_rel else None,
+           "train_split_half_r": train_mean("progress/split_half_r"),
+           "train_spearman_brown": train_mean("progress/spearman_brown"),
            "curve": [{k: e[k] for k in ("step", "train_tokens", "pass@1", "tokens") if k in e} for e in result.evals],
            "final": final, "start": start}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +147,8 @@ def write_report(records: list[dict], out: Path, *, spec: EvalSpec, max_train_to
     out.mkdir(parents=True, exist_ok=True)
     png = out / "compare.png"
     plot(records, summary, png, budgets=spec.budgets, max_train_tokens=max_train_tokens)
-    keep = ("arm", "seed", "steps", "train_tokens", "seconds", "progress_seconds", "train_reliability", "curve")
+    keep = ("arm", "seed", "steps", "train_tokens", "seconds", "progress_seconds", "train_split_half_r",
+            "train_spearman_brown", "curve")
     report = {"quick": quick, "seconds": seconds, "eval_spec": spec.__dict__, "summary": summary,
               "verdict": decision, "secondary_verdict": secondary,
               "runs": [{k: r[k] for k in keep} for r in records]}
