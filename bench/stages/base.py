@@ -61,8 +61,19 @@ DEFAULT_CUDA = Workload(gen_num_prompts=32, gen_n=8, gen_max_tokens=256, trace_t
                         step_num_prompts=8, step_n=4, step_max_tokens=256, step_max_cuts=6, step_num_branches=4,
                         step_answer_tokens=32)
 
+# bench/gpu_full.sh at r1-1.5b-shapes (byte tokenizer: traces ~2.2x trace_tokens): each stage with its
+# baselines (HF generate per prefix is the slow one) inside the stage's time budget on one H200.
+GPU_FULL = Workload(gen_num_prompts=16, gen_n=8, gen_max_tokens=128, trace_tokens=2048, num_episodes=16,
+                    num_traces=2, sample_trace_tokens=2048, sample_num_episodes=8, num_branches=8,
+                    max_answer_tokens=32, logprob_tokens=8192, policy_batch=4, policy_seq_len=2048,
+                    step_num_prompts=4, step_n=4, step_max_tokens=256, step_max_cuts=4, step_num_branches=4,
+                    step_answer_tokens=16)
+WORKLOADS = {"quick": QUICK, "cpu": DEFAULT_CPU, "cuda": DEFAULT_CUDA, "gpu-full": GPU_FULL}
 
-def workload_for(*, quick: bool, device: torch.device) -> Workload:
+
+def workload_for(*, quick: bool, device: torch.device, name: str | None = None) -> Workload:
+    if name is not None:
+        return WORKLOADS[name]
     if quick:
         return QUICK
     return DEFAULT_CUDA if device.type == "cuda" else DEFAULT_CPU

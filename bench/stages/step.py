@@ -6,6 +6,7 @@ import os
 import tempfile
 import time
 
+from bench.common.models import RANDOM_MODELS
 from bench.common.results import OK, Result
 from bench.common.timing import synchronize
 from mrt_engine.tasks import TASKS
@@ -21,12 +22,14 @@ STEP_PHASES = (("time/generation_s", "generation"), ("time/progress_s", "progres
 def step_config(ctx: Context, backend: str, out_dir: str):
     w = ctx.workload
     task = "chain" if "chain" in TASKS else sorted(TASKS)[0]  # synthetic multi-step arithmetic
+    progress = dict(max_cuts=w.step_max_cuts, num_branches=w.step_num_branches, max_answer_tokens=w.step_answer_tokens)
+    if ctx.model_name in RANDOM_MODELS:  # random text has no "Wait": cut the rollouts by token windows
+        progress.update(scheme="tokens", segment_options=dict(window=max(1, w.step_max_tokens // (w.step_max_cuts + 1))))
     return TrainConfig.from_dict(dict(
         model=dict(name=ctx.model_name if ctx.model_name in ("tiny", "smollm2-135m") else "tiny"),
         data=dict(task=task, num_train=max(16, 4 * w.step_num_prompts), num_eval=0),
         rollout=dict(group_size=w.step_n, max_tokens=w.step_max_tokens, temperature=0.9, backend=backend),
-        algo=dict(name="mrt_dense", progress=dict(max_cuts=w.step_max_cuts, num_branches=w.step_num_branches,
-                                                  max_answer_tokens=w.step_answer_tokens)),
+        algo=dict(name="mrt_dense", progress=progress),
         steps=1000, prompts_per_step=w.step_num_prompts, output_dir=out_dir, tensorboard=False, progress_bar=False,
         precision="no"))
 
@@ -39,8 +42,8 @@ def stage_step(ctx: Context) -> list[Result]:
     tmp = tempfile.mkdtemp(prefix="mrt-bench-step-")
     trainers = {}
     for method, backend in (("engine backend", "engine"), ("HF backend", "hf")):
-        trainers[method] = Trainer(step_config(ctx, backend, os.path.join(tmp, backend)),
-                                                model=ctx.model, tokenizer=ctx.tokenizer)
+        trainers[method] = Trainer(step_config(ctx, backend, os.path.join(tmp, backend)), model=ctx.model,
+                                   tokenizer=ctx.tokenizer)
     phases: dict[str, list[dict[str, float]]] = {m: [] for m in trainers}
     tokens: dict[str, list[int]] = {m: [] for m in trainers}
 
