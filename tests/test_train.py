@@ -14,7 +14,8 @@ from mrt_engine.config.presets import shipped_config
 from mrt_engine.trainer.logger import read_metrics
 from mrt_engine.trainer import Trainer, train
 
-ALGOS = ("grpo", "mrt_scalar", "mrt_dense", "mrt_dense_placebo", "length_penalty", "star", "mrt_star")
+ALGOS = ("grpo", "mrt_scalar", "mrt_dense", "mrt_dense_placebo", "length_penalty", "star", "mrt_star",
+         "mrt_dense_to_go", "mrt_dense_centred", "mrt_dense_placebo_within")
 # Timing metrics differ run to run; everything else must match exactly on resume.
 TIMING = ("tokens_per_s", "step_time_s", "time/generation_s", "time/progress_s", "time/credit_s", "time/update_s")
 
@@ -48,7 +49,18 @@ def test_three_steps_change_the_policy_and_the_generator_sees_it(tmp_path, algo)
     model = trainer.model
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     gen_weights = _generator_weights(trainer)
+    steps = []
+    real_credit = trainer.algorithm.credit
+
+    def spy(ctx, rollout):  # what each step trained on
+        credit = real_credit(ctx, rollout)
+        steps.append((ctx, rollout, credit))
+        return credit
+
+    trainer.algorithm.credit = spy
     result = trainer.run()
+    if algo.startswith("mrt_dense"):
+        _check_dense_credit(cfg, steps, placebo="placebo" in algo)
     assert result.steps == 3 and len(result.history) == 3
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
     signal = [h.get("adv_abs_mean", h.get("num_kept", 0)) for h in result.history]
@@ -61,6 +73,27 @@ def test_three_steps_change_the_policy_and_the_generator_sees_it(tmp_path, algo)
     for h in result.history:
         assert 0.0 <= h["reward"] <= 1.0 and h["completion_tokens"] > 0 and h["lr"] > 0
     assert (tmp_path / algo / "checkpoints" / "step_3" / "model.safetensors").exists()
+
+
+def _check_dense_credit(cfg, steps, *, placebo: bool):
+    """The trained advantages carry a dense term (they are not GRPO's on the same rollout), and a
+    placebo's are not mrt_dense's on the same rollout while keeping its multiset of progress."""
+    from mrt_engine.rl.algorithms import ALGORITHMS
+
+    def advantages(name, ctx, rollout):
+        return ALGORITHMS[name](cfg).credit(ctx, rollout).advantages
+
+    not_grpo = not_real = 0
+    for ctx, rollout, credit in steps:
+        not_grpo += not torch.allclose(credit.advantages, advantages("grpo", ctx, rollout))
+        if placebo:
+            not_real += not torch.allclose(credit.advantages, advantages("mrt_dense", ctx, rollout))
+            shuffled = ALGORITHMS[cfg.algo.name](cfg).episode_credit(rollout)
+            real = [r.progress for r in rollout.progress]
+            assert sorted(v for c in shuffled for v in c) == pytest.approx(sorted(v for c in real for v in c))
+            assert [len(c) for c in shuffled] == [len(c) for c in real]
+    assert not_grpo, "the dense term is missing: every step's advantages equal GRPO's on its rollout"
+    assert not_real or not placebo, "the placebo moved no credit: its advantages equal mrt_dense's on every step"
 
 
 def _generator_weights(trainer) -> dict:

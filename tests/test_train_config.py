@@ -108,7 +108,8 @@ def test_example_configs_parse():
 
     base = yaml.safe_load((CONFIGS / "compare.yaml").read_text())
     algos = {TrainConfig.from_dict(arm_config(base, arm, 0, "runs/x")).algo.name for arm in ARMS}
-    assert algos == {"grpo", "mrt_scalar", "mrt_dense", "mrt_dense_placebo", "length_penalty"}
+    assert algos == {"grpo", "mrt_scalar", "mrt_dense", "mrt_dense_placebo", "length_penalty", "mrt_dense_to_go",
+                     "mrt_dense_centred", "mrt_dense_placebo_within"}
 
 
 def test_repo_configs_are_the_shipped_ones():

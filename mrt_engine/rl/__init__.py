@@ -9,9 +9,11 @@
 """
 from mrt_engine.rl.advantages import group_advantages, token_advantages
 from mrt_engine.rl.losses import LossOutput, aggregate, kl_k3, policy_loss, sft_loss
-from mrt_engine.rl.rewards import (dense_progress_rewards, episode_progress, length_penalty_rewards,
-                                   outcome_rewards, scalar_mrt_advantages)
+from mrt_engine.rl.rewards import (centred_progress, dense_progress_rewards, episode_progress, length_penalty_rewards,
+                                   outcome_rewards, progress_to_go, scalar_mrt_advantages, shuffle_across_traces,
+                                   shuffle_within_traces)
 
 __all__ = ["group_advantages", "token_advantages", "LossOutput", "aggregate", "kl_k3", "policy_loss",
-           "sft_loss", "dense_progress_rewards", "episode_progress", "length_penalty_rewards",
-           "outcome_rewards", "scalar_mrt_advantages"]
+           "sft_loss", "centred_progress", "dense_progress_rewards", "episode_progress", "length_penalty_rewards",
+           "outcome_rewards", "progress_to_go", "scalar_mrt_advantages", "shuffle_across_traces",
+           "shuffle_within_traces"]

@@ -11,8 +11,22 @@ episode j causes. Two training forms are shipped (docs/method.md section 5):
   (:func:`scalar_mrt_advantages`).
 - dense (the authors' later online variant): every episode is paid its own progress, placed
   on that episode's tokens (:func:`dense_progress_rewards`).
+
+What a dense form places on an episode's tokens is its *credit*, a list per trace. Beside the
+episode's own progress (:func:`episode_progress`) three other credits are shipped, each a pure
+function of the progress values, so every dense form shares :func:`dense_progress_rewards`:
+
+- :func:`progress_to_go`: the progress from the episode to the end of the trace;
+- :func:`centred_progress`: progress minus a leave-one-out mean over the group at the same
+  episode index;
+- two placebos that keep the credit values and break their placement:
+  :func:`shuffle_across_traces` (the batch's values permuted over all its episodes) and
+  :func:`shuffle_within_traces` (each trace's values permuted among its own episodes).
 """
 from __future__ import annotations
+
+import random
+from typing import Sequence
 
 import torch
 
@@ -46,6 +60,14 @@ def scalar_mrt_advantages(rewards: torch.Tensor, terminated: torch.Tensor, *,
     text appended, then answered) rather than reasoning on.
     ``A[p, i] = R[p, i] - mean_{i': terminated[p, i']} R[p, i']``  (docs/method.md section 5).
 
+    Relation to the authors' public code (CMU-AIRe/MRT, train/rl/README.md): there the
+    group-mean baseline of GRPO/PPO is replaced by ``A = R - R_termination``, the reward of
+    terminating at the prefix, with no std scaling; the prefixes are cuts of the policy's own
+    traces. ``mrt_scalar`` does exactly that online: one trace per problem from the current
+    policy, cut after a random number of episodes, m continuations from the cut, some of
+    them terminated at once; their mean grade is ``R_termination``. Every continuation
+    (terminated ones included) is trained with this advantage; the prefix is context.
+
     ``baseline [P]`` optional: an estimate of the forced-termination success at the prefix
     (e.g. J from :class:`mrt_engine.progress.ProgressEstimator` in scoring mode). It is used
     for rows with no terminated continuation; the paper always samples some, so with
@@ -70,6 +92,91 @@ def scalar_mrt_advantages(rewards: torch.Tensor, terminated: torch.Tensor, *,
     return rewards - term_mean[:, None]
 
 
+def progress_to_go(progress) -> torch.Tensor:
+    """Progress-to-go: ``out[k] = sum_{k' >= k} progress[k']``, the progress from episode k to the end.
+
+    ``progress [L]`` (:func:`episode_progress`). Returns fp32 ``[L]``; ``out[0] = J_L - J_0``.
+
+    Relation to the paper: with per-episode rewards ``r_prg(z_j)``, the policy gradient of
+    ``E[sum_j r_prg(z_j)]`` weights the tokens of episode k by the rewards from k onward (an
+    action cannot change the rewards before it): this is the credit of the MRT objective taken
+    literally. The authors' online variant (and our ``mrt_dense``) pays an episode its own
+    progress only. Telescoping makes it ``J_L - J_{k-1}``: with ``natural_end: outcome`` the
+    first episode gets ``R - J_0``, a second, uncentred copy of the outcome.
+    """
+    progress = torch.as_tensor(progress, dtype=torch.float32).reshape(-1)
+    return progress.flip(0).cumsum(0).flip(0)
+
+
+def centred_progress(progress: Sequence, groups: Sequence[int]) -> list[torch.Tensor]:
+    """Progress minus the leave-one-out mean over the group at the same episode index.
+
+    ``progress[i] [L_i]``: the episode progress of trace i; ``groups[i]``: its group (the traces
+    sampled for one prompt). ``out[i][k] = progress[i][k] - mean{progress[i'][k] : i' != i in the
+    same group, L_i' > k}``; where no other trace of the group has an episode k the baseline is
+    0 (the progress is kept as is).
+
+    Relation to the paper: not in it. It is the process-return baseline of step-level RL methods
+    (a per-step group mean, left out one so the baseline does not depend on the trace itself):
+    an episode is paid for progress beyond what its group made at the same point. Summed over
+    a trace it no longer telescopes to ``R - J_0``, so it stops re-paying the outcome that GRPO
+    already credits; it pays where J moves differently in traces of equal outcome.
+    """
+    rows = [torch.as_tensor(p, dtype=torch.float32).reshape(-1) for p in progress]
+    if len(rows) != len(groups):
+        raise ValueError(f"{len(rows)} progress rows for {len(groups)} group ids")
+    members: dict = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    out = []
+    for i, row in enumerate(rows):
+        others = [rows[o] for o in members[groups[i]] if o != i]
+        base = torch.zeros_like(row)  # [L_i]
+        for k in range(row.numel()):
+            at_k = [o[k] for o in others if o.numel() > k]
+            if at_k:
+                base[k] = torch.stack(at_k).mean()
+        out.append(row - base)
+    return out
+
+
+def shuffle_across_traces(progress: Sequence, rng: random.Random) -> list[list[float]]:
+    """Placebo: all episodes' values of the batch in one random permutation, cut back to each
+    trace's episode count. Same multiset of credit values and the same episode counts; each
+    trace's total and the placement are broken. ``rng.shuffle`` of the pooled list (the
+    permutation ``mrt_dense_placebo`` has drawn since it exists, for a given seed)."""
+    rows = [[float(v) for v in p] for p in progress]
+    pooled = [v for row in rows for v in row]
+    rng.shuffle(pooled)
+    out, at = [], 0
+    for row in rows:
+        out.append(pooled[at:at + len(row)])
+        at += len(row)
+    return out
+
+
+def shuffle_within_traces(progress: Sequence, rng: random.Random) -> list[list[float]]:
+    """Placebo: each trace's values permuted among its own episodes. Same multiset per trace,
+    so each trace's total (``J_L - J_0``: the part of the dense credit that re-pays the outcome)
+    is kept and only the placement inside the trace is broken. A trace whose values are not all
+    equal always changes (a permutation that leaves every value in place is drawn again); one
+    episode, or equal values, cannot move.
+
+    Relation to the paper: not in it; it is our control for "does it matter *which* episode is
+    paid?". If the within-trace placebo matches ``mrt_dense``, what helps is the trace total,
+    i.e. a second copy of the outcome, not credit to episodes.
+    """
+    out = []
+    for p in progress:
+        row = [float(v) for v in p]
+        moved = list(row)
+        if len(set(row)) > 1:
+            while moved == row:
+                rng.shuffle(moved)
+        out.append(moved)
+    return out
+
+
 def dense_progress_rewards(progress: list[torch.Tensor], episode_token_spans: list[list[tuple[int, int]]],
                            num_positions: int, *, alpha: float = 1.0) -> torch.Tensor:
     """Dense MRT reward: each episode's progress placed on that episode's tokens.
@@ -82,7 +189,9 @@ def dense_progress_rewards(progress: list[torch.Tensor], episode_token_spans: li
 
     Departure from the paper: the authors' online variant adds the bonus to the episode's
     reward; we keep it per token (not summed to go), so the policy-gradient signal for a token
-    is its own episode's progress on top of the sequence-level outcome advantage.
+    is its own episode's progress on top of the sequence-level outcome advantage. Any other
+    per-episode credit (:func:`progress_to_go`, :func:`centred_progress`, the placebos) goes
+    through this same function in place of ``progress``.
     """
     if len(progress) != len(episode_token_spans):
         raise ValueError(f"{len(progress)} progress rows for {len(episode_token_spans)} traces")

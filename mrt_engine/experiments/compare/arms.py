@@ -16,7 +16,14 @@ ARMS: dict[str, dict] = {
     "placebo": {"algo.name": "mrt_dense_placebo", "algo.progress.mode": "sample"},
     # the placebo of mrt_dense_score: scored progress shuffled (scored J has its own magnitudes)
     "placebo_score": {"algo.name": "mrt_dense_placebo", "algo.progress.mode": "score"},
+    # the other credit forms (mrt_engine/rl/rewards.py; docs/compare.md, "The credit forms")
+    "mrt_dense_to_go": {"algo.name": "mrt_dense_to_go", "algo.progress.mode": "sample"},
+    "mrt_dense_centred": {"algo.name": "mrt_dense_centred", "algo.progress.mode": "sample"},
+    # mrt_dense with each trace's progress shuffled among its own episodes: each trace's total kept
+    "placebo_within": {"algo.name": "mrt_dense_placebo_within", "algo.progress.mode": "sample"},
 }
+# every credit form and both placebos (`mrt-engine compare --arms` with these names)
+CREDIT_ARMS = ("grpo", "mrt_dense", "mrt_dense_to_go", "mrt_dense_centred", "mrt_scalar", "placebo", "placebo_within")
 # `mrt-engine compare` with no --arms: the six of the decision rule's run (placebo_score is the
 # follow-up's control, run with --arms)
 DEFAULT_ARMS = ("grpo", "mrt_scalar", "mrt_dense", "mrt_dense_score", "length_penalty", "placebo")
