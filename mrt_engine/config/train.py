@@ -14,6 +14,7 @@ from .loading import build_sections, from_dict, load_config, migrate
 
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 PARALLEL_STRATEGIES = ("none", "ddp", "fsdp2")
+PACKINGS = ("tree", "padded")
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -199,9 +200,18 @@ class OptimConfig:
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0
     micro_batch_size: int = 8          # sequences per forward/backward; the rest is accumulated
+    # How the policy update lays out its rows (docs/packing.md): "tree" packs each micro-batch as
+    # prefix trees (every shared prefix computed once, forward and backward; micro-batches by
+    # token count); "padded" runs every row on its own, right padded (the oracle).
+    packing: str = "padded"
+    # tree packing: tokens per micro-batch; 0 = micro_batch_size x the batch's longest row (the
+    # most a padded micro-batch holds)
+    micro_batch_tokens: int = 0
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
+        check(self.packing in PACKINGS, f"optim.packing={self.packing!r}: use one of {PACKINGS}")
+        check(self.micro_batch_tokens >= 0, f"optim.micro_batch_tokens={self.micro_batch_tokens}: need >= 0 (0 = auto)")
         check(self.lr > 0, f"optim.lr={self.lr}: need > 0")
         check(0 <= self.warmup_ratio < 1, f"optim.warmup_ratio={self.warmup_ratio}: need 0 <= warmup_ratio < 1")
         check(self.micro_batch_size >= 1, f"optim.micro_batch_size={self.micro_batch_size}: need >= 1")

@@ -28,7 +28,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from mrt_engine.rl.logprobs import token_log_probs
+from mrt_engine.rl.logprobs import token_log_probs, tree_log_probs
+from mrt_engine.rl.packing import TreeBatch
 
 
 def is_distributed() -> bool:
@@ -74,6 +75,15 @@ def mean_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return dict(zip(keys, t.tolist()))
 
 
+def max_over_ranks(value: int) -> int:
+    """The largest ``value`` of all ranks (``value`` itself in one process)."""
+    if not is_distributed():
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t)
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
@@ -90,7 +100,11 @@ class PolicyLogProbs(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask, loss_mask):
+    def forward(self, input_ids, attention_mask=None, loss_mask=None):
+        """Log-probs ``[N, T]`` of padded rows (ids, attention and loss masks ``[N, T]``), or of the
+        rows one :class:`TreeBatch` packs (passed alone, on the model's device)."""
+        if isinstance(input_ids, TreeBatch):
+            return tree_log_probs(self.model, input_ids)
         return token_log_probs(self.model, input_ids, attention_mask, loss_mask)
 
 

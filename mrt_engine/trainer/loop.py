@@ -39,7 +39,7 @@ from mrt_engine.trainer.logger import MetricsLogger
 from mrt_engine.trainer.optim import build_optimizer, build_scheduler
 from mrt_engine.rl.rollout_progress import build_estimator
 from mrt_engine.trainer.setup import build_model, build_problems
-from mrt_engine.trainer.update import batch_log_probs, policy_update, sft_epochs
+from mrt_engine.trainer.update import batch_log_probs, plan_micro_batches, policy_update, sft_epochs
 
 __all__ = ["train", "TrainConfig", "TrainResult", "Trainer"]
 
@@ -197,13 +197,16 @@ class Trainer:
                               pad_id=self.pad_id, rng=random.Random(ctx.seed(3)),
                               micro_batch_size=cfg.optim.micro_batch_size, grad_clip=cfg.optim.grad_clip,
                               precision=cfg.precision)
+        # one plan for the reference, old-policy and gradient passes (optim.packing: tree | padded)
+        micro = plan_micro_batches(credit.batch, micro_batch_size=cfg.optim.micro_batch_size,
+                                   packing=cfg.optim.packing, micro_batch_tokens=cfg.optim.micro_batch_tokens)
         ref_logp = None
         if self.ref_policy is not None:
             ref_logp = batch_log_probs(self.ref_policy, credit.batch, micro_batch_size=cfg.optim.micro_batch_size,
-                                       precision=cfg.precision)
+                                       precision=cfg.precision, micro_batches=micro)
         return policy_update(self.policy, self.optimizer, credit.batch, credit.advantages, algo=cfg.algo,
                              optim=cfg.optim, max_tokens=cfg.rollout.max_tokens, precision=cfg.precision,
-                             ref_logp=ref_logp)
+                             ref_logp=ref_logp, micro_batches=micro)
 
     # -- evaluation and checkpoints ------------------------------------------------------------
     def evaluate(self, *, salt: int) -> dict:
