@@ -56,6 +56,35 @@ def test_sft_examples_for_digit_answer_only_after_the_find():
         assert f"Yes, x = {e.problem.answer}." in prefix  # never a guess before the right try
 
 
+def test_held_out_problems_share_no_text_with_the_warm_start_or_training(tmp_path):
+    from collections import Counter
+
+    from mrt_engine.config import TrainConfig
+    from mrt_engine.config.presets import shipped_config
+    from mrt_engine.models import _DEMO_WEIGHTS
+    from mrt_engine.trainer import Trainer
+    from mrt_engine.trainer.setup import WARM_START_PRESETS, build_problems, warm_start_problems
+
+    assert set(WARM_START_PRESETS) == set(_DEMO_WEIGHTS)  # every shipped warm start has its SFT problems
+    d = shipped_config("compare")
+    d["output_dir"] = str(tmp_path)
+    trainer = Trainer(TrainConfig.from_dict(d))
+    sft = {p.problem for p in warm_start_problems("digit")}
+    train = {p.problem for p in trainer.train_problems}
+    held = [p.problem for p in trainer.eval_problems]
+    assert len(sft) > 2_500 and len(held) == d["data"]["num_eval"] == len(set(held))
+    assert not set(held) & sft and not set(held) & train
+    # without the exclusion most held-out texts were SFT problems (97 of 101 before issue 25)
+    cfg = TrainConfig.from_dict({**d, "data": {**d["data"], "exclude_warm_start": False}})
+    assert sum(p.problem in sft for p in build_problems(cfg.data)[1]) > 100
+    # new texts, not new answer classes: (last digit of a, x) of the held-out problems were all seen
+    classes = Counter((p.meta["a"] % 10, p.answer) for p in trainer.eval_problems)
+    assert set(classes) <= {(p.meta["a"] % 10, p.answer) for p in warm_start_problems("digit")}
+    with pytest.raises(ValueError, match="data.num_eval=400: only"):
+        build_problems(TrainConfig.from_dict({**d, "data": {**d["data"], "num_eval": 400}}).data,
+                       exclude=warm_start_problems("digit"))
+
+
 def test_arms_are_the_shared_config_plus_their_keys():
     base = {"algo": {"name": "grpo", "progress": {"mode": "sample"}}, "seed": 0}
     cfg = arm_config(base, "mrt_dense_score", 3, "out/x")

@@ -44,6 +44,9 @@ class DataConfig:
     num_eval: int = 32                 # held-out problems (a different seed)
     seed: int = 0
     system_prompt: str | None = None
+    # held-out problems share no text with the SFT problems of a shipped warm start (model.name
+    # "digit" or "demo"), as they share none with the training problems
+    exclude_warm_start: bool = True
 
     def __post_init__(self):
         check(self.num_train >= 1, f"data.num_train={self.num_train}: need >= 1")

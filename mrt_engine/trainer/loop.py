@@ -38,7 +38,7 @@ from mrt_engine.rl.backends import make_backend
 from mrt_engine.trainer.logger import MetricsLogger
 from mrt_engine.trainer.optim import build_optimizer, build_scheduler
 from mrt_engine.rl.rollout_progress import build_estimator
-from mrt_engine.trainer.setup import build_model, build_problems
+from mrt_engine.trainer.setup import build_model, build_problems, warm_start_problems
 from mrt_engine.trainer.update import batch_log_probs, plan_micro_batches, policy_update, sft_epochs
 
 __all__ = ["train", "TrainConfig", "TrainResult", "Trainer"]
@@ -81,7 +81,8 @@ class Trainer:
         if model is None:
             model, tokenizer = build_model(cfg.model, seed=cfg.seed)
         self.model, self.tok = model, tokenizer
-        self.train_problems, self.eval_problems = build_problems(cfg.data)
+        warm = warm_start_problems(cfg.model.name) if cfg.data.exclude_warm_start and cfg.data.num_eval else []
+        self.train_problems, self.eval_problems = build_problems(cfg.data, exclude=warm)
         self.backend = make_backend(cfg.rollout, self.model, self.tok)
         self.estimator = build_estimator(self.model, self.tok, cfg.algo.progress, self.backend)
         self.algorithm = build_algorithm(cfg)
