@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from mrt_engine.engine.attention import DecodeAttention, PagedKVCache, group_order
+from mrt_engine.engine.paged_attention import DecodeAttention, PagedKVCache, group_order
 from mrt_engine.engine.config import SamplingParams
 from mrt_engine.engine.sampler import SamplingBatch, sample, sample_seed, uniform
 from mrt_engine.engine.sequence import Sequence
