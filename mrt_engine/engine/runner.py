@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .attention import DecodeAttention, FlatDecodeAttention, PagedKVCache, PrefillAttention, group_order
+from .paged_attention import DecodeAttention, FlatDecodeAttention, PagedKVCache, PrefillAttention, group_order
 from .config import EngineConfig
 from .forward import DecoderForward
 from .scheduler import ScheduledBatch
