@@ -194,6 +194,45 @@ def test_max_train_tokens_stops_training(tmp_path):
     tokens = [h["train_tokens_total"] for h in result.history]
     assert result.steps < 50 and tokens[-1] >= 40 and tokens[-2] < 40
     assert result.checkpoint is not None
+    # the rate follows the token budget, not the 50-step cap: each step at the midpoint of its share
+    from mrt_engine.trainer.optim import cosine_at_fraction
+
+    before = [0] + tokens[:-1]
+    for h, t0, t1 in zip(result.history, before, tokens):
+        mid = (t0 + min(t1, 40)) / 2 / 40
+        want = cfg.optim.lr * cosine_at_fraction(mid, warmup_ratio=cfg.optim.warmup_ratio, min_ratio=cfg.optim.min_lr_ratio)
+        assert h["lr"] == pytest.approx(want, rel=1e-9), (h["step"], t0, t1)
+    assert result.history[-1]["lr"] > 0  # the step that crosses the budget still learns
+
+
+def test_token_schedule_gives_equal_rates_at_equal_tokens():
+    import torch
+
+    from mrt_engine.config import OptimConfig
+    from mrt_engine.trainer.optim import TokenBudgetSchedule, build_scheduler
+
+    cfg = OptimConfig(lr=1.0, warmup_ratio=0.1)
+
+    def rates(step_tokens, budget=1200):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+        sched = build_scheduler(opt, cfg, 48, total_tokens=budget)
+        assert isinstance(sched, TokenBudgetSchedule)
+        out, spent = {}, 0
+        while spent < budget:
+            sched.begin_step(spent, step_tokens)
+            out[spent + step_tokens / 2] = opt.param_groups[0]["lr"]  # the rate at the step's midpoint
+            sched.step()
+            spent += step_tokens
+        return out
+
+    short, long = rates(100), rates(300)  # an arm with short traces takes 3x the steps
+    assert len(short) == 12 and len(long) == 4
+    for mid, lr in long.items():  # the same token position gets the same rate, whatever the step count
+        assert short[mid] == pytest.approx(lr)
+    assert max(short.values()) <= 1.0 and min(short.values()) > 0
+    # without a token budget the schedule is over steps, as before
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    assert not isinstance(build_scheduler(opt, cfg, 10), TokenBudgetSchedule)
 
 
 def test_compare_quick_end_to_end(tmp_path):

@@ -36,7 +36,7 @@ from mrt_engine.trainer.data import PromptSampler
 from mrt_engine.trainer.evaluate import evaluate
 from mrt_engine.rl.backends import make_backend
 from mrt_engine.trainer.logger import MetricsLogger
-from mrt_engine.trainer.optim import build_optimizer, build_scheduler
+from mrt_engine.trainer.optim import TokenBudgetSchedule, build_optimizer, build_scheduler
 from mrt_engine.rl.rollout_progress import build_estimator
 from mrt_engine.trainer.setup import build_model, build_problems, warm_start_problems
 from mrt_engine.trainer.update import batch_log_probs, plan_micro_batches, policy_update, sft_epochs
@@ -92,7 +92,8 @@ class Trainer:
         # The module the update calls (DDP-wrapped or FSDP2-sharded); the optimizer comes after.
         self.policy = dist.wrap_policy(self.model, cfg.parallel.strategy)
         self.optimizer = build_optimizer(self.policy, cfg.optim)
-        self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.steps)
+        # over the token budget when the run stops on tokens (equal tokens, equal rates)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.steps, total_tokens=cfg.max_train_tokens)
         self.sampler = PromptSampler(self.train_problems, seed=cfg.seed)
         self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
         self.step = 0
@@ -172,6 +173,10 @@ class Trainer:
             rollout = self.algorithm.rollout(ctx, problems)
         t1 = time.perf_counter()
         credit = self.algorithm.credit(ctx, rollout)
+        if isinstance(self.scheduler, TokenBudgetSchedule):  # this step's rate, from the tokens it spends
+            local = rollout.metrics.get("rollout_tokens", sum(s.num_completion_tokens for s in rollout.samples))
+            step_tokens = dist.mean_metrics({"tokens": float(local)})["tokens"] * dist.world_size()
+            self.scheduler.begin_step(self.extra.get("train_tokens", 0), step_tokens)
         t2 = time.perf_counter()
         metrics = {**rollout.metrics, **credit.metrics, **self.update(credit, ctx)}
         t3 = time.perf_counter()
