@@ -53,13 +53,13 @@ MAX_ROWS_PER_CALL = 64
 
 @dataclass(frozen=True)
 class TreeCall:
-    """One fused call: queries ``q_start:q_end``; keys the packed ``key_ranges`` concatenated
-    (the node's path, then the call's own rows); ``mask`` [rows, keys] bool (True = attend), or
-    None for a root attending itself causally."""
+    """One fused call: queries ``q_start:q_end``; keys the rows of nodes ``key_nodes``
+    concatenated (the node's path from its root, then the call's own nodes); ``mask``
+    [rows, keys] bool (True = attend), or None for a root attending itself causally."""
 
     q_start: int
     q_end: int
-    key_ranges: tuple[tuple[int, int], ...]
+    key_nodes: tuple[int, ...]
     mask: torch.Tensor | None
 
 
@@ -77,7 +77,7 @@ class TreeAttentionPlan:
         return self.node_indptr[-1]
 
     def to(self, device) -> "TreeAttentionPlan":
-        calls = tuple(TreeCall(c.q_start, c.q_end, c.key_ranges, None if c.mask is None else c.mask.to(device))
+        calls = tuple(TreeCall(c.q_start, c.q_end, c.key_nodes, None if c.mask is None else c.mask.to(device))
                       for c in self.calls)
         return TreeAttentionPlan(self.node_indptr, self.node_parent, calls)
 
@@ -130,21 +130,20 @@ def plan_tree_attention(node_indptr: list[int], node_parent: list[int], *, max_r
     check_tree(node_indptr, node_parent)
     check(max_rows >= 1, f"max_rows={max_rows} must be at least 1")
     children: dict[int, list[int]] = {}
-    path: list[tuple[tuple[int, int], ...]] = []  # packed ranges from the root down to node i
+    path: list[tuple[int, ...]] = []  # the nodes from the root down to node i
     calls = []
     for i, p in enumerate(node_parent):
-        own = (node_indptr[i], node_indptr[i + 1])
-        path.append((own,) if p < 0 else path[p] + (own,))
+        path.append((i,) if p < 0 else path[p] + (i,))
         if p < 0:
-            calls.append(TreeCall(own[0], own[1], (own,), None))
+            calls.append(TreeCall(node_indptr[i], node_indptr[i + 1], (i,), None))
         else:
             children.setdefault(p, []).append(i)
     for p, kids in children.items():
-        path_len = sum(b - a for a, b in path[p])
+        path_len = sum(node_indptr[n + 1] - node_indptr[n] for n in path[p])
         for run in _sibling_runs(kids, node_indptr, max_rows):
             q0, q1 = node_indptr[run[0]], node_indptr[run[-1] + 1]
             lens = [node_indptr[c + 1] - node_indptr[c] for c in run]
-            calls.append(TreeCall(q0, q1, path[p] + ((q0, q1),), _call_mask(path_len, lens, device)))
+            calls.append(TreeCall(q0, q1, path[p] + tuple(run), _call_mask(path_len, lens, device)))
     calls.sort(key=lambda c: c.q_start)
     return TreeAttentionPlan(tuple(node_indptr), tuple(node_parent), tuple(calls))
 
@@ -175,11 +174,16 @@ def tree_attention_sdpa(q, k, v, *, plan: TreeAttentionPlan, scale: float):
     """Prefix-tree attention on fused SDPA calls -> ``[Hq, L, D]`` (dtype of q); see the module doc."""
     _check_qkv(q, k, v, plan)
     group = q.shape[0] // k.shape[0]
+    # Split once into nodes (and q into calls): the backward of one split is one cat, where a
+    # slice per call would write a zero-filled gradient of the whole sequence per call.
+    node_lens = [b - a for a, b in zip(plan.node_indptr[:-1], plan.node_indptr[1:])]
+    k_nodes, v_nodes = k.split(node_lens, dim=1), v.split(node_lens, dim=1)
+    q_calls = q.split([c.q_end - c.q_start for c in plan.calls], dim=1)
     outs = []
-    for c in plan.calls:
-        qc = q[:, c.q_start:c.q_end][None]  # [1, Hq, rows, D]
-        kc = _gather(k, c.key_ranges, group)  # [1, Hq, keys, D]
-        vc = _gather(v, c.key_ranges, group)
+    for c, qc in zip(plan.calls, q_calls):
+        qc = qc[None]  # [1, Hq, rows, D]
+        kc = _gather(k_nodes, c.key_nodes, group)  # [1, Hq, keys, D]
+        vc = _gather(v_nodes, c.key_nodes, group)
         if c.mask is None:
             o = F.scaled_dot_product_attention(qc, kc, vc, is_causal=True, scale=scale)
         else:
@@ -188,10 +192,10 @@ def tree_attention_sdpa(q, k, v, *, plan: TreeAttentionPlan, scale: float):
     return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
 
 
-def _gather(x: torch.Tensor, ranges, group: int) -> torch.Tensor:
-    """Rows ``ranges`` of x [H, L, D], concatenated, heads repeated ``group`` times -> [1, H*group, n, D].
-    (SDPA's fused CPU kernel is slower with ``enable_gqa`` than with the repeat.)"""
-    parts = [x[:, a:b] for a, b in ranges]
+def _gather(pieces: tuple[torch.Tensor, ...], nodes, group: int) -> torch.Tensor:
+    """The node ``pieces`` [H, n_i, D] of ``nodes``, concatenated, heads repeated ``group`` times
+    -> [1, H*group, n, D] (SDPA's fused CPU kernel is slower with ``enable_gqa`` than with the repeat)."""
+    parts = [pieces[i] for i in nodes]
     out = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
     if group > 1:
         out = out.repeat_interleave(group, dim=0)
