@@ -14,6 +14,7 @@ Stages (each measured against its baselines in the same run, interleaved, median
                 ``log_softmax(x @ W.T).gather``, with peak memory (LM head alone, then the
                 whole policy forward + backward)
   5 step        one whole MRT training step, and the share of its time each part takes
+  6 update      the policy update, prefix-tree packed vs padded, with FLOP ratios and peak memory
 
 A stage whose component (or baseline) is not installed says so in its row (status
 ``unavailable``) instead of failing the run. Workload sizes, with their FLOP and byte
