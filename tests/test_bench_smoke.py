@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("generation", "score", "sample", "logprob", "step")
+STAGES = ("generation", "score", "sample", "logprob", "step", "update")
 
 
 @pytest.fixture(scope="module")
