@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from mrt_engine.ops import triton_on_cpu
+
 from .paged_attention import DecodeAttention, FlatDecodeAttention, PagedKVCache, PrefillAttention, group_order
 from .config import EngineConfig
 from .forward import DecoderForward
@@ -18,10 +20,11 @@ from .sequence import Sequence
 def resolve_backend(requested: str, device: torch.device) -> str:
     """'ops' (``mrt_engine.ops`` dispatches: CUDA -> Triton when installed, CPU -> the torch
     reference), 'torch' (the cascade reference forced) or 'sdpa' (flat decode on fused SDPA,
-    ``FlatDecodeAttention``); 'auto' is 'ops' on CUDA, else 'sdpa'."""
+    ``FlatDecodeAttention``); 'auto' is 'ops' on CUDA (and on CPU under ``MRT_TRITON_CPU=1``),
+    else 'sdpa'."""
     if requested != "auto":
         return requested
-    return "ops" if device.type == "cuda" else "sdpa"
+    return "ops" if device.type == "cuda" or triton_on_cpu() else "sdpa"
 
 
 class ModelRunner:

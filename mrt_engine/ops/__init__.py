@@ -6,6 +6,7 @@ rest; ``backend="triton"|"torch"`` forces the kernel or the reference) and has
 ``<op>_reference`` with the same signature (fp32 accumulate, natural-log LSE). Planning (index tensors built once per step)
 is in ``mrt_engine.ops.plan``. See docs/kernels.md.
 """
+from ._dispatch import triton_on_cpu
 from .attention import branch_decode_attention, paged_decode_attention, prefix_suffix_attention
 from .attention_sdpa import paged_decode_attention_sdpa, prefix_suffix_attention_sdpa
 from .attention_ref import (
@@ -35,5 +36,5 @@ __all__ = [
     "branch_decode_attention", "branch_decode_attention_reference", "branch_decode_attention_with_lse",
     "merge_state", "merge_states",
     "tree_attention", "tree_attention_reference", "tree_attention_sdpa", "TreeAttentionPlan", "plan_tree_attention",
-    "ScoringPlan", "DecodePlan", "plan_scoring", "plan_decode",
+    "ScoringPlan", "DecodePlan", "plan_scoring", "plan_decode", "triton_on_cpu",
 ]

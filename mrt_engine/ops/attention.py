@@ -5,7 +5,7 @@ attention) and the references for decode; ``backend="torch"`` forces the referen
 """
 from __future__ import annotations
 
-from ._dispatch import use_triton
+from ._dispatch import interpreter_cache, interpreter_dtype, use_triton
 from .attention_sdpa import prefix_suffix_attention_sdpa
 from .attention_ref import (
     branch_decode_attention_reference,
@@ -25,8 +25,8 @@ def prefix_suffix_attention(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix
     """
     kw = dict(suffix_indptr=suffix_indptr, prefix_start=prefix_start, cuts=cuts, scale=scale, validate=validate)
     if use_triton(backend, q, k_suffix, k_prefix):
-        return prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, max_suffix_len=max_suffix_len,
-                                              **kw)
+        return prefix_suffix_attention_triton(*interpreter_dtype(q, k_suffix, v_suffix, k_prefix, v_prefix),
+                                              max_suffix_len=max_suffix_len, **kw).to(q.dtype)
     if backend != "torch" and not q.is_cuda:
         return prefix_suffix_attention_sdpa(q, k_suffix, v_suffix, k_prefix, v_prefix, **kw)
     return prefix_suffix_attention_reference(q, k_suffix, v_suffix, k_prefix, v_prefix, **kw)
@@ -41,7 +41,9 @@ def paged_decode_attention(q, k_cache, v_cache, *, block_tables, context_lens, s
     """
     kw = dict(block_tables=block_tables, context_lens=context_lens, scale=scale, validate=validate)
     if use_triton(backend, q, k_cache):
-        return paged_decode_attention_triton(q, k_cache, v_cache, max_context_len=max_context_len, **kw)
+        k, v, tables = interpreter_cache(k_cache, v_cache, block_tables)
+        return paged_decode_attention_triton(*interpreter_dtype(q), k, v, max_context_len=max_context_len,
+                                             **dict(kw, block_tables=tables)).to(q.dtype)
     return paged_decode_attention_reference(q, k_cache, v_cache, **kw)
 
 
@@ -56,6 +58,8 @@ def branch_decode_attention(q, k_cache, v_cache, *, group_indptr, shared_block_t
     kw = dict(group_indptr=group_indptr, shared_block_tables=shared_block_tables, shared_lens=shared_lens,
               tail_block_tables=tail_block_tables, tail_lens=tail_lens, scale=scale, validate=validate)
     if use_triton(backend, q, k_cache):
-        return branch_decode_attention_triton(q, k_cache, v_cache, max_shared_len=max_shared_len,
-                                              max_tail_len=max_tail_len, max_group_size=max_group_size, **kw)
+        k, v, shared, tail = interpreter_cache(k_cache, v_cache, shared_block_tables, tail_block_tables)
+        return branch_decode_attention_triton(*interpreter_dtype(q), k, v, max_shared_len=max_shared_len,
+                                              max_tail_len=max_tail_len, max_group_size=max_group_size,
+                                              **dict(kw, shared_block_tables=shared, tail_block_tables=tail)).to(q.dtype)
     return branch_decode_attention_reference(q, k_cache, v_cache, **kw)

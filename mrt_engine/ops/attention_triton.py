@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _kernels
-from ._dispatch import check
+from ._dispatch import check, triton_on_cpu
 from .attention_ref import check_branch_inputs, check_paged_inputs, check_scoring_inputs
 from .merge import merge_state, merge_states
 
@@ -49,6 +49,12 @@ def _dot_precision(dtype):
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+def _gpu_tiles(t: torch.Tensor) -> bool:
+    """CUDA's tile sizes: on CUDA, and on CPU under ``MRT_TRITON_CPU=1`` (the GPU's launch shapes, and
+    fewer, larger tiles for the interpreter); else the small CPU tiles the interpreter tests use."""
+    return t.is_cuda or triton_on_cpu()
+
+
 def _check_dtype(*tensors):
     for t in tensors:
         check(t.is_cuda or t.dtype != torch.bfloat16,
@@ -78,8 +84,8 @@ def prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, *,
         return (out, lse) if return_lse else out
     ratio = hq // hkv
     max_rows = max_suffix_len * ratio  # (token, q head) rows of the longest suffix
-    block_q = tiles.block_q or min(128 if q.is_cuda else 16, _pow2_at_least(max_rows))
-    block_n = tiles.block_n or (64 if q.is_cuda else 16)
+    block_q = tiles.block_q or min(128 if _gpu_tiles(q) else 16, _pow2_at_least(max_rows))
+    block_n = tiles.block_n or (64 if _gpu_tiles(q) else 16)
     grid = (n, _cdiv(max_rows, block_q), hkv)
     _kernels.load().prefix_suffix_attention_kernel[grid](
         q, k_suffix, v_suffix, k_prefix, v_prefix, out, lse,
@@ -117,7 +123,7 @@ def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tabl
     block_q = tiles.block_q or min(64, _pow2_at_least(max_rows))
     # 64 keys a step, 3 stages deep on CUDA: the sweep (bench/tune_kernels.py, H200, 4 groups x 64
     # branches sharing 8K tokens) put it at 0.51 ms against 0.77 ms for 32 keys and the default depth.
-    block_n = tiles.block_n or _pow2_at_least(block_size, 64 if q.is_cuda else 16)
+    block_n = tiles.block_n or _pow2_at_least(block_size, 64 if _gpu_tiles(q) else 16)
     num_q_blocks = _cdiv(max(max_rows, 1), block_q)
     if num_splits is None:
         num_splits = 1
