@@ -46,12 +46,12 @@ from bench.baselines.vllm_client import start_vllm, vllm_python_or_reason
 from bench.common import report
 from bench.common.flops import ModelDims
 from bench.common.load import busy_cores
-from bench.common.machine import device_peaks, dtype_name, machine_info
+from bench.common.machine import DevicePeaks, device_peaks, dtype_name, machine_info
 from bench.common.models import RANDOM_MODELS, load
 from bench.common.plot import plot_png
 from bench.common.results import ERROR, Result
 from bench.stages import STAGE_CASES, STAGE_FNS, STAGES, VLLM_STAGES
-from bench.stages.base import Context, workload_for
+from bench.stages.base import WORKLOADS, Context, workload_for
 from bench.stages.step import share_rows
 from mrt_engine.models import resolve_dtype
 
@@ -65,8 +65,12 @@ def parse_args(argv=None):
     p.add_argument("--stage", action="append", default=None,
                    help=f"stage(s) to run, by name or number: {', '.join(STAGES)} (repeatable or comma-separated; default all)")
     p.add_argument("--model", action="append", default=None,
-                   help="model(s): tiny, smollm2-135m, r1-1.5b-shapes (random init), or a local checkpoint "
-                        "(default: smollm2-135m; on CUDA also r1-1.5b-shapes; --quick: tiny)")
+                   help="model(s): tiny, smollm2-135m, r1-mini / r1-1.5b-shapes / r1-7b-shapes (random init), or a "
+                        "local checkpoint (default: smollm2-135m; on CUDA also r1-1.5b-shapes; --quick: tiny)")
+    p.add_argument("--workload", default=None, choices=sorted(WORKLOADS),
+                   help="workload sizes by name (default: quick with --quick, else cuda or cpu by device)")
+    p.add_argument("--peaks", default=None, help="FLOP/s,bytes/s the floors are rated against, e.g. the measured "
+                                                  "ceilings 790e12,4.3e12 (default: nominal for known GPUs, else measured)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: fp32 on CPU, bf16 on CUDA)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 2, which keeps the no-argument run under 10 minutes on 2 CPU cores; --quick 1)")
@@ -138,7 +142,7 @@ def vllm_for(args, name: str, model, tokenizer, out: Path):
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.manual_seed(0)
-    workload = workload_for(quick=args.quick, device=args.device)
+    workload = workload_for(quick=args.quick, device=args.device, name=args.workload)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
@@ -170,7 +174,8 @@ def main(argv=None) -> int:
             del ctx, model
     finally:
         bar.close()
-    peaks = device_peaks(args.device, args.dtype)
+    peaks = DevicePeaks(*map(float, args.peaks.split(",")), "given") if args.peaks else device_peaks(args.device,
+                                                                                                       args.dtype)
     meta = machine_info(args.device, args.dtype, extra={
         "models": " ".join(args.model), "busy": args.busy, "repeats": args.repeats, "warmup": args.warmup, "quick": args.quick,
         "peaks": f"{peaks.flops_per_s:.3g} FLOP/s, {peaks.bytes_per_s:.3g} B/s ({peaks.source})",
