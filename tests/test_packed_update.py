@@ -101,6 +101,14 @@ def test_tree_attention_matches_reference_and_oracle_with_gradients(name, max_ro
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m: f"d{which}: {m}")
 
 
+def test_single_branch_masks_are_views_of_one_band():
+    indptr, parent, *_ = _tree_case("long_odd")
+    plan = plan_tree_attention(indptr, parent, max_rows=1)  # every child a call of its own
+    masks = [c.mask for c in plan.calls if c.mask is not None]
+    assert len(masks) == len(parent) - 1
+    assert len({m.untyped_storage().data_ptr() for m in masks}) == 1
+
+
 def test_tree_attention_bf16_close_to_fp32_reference():
     indptr, parent, q, k, v, scale = _tree_case("long_odd", dtype=torch.bfloat16)
     plan = plan_tree_attention(indptr, parent)
@@ -461,3 +469,9 @@ def test_ddp_and_fsdp2_with_tree_packing_match_one_process(tmp_path):
         got = _weights(cfg["output_dir"])
         diff = max((got[k] - ref[k]).abs().max().item() for k in ref)
         assert diff <= ATOL, f"{strategy} with tree packing: parameters differ from one process by {diff:.2e}"
+
+
+def test_tree_pass_is_exact_under_gradient_checkpointing():
+    model = _tiny_family("llama")
+    model.gradient_checkpointing_enable()  # the recompute in backward must take the tree path again
+    compare_to_padded(model, _batch("mixed", seed=2))

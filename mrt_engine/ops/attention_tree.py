@@ -77,6 +77,10 @@ class TreeAttentionPlan:
         return self.node_indptr[-1]
 
     def to(self, device) -> "TreeAttentionPlan":
+        """On ``device`` (itself when already there; plan on the device to keep the band masks
+        views of one tensor)."""
+        if all(c.mask is None or c.mask.device == torch.device(device) for c in self.calls):
+            return self
         calls = tuple(TreeCall(c.q_start, c.q_end, c.key_nodes, None if c.mask is None else c.mask.to(device))
                       for c in self.calls)
         return TreeAttentionPlan(self.node_indptr, self.node_parent, calls)
@@ -138,12 +142,24 @@ def plan_tree_attention(node_indptr: list[int], node_parent: list[int], *, max_r
             calls.append(TreeCall(node_indptr[i], node_indptr[i + 1], (i,), None))
         else:
             children.setdefault(p, []).append(i)
+    runs = []  # (path_len, node lengths, key nodes) of every call below a root
     for p, kids in children.items():
         path_len = sum(node_indptr[n + 1] - node_indptr[n] for n in path[p])
         for run in _sibling_runs(kids, node_indptr, max_rows):
-            q0, q1 = node_indptr[run[0]], node_indptr[run[-1] + 1]
-            lens = [node_indptr[c + 1] - node_indptr[c] for c in run]
-            calls.append(TreeCall(q0, q1, path[p] + tuple(run), _call_mask(path_len, lens, device)))
+            runs.append((path_len, [node_indptr[c + 1] - node_indptr[c] for c in run], path[p] + tuple(run)))
+    # A call of one child attends [path | itself causally]: its mask is a view of one shared
+    # band (row i sees key j when j - i <= path_len), so a plan holds one mask, not one per branch.
+    single = [(pl, lens[0]) for pl, lens, _ in runs if len(lens) == 1]
+    band = _band(max(pl for pl, _ in single), max(n for _, n in single), device) if single else None
+    for path_len, lens, nodes in runs:
+        q0 = node_indptr[nodes[len(nodes) - len(lens)]]
+        q1 = q0 + sum(lens)
+        if len(lens) == 1:
+            width = band.shape[1] - band.shape[0]
+            mask = band[:lens[0], width - path_len:width + lens[0]]
+        else:
+            mask = _call_mask(path_len, lens, device)
+        calls.append(TreeCall(q0, q1, nodes, mask))
     calls.sort(key=lambda c: c.q_start)
     return TreeAttentionPlan(tuple(node_indptr), tuple(node_parent), tuple(calls))
 
@@ -159,6 +175,13 @@ def _sibling_runs(kids: list[int], node_indptr: list[int], max_rows: int) -> lis
             runs.append([c])
             rows = size
     return runs
+
+
+def _band(max_path: int, max_rows: int, device) -> torch.Tensor:
+    """[max_rows, max_path + max_rows] bool: True where ``col - row <= max_path``."""
+    rows = torch.arange(max_rows, device=device)[:, None]
+    cols = torch.arange(max_path + max_rows, device=device)[None, :]
+    return cols - rows <= max_path
 
 
 def _call_mask(path_len: int, lens: list[int], device) -> torch.Tensor:

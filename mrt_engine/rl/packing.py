@@ -146,8 +146,9 @@ def _row_seqs(batch: Batch, start: int, end: int) -> list[np.ndarray]:
 
 
 def pack_tree(batch: Batch, start: int = 0, end: int | None = None, *, min_shared: int = MIN_SHARED_TOKENS,
-              max_rows: int = MAX_ROWS_PER_CALL) -> TreeBatch:
-    """Rows ``start:end`` of ``batch`` (CPU tensors) as a :class:`TreeBatch`."""
+              max_rows: int = MAX_ROWS_PER_CALL, device=None) -> TreeBatch:
+    """Rows ``start:end`` of ``batch`` (CPU tensors) as a :class:`TreeBatch` on ``device`` (CPU
+    when None)."""
     end = batch.num_sequences if end is None else end
     if not 0 <= start < end <= batch.num_sequences:
         raise ValueError(f"rows {start}:{end} of a batch of {batch.num_sequences}")
@@ -186,10 +187,10 @@ def pack_tree(batch: Batch, start: int = 0, end: int | None = None, *, min_share
         out_r.append(np.full(cols.size, r))
         out_c.append(cols)
     width = max(len(s) for s in seqs)
-    as_long = lambda parts: torch.from_numpy(np.concatenate(parts).astype(np.int64))  # noqa: E731
-    return TreeBatch(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(pos.astype(np.int64)), indptr, parent,
-                     plan_tree_attention(indptr, parent, max_rows=max_rows), as_long(pred), as_long(tgt),
-                     as_long(out_r), as_long(out_c), start, end, width, len(seqs) * width)
+    as_long = lambda parts: torch.from_numpy(np.concatenate(parts).astype(np.int64)).to(device)  # noqa: E731
+    return TreeBatch(as_long([ids]), as_long([pos]), indptr, parent,
+                     plan_tree_attention(indptr, parent, max_rows=max_rows, device=device), as_long(pred),
+                     as_long(tgt), as_long(out_r), as_long(out_c), start, end, width, len(seqs) * width)
 
 
 def tree_micro_batches(batch: Batch, *, max_tokens: int, min_shared: int = MIN_SHARED_TOKENS) -> list[tuple[int, int]]:

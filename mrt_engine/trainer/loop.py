@@ -205,7 +205,8 @@ class Trainer:
                               precision=cfg.precision)
         # one plan for the reference, old-policy and gradient passes (optim.packing: tree | padded)
         micro = plan_micro_batches(credit.batch, micro_batch_size=cfg.optim.micro_batch_size,
-                                   packing=cfg.optim.packing, micro_batch_tokens=cfg.optim.micro_batch_tokens)
+                                   packing=cfg.optim.packing, micro_batch_tokens=cfg.optim.micro_batch_tokens,
+                                   device=next(self.model.parameters()).device)
         ref_logp = None
         if self.ref_policy is not None:
             ref_logp = batch_log_probs(self.ref_policy, credit.batch, micro_batch_size=cfg.optim.micro_batch_size,

@@ -57,10 +57,11 @@ class MicroBatch:
 
 
 def plan_micro_batches(batch: Batch, *, micro_batch_size: int, packing: str = "padded",
-                       micro_batch_tokens: int = 0) -> list[MicroBatch]:
+                       micro_batch_tokens: int = 0, device=None) -> list[MicroBatch]:
     """The micro-batches of one update (planned once: the old-policy, reference and gradient
-    passes run the same ones). Under ``torchrun`` every rank gets the same number of them (DDP
-    and FSDP2 run collectives in each forward and backward); ranks hold equal row counts."""
+    passes run the same ones), tree plans on ``device``. Under ``torchrun`` every rank gets the
+    same number of them (DDP and FSDP2 run collectives in each forward and backward); ranks
+    hold equal row counts."""
     if packing == "padded":
         return [MicroBatch(a, b) for a, b in _micro_ranges(batch.num_sequences, micro_batch_size)]
     if packing != "tree":
@@ -68,7 +69,7 @@ def plan_micro_batches(batch: Batch, *, micro_batch_size: int, packing: str = "p
     budget = micro_batch_tokens or micro_batch_size * int(batch.attention_mask.sum(dim=1).max())
     ranges = tree_micro_batches(batch, max_tokens=budget)
     ranges = split_micro_batches(ranges, dist.max_over_ranks(len(ranges)))
-    return [MicroBatch(a, b, pack_tree(batch, a, b)) for a, b in ranges]
+    return [MicroBatch(a, b, pack_tree(batch, a, b, device=device)) for a, b in ranges]
 
 
 def _micro_log_probs(policy, batch: Batch, mb: MicroBatch, device) -> tuple[torch.Tensor, Batch]:
@@ -86,7 +87,7 @@ def batch_log_probs(policy, batch: Batch, *, micro_batch_size: int, precision: s
     device = _device(policy)
     if micro_batches is None:
         micro_batches = plan_micro_batches(batch, micro_batch_size=micro_batch_size, packing=packing,
-                                           micro_batch_tokens=micro_batch_tokens)
+                                           micro_batch_tokens=micro_batch_tokens, device=device)
     out = torch.zeros(batch.input_ids.shape, dtype=torch.float32)
     for mb in micro_batches:
         with autocast_context(precision, device):
@@ -104,7 +105,7 @@ def policy_update(policy, optimizer, batch: Batch, advantages: torch.Tensor, *, 
     policy.train()
     if micro_batches is None:
         micro_batches = plan_micro_batches(batch, micro_batch_size=optim.micro_batch_size, packing=optim.packing,
-                                           micro_batch_tokens=optim.micro_batch_tokens)
+                                           micro_batch_tokens=optim.micro_batch_tokens, device=device)
     old_logp = batch_log_probs(policy, batch, micro_batch_size=optim.micro_batch_size, precision=precision,
                                micro_batches=micro_batches) if algo.num_updates > 1 else None
     total_tokens = float(batch.loss_mask.sum().clamp(min=1))
