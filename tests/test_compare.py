@@ -235,8 +235,20 @@ def test_token_schedule_gives_equal_rates_at_equal_tokens():
     assert not isinstance(build_scheduler(opt, cfg, 10), TokenBudgetSchedule)
 
 
-def test_compare_quick_end_to_end(tmp_path):
+def _steps(run_dir):
+    from mrt_engine.trainer.logger import read_metrics
+
+    return [r for r in read_metrics(run_dir / "metrics.jsonl") if "reward" in r]
+
+
+def test_compare_quick_end_to_end(tmp_path, monkeypatch):
+    import mrt_engine.experiments.compare.run as run_mod
     from mrt_engine.cli import main
+    from mrt_engine.experiments.compare.run import QUICK
+
+    # the code version is read once per invocation; pinned here so that files other people edit
+    # while this test runs do not make its rerun's reuse fail
+    monkeypatch.setattr(run_mod, "code_version", lambda: "test-version")
 
     out = tmp_path / "cmp"
     assert main(["compare", "--quick", "--seeds", "2", "--out", str(out)]) == 0
@@ -244,9 +256,37 @@ def test_compare_quick_end_to_end(tmp_path):
     assert set(report["summary"]) == set(DEFAULT_ARMS)
     for arm, m in report["summary"].items():
         assert m["pass@1"]["n"] == 2 and 0 <= m["pass@1"]["mean"] <= 1 and not math.isnan(m["pass@1"]["ci95"])
-        assert m["train_tokens"]["mean"] >= 400  # every arm spent the same budget
+        assert {"split_half_r", "spearman_brown"} <= set(m)  # reliability under its two names
     assert set(report["verdict"]["against"]) == {"grpo", "placebo"}
     assert (out / "compare.png").stat().st_size > 10_000 and "Decision rule" in (out / "report.md").read_text()
+    assert "| split-half r | Spearman-Brown |" in (out / "report.md").read_text()
+
+    # equal budgets: every run stopped at the first step that reached the budget, so any two
+    # arms' training tokens differ by less than one step's tokens
+    budget, totals, step_tokens = QUICK["max_train_tokens"], [], []
+    for run in report["runs"]:
+        steps = _steps(out / "arms" / run["arm"] / f"seed{run['seed']}")
+        last = steps[-1]
+        assert last["train_tokens_total"] == run["train_tokens"] >= budget > last["train_tokens_total"] - last["train_tokens"]
+        totals.append(run["train_tokens"])
+        step_tokens += [s["train_tokens"] for s in steps]
+    assert max(totals) - min(totals) < max(step_tokens)
+
+    # arms differ where their credit differs: at step 1 grpo, mrt_dense and placebo train on the
+    # same rollout (same warm start, seed and prompts), and the advantages differ with the credit
+    moved = 0
+    for seed in (0, 1):
+        first = {arm: _steps(out / "arms" / arm / f"seed{seed}")[0] for arm in ("grpo", "mrt_dense", "placebo")}
+        assert len({(s["reward"], s["train_tokens"]) for s in first.values()}) == 1  # one rollout
+        if first["mrt_dense"]["credit_abs_mean"] > 0:  # progress to place: mrt_dense's advantages are not GRPO's
+            moved += 1
+            assert first["mrt_dense"]["adv_abs_mean"] != pytest.approx(first["grpo"]["adv_abs_mean"])
+        assert first["mrt_dense"]["credit_moved"] == 0 and "credit_abs_mean" not in first["grpo"]
+        if first["placebo"]["credit_moved"] > 0:  # the placebo moved credit: not mrt_dense's advantages
+            assert first["placebo"]["adv_abs_mean"] != pytest.approx(first["mrt_dense"]["adv_abs_mean"])
+    assert moved, "no progress to credit in any seed's first step: the quick settings give the credit nothing to do"
+    assert any(s["credit_moved"] > 0 for seed in (0, 1) for s in _steps(out / "arms" / "placebo" / f"seed{seed}"))
+
     # a rerun reuses every finished arm and seed
     lines = []
     from mrt_engine.experiments.compare import run_compare
@@ -256,7 +296,34 @@ def test_compare_quick_end_to_end(tmp_path):
     first_seconds = sum(r["seconds"] for r in report["runs"]) / 60  # the report names the runs' own time
     assert f"{2 * len(DEFAULT_ARMS)} reused from an earlier invocation ({first_seconds:.1f} run-minutes" in \
         (out / "report.md").read_text()
-    assert report["verdict"]["regret_budget"] == 48  # the largest budget: the quick rollout budget
+    assert report["verdict"]["regret_budget"] == QUICK["rollout.max_tokens"]  # the largest budget: the rollout's
+    # ... but not a result another code version (or warm start) made
+    path = out / "arms" / "grpo" / "seed1" / "result.json"
+    rec = json.loads(path.read_text())
+    assert set(rec["provenance"]) == {"code", "warm_start"} and rec["provenance"]["warm_start"]
+    assert rec["provenance"]["code"] == "test-version"
+    rec["provenance"]["code"] = "another-version"
+    path.write_text(json.dumps(rec))
+    lines.clear()
+    run_compare(out_dir=out, arms=["grpo"], seeds=2, quick=True, jobs=1, log=lines.append)
+    assert [("reused" in line) for line in lines if line.startswith("  grpo")] == [True, False]
+
+
+def test_reuse_needs_the_same_config_code_and_warm_start():
+    from mrt_engine.experiments.compare.run import provenance, reusable, warm_start_checksum
+
+    cfg = {"model": {"name": "digit"}, "seed": 0}
+    made_by = provenance(cfg)
+    rec = {"config": cfg, "eval_spec": {"n": 1}, "provenance": made_by}
+    assert reusable(rec, cfg, {"n": 1}, made_by)
+    assert not reusable(rec, {**cfg, "seed": 1}, {"n": 1}, made_by)
+    assert not reusable(rec, cfg, {"n": 2}, made_by)
+    assert not reusable({**rec, "provenance": {**made_by, "code": "x"}}, cfg, {"n": 1}, made_by)
+    assert not reusable({**rec, "provenance": {**made_by, "warm_start": "x"}}, cfg, {"n": 1}, made_by)
+    assert not reusable({k: v for k, v in rec.items() if k != "provenance"}, cfg, {"n": 1}, made_by)
+    assert not reusable(rec, cfg, {"n": 1}, made_by, measure_start=True)  # no measurement of the start kept
+    assert warm_start_checksum({"name": "digit"}) != warm_start_checksum({"name": "demo"})
+    assert warm_start_checksum({"name": "tiny"}) is None  # seeded weights: the config names them
 
 
 def test_compare_first_seed_runs_only_fresh_seeds(tmp_path):

@@ -206,6 +206,10 @@ class MRTDense(GRPO):
         metrics["num_episodes"] = len(progress) / len(rollout.progress)
         flat = torch.cat(credit) if credit else torch.zeros(0)
         metrics["credit_abs_mean"] = float(flat.abs().mean()) if flat.numel() else 0.0
+        # share of episodes whose credit is not their own progress: 0 for mrt_dense, > 0 for the
+        # other forms and the placebos wherever they can move anything
+        own = torch.tensor(progress, dtype=torch.float32)
+        metrics["credit_moved"] = float((flat - own).abs().gt(1e-6).float().mean()) if flat.numel() else 0.0
         return seq_adv, dense, metrics
 
 

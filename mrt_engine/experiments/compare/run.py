@@ -1,13 +1,17 @@
 """Orchestration: every (arm, seed) trained and measured, one result file each, then the report.
 
-A finished (arm, seed) leaves ``arms/<arm>/seed<k>/result.json`` holding its config; a rerun
-with the same settings reuses it, so an interrupted comparison resumes where it stopped (an
-arm cut off mid-training starts that arm and seed again). Arms run in ``jobs`` worker
+A finished (arm, seed) leaves ``arms/<arm>/seed<k>/result.json`` holding its config and its
+provenance (a hash of the package's sources and the warm start's checksum); a rerun reuses it
+only when the config, the measurement, the code and the warm start all match, so an
+interrupted comparison resumes where it stopped (an arm cut off mid-training starts that arm
+and seed again) and a result of other code or weights is never mixed in. Arms run in ``jobs`` worker
 processes of one thread each (the models are small: two single-threaded runs use two cores
 better than one two-threaded run).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +23,7 @@ from .arms import ARMS, DEFAULT_ARMS, SECONDARY_ARM, SECONDARY_CONTROLS, arm_con
 from .report import aggregate, markdown_table, plot, verdict
 from mrt_engine.config import TrainConfig, set_dotted
 from mrt_engine.config.presets import shipped_config
+from mrt_engine.models import _DEMO_WEIGHTS
 from mrt_engine.trainer import Trainer
 from .evaluate import evaluate_policy
 
@@ -33,12 +38,14 @@ class EvalSpec:
     forcing_budget: int | None = 512    # budget forcing ("Wait") up to this many completion tokens; None: skip
 
 
-# --quick: the machinery end to end in about a minute (numbers mean nothing at this size)
-QUICK = {"steps": 8, "max_train_tokens": 400, "prompts_per_step": 2, "rollout.group_size": 2,
-         "rollout.max_tokens": 48, "data.num_train": 24, "data.num_eval": 10, "eval_every": 1,
+# --quick: the machinery end to end in about a minute (numbers mean nothing at this size). The
+# rollout budget lets a trace finish (a digit try is about 40 tokens), so rewards, progress and
+# hence the arms' credit differ from step 1 on.
+QUICK = {"steps": 8, "max_train_tokens": 800, "prompts_per_step": 2, "rollout.group_size": 2,
+         "rollout.max_tokens": 112, "data.num_train": 24, "data.num_eval": 8, "eval_every": 2,
          "algo.num_continuations": 2, "algo.num_terminate": 1, "algo.progress.num_branches": 2,
          "algo.progress.max_cuts": 3}
-QUICK_EVAL = EvalSpec(num_samples=2, num_branches=2, budgets=[16, 32, 48], forcing_budget=64)
+QUICK_EVAL = EvalSpec(num_samples=2, num_branches=2, budgets=[32, 64, 112], forcing_budget=128)
 
 
 def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None = None, seeds: int = 3,
@@ -66,7 +73,9 @@ def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None 
     tasks = [(arm, seed) for seed in range(first_seed, first_seed + seeds) for arm in arms]
     log(f"compare: {len(arms)} arms x {seeds} seeds (from {first_seed}) = {len(tasks)} runs, {jobs} at a time, "
         f"budget {base.get('max_train_tokens')} training tokens each -> {out}")
-    jobs_args = [(base, arm, seed, str(out / "arms" / arm / f"seed{seed}"), spec.__dict__) for arm, seed in tasks]
+    code = code_version()  # one version for the whole invocation, read before any run starts
+    jobs_args = [(base, arm, seed, str(out / "arms" / arm / f"seed{seed}"), spec.__dict__, False, code)
+                 for arm, seed in tasks]
     records = []
     if jobs == 1:
         for a in jobs_args:
@@ -91,20 +100,21 @@ def _report_one(rec: dict, log) -> dict:
     return rec
 
 
-def run_one(base: dict, arm: str, seed: int, run_dir: str, spec: dict, measure_start: bool = False) -> dict:
+def run_one(base: dict, arm: str, seed: int, run_dir: str, spec: dict, measure_start: bool = False,
+            code: str | None = None) -> dict:
     """Train ``arm`` at ``seed`` and measure it; reuse a finished result with the same settings.
 
     ``measure_start``: also measure the warm start before training (``record["start"]``).
+    ``code``: the code version to record and match (default: :func:`code_version` now).
     """
     import torch
 
-
-
     cfg = arm_config(base, arm, seed, run_dir)
     path = Path(run_dir) / "result.json"
+    made_by = provenance(cfg, code=code)
     if path.exists():
         rec = json.loads(path.read_text())
-        if rec.get("config") == cfg and rec.get("eval_spec") == spec and (rec.get("start") or not measure_start):
+        if reusable(rec, cfg, spec, made_by, measure_start=measure_start):
             return {**rec, "reused": True}
     t0 = time.perf_counter()
     torch.set_num_threads(int(cfg.get("num_threads") or 1))
@@ -123,7 +133,7 @@ def run_one(base: dict, arm: str, seed: int, run_dir: str, spec: dict, measure_s
         vals = [h[key] for h in hist if h.get(key) is not None and h[key] == h[key]]
         return sum(vals) / len(vals) if vals else None
 
-    rec = {"arm": arm, "seed": seed, "config": cfg, "eval_spec": spec, "steps": result.steps,
+    rec = {"arm": arm, "seed": seed, "config": cfg, "eval_spec": spec, "provenance": made_by, "steps": result.steps,
            "train_tokens": trainer.extra.get("train_tokens", 0), "seconds": time.perf_counter() - t0,
            "progress_seconds": sum(h.get("time/progress_s", 0.0) for h in hist),
            "train_split_half_r": train_mean("progress/split_half_r"),
@@ -135,6 +145,46 @@ def run_one(base: dict, arm: str, seed: int, run_dir: str, spec: dict, measure_s
     tmp.write_text(json.dumps(rec, indent=1, allow_nan=True))
     tmp.replace(path)
     return rec
+
+
+def reusable(rec: dict, cfg: dict, spec: dict, made_by: dict, *, measure_start: bool = False) -> bool:
+    """Whether a finished ``result.json`` stands for this run: the same config and measurement,
+    made by the same code and from the same warm start (a record without provenance, from
+    before it was kept, is never reused)."""
+    return (rec.get("config") == cfg and rec.get("eval_spec") == spec and rec.get("provenance") == made_by
+            and bool(rec.get("start") or not measure_start))
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """sha256 of the package's sources (every .py and .yaml under mrt_engine/, by relative path):
+    it changes with any edit, committed or not, where a git hash would not."""
+    root = Path(__file__).resolve().parents[2]  # mrt_engine/
+    digest = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml") and p.is_file()):
+        digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def warm_start_checksum(model: dict) -> str | None:
+    """sha256 of the weights a run starts from: the shipped asset of an embedded warm start
+    (``digit``, ``demo``), or ``model.init_checkpoint``; None for weights a seed builds (``tiny``,
+    ``demo-init``: the config already names them) or a hub id."""
+    path = model.get("init_checkpoint") or (str(_DEMO_WEIGHTS[model["name"]][0]) if model.get("name") in _DEMO_WEIGHTS
+                                            else model.get("name"))
+    path = Path(path) if path else None
+    if path is None or not path.exists():
+        return None
+    files = sorted(path.rglob("*.safetensors")) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def provenance(cfg: dict, *, code: str | None = None) -> dict:
+    """What made a result besides its config: the code version and the warm start's checksum."""
+    return {"code": code or code_version(), "warm_start": warm_start_checksum(cfg.get("model", {}))}
 
 
 def write_report(records: list[dict], out: Path, *, spec: EvalSpec, max_train_tokens: int, seconds: float,
