@@ -2,6 +2,8 @@
 
     python -m bench.bench_kernels                 # CPU: reference vs plain (time, peak memory)
     python -m bench.bench_kernels --device cuda   # GPU: + Triton, TFLOP/s or GB/s, % of H200 roofline
+    python -m bench.bench_kernels --device cuda --shapes r1-1.5b --peaks 790e12,4.3e12   # 1.5B heads and head,
+                                                  # % of the measured ceilings
 
 On CPU the Triton kernels only run in the interpreter, which says nothing about speed, so
 they are left out there. Times are medians of interleaved repeats. Peak memory: on CUDA
@@ -34,7 +36,15 @@ from mrt_engine.ops import (
 from mrt_engine.ops.logprob_triton import selective_log_prob_triton
 from mrt_engine.ops.plan import plan_scoring
 
-H200_BF16_FLOPS, H200_BYTES_PER_S = NOMINAL_GPU["H200"]
+H200_BF16_FLOPS, H200_BYTES_PER_S = NOMINAL_GPU["H200"]  # the roofline pct_roofline is against (--peaks: others)
+# Named shape sets: (log-prob [(M, V, H)], scoring (traces, trace len, cuts, suffix len, Hq, Hkv, D),
+# branch decode (groups, branches, shared len, tail len, block size, Hq, Hkv, D)). "default": per device, below.
+SHAPES = {
+    # R1-Distill-Qwen-1.5B: LM head V=151936 x H=1536, 12 query / 2 KV heads of 128
+    "r1-1.5b": ([(2048, 151936, 1536), (8192, 151936, 1536)], (4, 4096, 16, 32, 12, 2, 128),
+                (4, 64, 8192, 64, 16, 12, 2, 128)),
+    "r1-mini": ([(64, 512, 768)], (1, 256, 4, 16, 6, 1, 128), (2, 4, 256, 16, 16, 6, 1, 128)),  # CPU-sized
+}
 
 
 def time_interleaved(fns: dict, device: str, repeats: int) -> dict:
@@ -264,8 +274,14 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1,
                     help="CPU threads (default 1: on a shared 2-core machine more threads mostly add spin-wait noise)")
     ap.add_argument("--only", default="logprob,scoring,branch", help="comma list of: logprob, scoring, branch")
+    ap.add_argument("--shapes", default="default", choices=["default", *SHAPES])
+    ap.add_argument("--peaks", default=None, help="FLOP/s,bytes/s that pct_roofline is against (default: H200 nominal)")
     args = ap.parse_args(argv)
     device = args.device
+    if args.peaks:
+        global H200_BF16_FLOPS, H200_BYTES_PER_S
+        H200_BF16_FLOPS, H200_BYTES_PER_S = (float(x) for x in args.peaks.split(","))
+    os.makedirs(args.out, exist_ok=True)
     if device == "cuda":
         os.environ.setdefault("TRITON_INTERPRET", "0")
         if os.environ.get("TRITON_INTERPRET") == "1":
@@ -273,7 +289,17 @@ def main(argv=None):
     repeats = args.repeats or (10 if device == "cuda" else 3)
     only = set(args.only.split(","))
     rows = []
-    if device == "cuda":
+    if args.shapes != "default":
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        torch.set_num_threads(args.threads)
+        logprob, scoring, branch = SHAPES[args.shapes]
+        if "logprob" in only:
+            rows += bench_logprob(device, dtype, logprob, repeats)
+        if "scoring" in only:
+            rows += bench_scoring(device, dtype, scoring, repeats)
+        if "branch" in only:
+            rows += bench_branch(device, dtype, branch, repeats)
+    elif device == "cuda":
         dtype = torch.bfloat16
         if "logprob" in only:  # Llama-3-8B LM head at 2K and 8K tokens; a SmolLM2-sized one
             rows += bench_logprob(device, dtype, [(2048, 128256, 4096), (8192, 128256, 4096), (4096, 49152, 576)],

@@ -65,8 +65,8 @@ DEFAULT_CUDA = Workload(gen_num_prompts=32, gen_n=8, gen_max_tokens=256, trace_t
 # baselines (HF generate per prefix is the slow one) inside the stage's time budget on one H200.
 GPU_FULL = Workload(gen_num_prompts=16, gen_n=8, gen_max_tokens=128, trace_tokens=2048, num_episodes=16,
                     num_traces=2, sample_trace_tokens=2048, sample_num_episodes=8, num_branches=8,
-                    max_answer_tokens=32, logprob_tokens=8192, policy_batch=4, policy_seq_len=2048,
-                    step_num_prompts=4, step_n=4, step_max_tokens=256, step_max_cuts=4, step_num_branches=4,
+                    max_answer_tokens=16, logprob_tokens=8192, policy_batch=4, policy_seq_len=2048,
+                    step_num_prompts=2, step_n=4, step_max_tokens=128, step_max_cuts=2, step_num_branches=4,
                     step_answer_tokens=16)
 WORKLOADS = {"quick": QUICK, "cpu": DEFAULT_CPU, "cuda": DEFAULT_CUDA, "gpu-full": GPU_FULL}
 
