@@ -19,7 +19,7 @@ class Tiles:
 
     ``block_q``: query rows ((token, q head) pairs) per program; ``block_n``: keys per inner
     step; ``num_warps`` / ``num_stages``: Triton's launch options (pipelining depth of the
-    key loop). ``bench/tune_kernels.py`` sweeps these on a GPU; the defaults come from it.
+    key loop). ``bench/tools/tune_kernels.py`` sweeps these on a GPU; the defaults come from it.
     """
     block_q: int | None = None
     block_n: int | None = None
@@ -121,7 +121,7 @@ def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tabl
         max_len = int(lens.max()) if G else 0
     q = q.contiguous()
     block_q = tiles.block_q or min(64, _pow2_at_least(max_rows))
-    # 64 keys a step, 3 stages deep on CUDA: the sweep (bench/tune_kernels.py, H200, 4 groups x 64
+    # 64 keys a step, 3 stages deep on CUDA: the sweep (bench/tools/tune_kernels.py, H200, 4 groups x 64
     # branches sharing 8K tokens) put it at 0.51 ms against 0.77 ms for 32 keys and the default depth.
     block_n = tiles.block_n or _pow2_at_least(block_size, 64 if _gpu_tiles(q) else 16)
     num_q_blocks = _cdiv(max(max_rows, 1), block_q)
