@@ -126,3 +126,25 @@ def test_sample_mode_runs_with_its_default_r1_template(coin_model):
     (res,) = est.estimate([PROBLEM], [MANY], ["5"])
     assert len(res.j) == len(res.episodes) + 1
     assert all(0.0 <= j <= 1.0 for j in res.j)
+
+
+@pytest.mark.skipif(not _engine_available(), reason="the engine part (Generator) is not merged in this tree")
+def test_fast_sample_batches_all_traces_in_one_engine_call_with_per_trace_draws():
+    # A model whose answers depend on the context (the coin model's do not): one branch_many
+    # call for all traces gives each trace the same draws as a call of its own with its seed.
+    from mrt_engine.engine import Generator
+
+    model, tok = load_model("tiny", tiny_config=dict(initializer_range=0.5))
+    gen = Generator(model, tok, num_blocks=512, block_size=4)
+    calls = []
+    branch_many = gen.branch_many
+    gen.branch_many = lambda traces, params: calls.append(len(traces)) or branch_many(traces, params)
+    est = ProgressEstimator(None, tok, generator=gen, mode="sample", template="boxed", num_branches=3,
+                            max_answer_tokens=4, temperature=1.0)
+    traces, seeds = [MANY, ONE, MANY[:40]], [11, 12, 13]
+    together = est.estimate([PROBLEM] * 3, traces, ["5"] * 3, seed=seeds)
+    assert calls == [3]  # one engine call for the whole step
+    for trace, seed, res in zip(traces, seeds, together):
+        (alone,) = est.estimate([PROBLEM], [trace], ["5"], seed=[seed])
+        assert alone.samples == res.samples and alone.j == res.j
+    assert calls == [3, 1, 1, 1]

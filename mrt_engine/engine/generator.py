@@ -83,14 +83,25 @@ class Generator:
         return self.branch_many([(prefix_ids, cuts, suffix_ids)], params)[0]
 
     def branch_many(self, traces: list[tuple[list[int], list[int], list[list[int]]]],
-                    params: SamplingParams | None = None) -> list[list[list[GenerationOutput]]]:
-        """``traces[t] = (prefix_ids, cuts, suffix_ids)``; returns ``[t][cut][sample]``."""
-        params = params or SamplingParams()
+                    params: SamplingParams | list[SamplingParams] | None = None) -> list[list[list[GenerationOutput]]]:
+        """``traces[t] = (prefix_ids, cuts, suffix_ids)``; returns ``[t][cut][sample]``.
+
+        ``params``: one ``SamplingParams`` for every trace, or a list of one per trace (each
+        trace's own seed: its draws then do not depend on which traces share the call).
+        """
+        if isinstance(params, (list, tuple)):
+            if len(params) != len(traces):
+                raise ValueError(f"params has {len(params)} entries for {len(traces)} traces; give one per trace "
+                                 "or a single SamplingParams")
+            per_trace = [p or SamplingParams() for p in params]
+        else:
+            per_trace = [params or SamplingParams()] * len(traces)
         jobs = []  # (trace, cut index, prompt ids)
         for t, item in enumerate(traces):
             if len(item) != 3:
                 raise ValueError(f"traces[{t}] must be (prefix_ids, cuts, suffix_ids)")
             prefix, cuts, suffixes = item
+            params = per_trace[t]
             prefix = self._encode(list(prefix), f"traces[{t}].prefix_ids") if prefix else []
             if len(suffixes) != len(cuts):
                 raise ValueError(f"traces[{t}]: {len(cuts)} cuts but {len(suffixes)} suffixes; give one suffix per cut")
@@ -104,7 +115,7 @@ class Generator:
                 jobs.append((t, k, ids))
         # Longest cut first: its blocks enter the prefix cache and the shorter cuts hit them.
         order = sorted(range(len(jobs)), key=lambda j: -len(jobs[j][2]))
-        results = self._run([(jobs[j][2], params) for j in order])
+        results = self._run([(jobs[j][2], per_trace[jobs[j][0]]) for j in order])
         out: list[list[list[GenerationOutput]]] = [[None] * len(item[1]) for item in traces]
         for j, res in zip(order, results):
             t, k, _ = jobs[j]

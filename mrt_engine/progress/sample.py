@@ -1,8 +1,8 @@
 """Sample mode: n answers per cut, graded; J = mean grade (the paper's estimator).
 
-Fast path (``sample_fast``): the engine's ``Generator.branch`` prefills ``prompt + trace``
-once and forks n continuations at every cut (``prefix[:cut] + suffix``), the prefix KV
-blocks shared by all branches. Naive path (``sample_naive``): ``model.generate`` on the
+Fast path (``sample_fast``): one ``Generator.branch_many`` call for all traces prefills each
+``prompt + trace`` once and forks n continuations at every cut (``prefix[:cut] + suffix``),
+the prefix KV blocks shared by all branches. Naive path (``sample_naive``): ``model.generate`` on the
 re-encoded ``prompt + prefix + suffix`` of every cut with ``num_return_sequences=n``.
 
 Seeds: both paths are reproducible for the same settings and seed, and an item's result does
@@ -64,23 +64,27 @@ def sample_fast(generator, tokenizer, items: list[TraceInputs], *, config, stop_
                 on_cuts: Callable[[int], None] | None = None):
     """Per item, per cut: (answer texts, scores, extracted answers, mean answer tokens).
 
-    One ``Generator.branch`` call per trace forks ``num_branches`` continuations at all of its
-    cuts together (prefix blocks shared, one decode batch of cuts x samples). Seeds: the
-    engine seeds sample i of a request from ``(seed, i)``; every cut of a trace gets the same
-    request seed ``cut_seed(seed, item, 0)``, so cuts share their random numbers (common
-    random numbers: J at each cut is unbiased, and progress J_k - J_{k-1} has lower variance
-    than with independent draws), and a trace's result does not depend on the other traces.
+    One ``Generator.branch_many`` call forks ``num_branches`` continuations at every cut of
+    every trace (prefix blocks shared, one decode batch of traces x cuts x samples: more rows
+    per weight read than a call per trace). Seeds: the engine seeds sample i of a request from
+    ``(seed, i)``; every cut of a trace gets the same request seed ``cut_seed(seed, item, 0)``,
+    so cuts share their random numbers (common random numbers: J at each cut is unbiased, and
+    progress J_k - J_{k-1} has lower variance than with independent draws), and a trace's
+    draws do not depend on the other traces of the call.
     """
 
-    out = []
+    traces, params = [], []
     for it in items:
-        params = SamplingParams(n=config.num_branches, temperature=config.temperature, top_p=config.top_p,
-                                max_tokens=config.max_answer_tokens, stop_token_ids=tuple(stop_ids),
-                                seed=item_seed(config, it, 0))
+        params.append(SamplingParams(n=config.num_branches, temperature=config.temperature, top_p=config.top_p,
+                                     max_tokens=config.max_answer_tokens, stop_token_ids=tuple(stop_ids),
+                                     seed=item_seed(config, it, 0)))
         cuts = [it.context_len(c) for c in range(it.num_cuts)]
-        outputs = generator.branch(it.prompt_ids + it.trace_ids, cuts, it.suffix_ids, params)  # [cut][sample]
+        traces.append((it.prompt_ids + it.trace_ids, cuts, it.suffix_ids))
+    outputs = generator.branch_many(traces, params) if traces else []  # [trace][cut][sample]
+    out = []
+    for it, per_trace in zip(items, outputs):
         per_cut = []
-        for c, outs in enumerate(outputs):
+        for c, outs in enumerate(per_trace):
             texts, scores, extracted = _grade_cut(tokenizer, it, c, [o.text for o in outs])
             per_cut.append((texts, scores, extracted, sum(len(o.token_ids) for o in outs) / len(outs)))
         out.append(per_cut)
