@@ -287,6 +287,19 @@ def test_compare_quick_end_to_end(tmp_path, monkeypatch):
     assert moved, "no progress to credit in any seed's first step: the quick settings give the credit nothing to do"
     assert any(s["credit_moved"] > 0 for seed in (0, 1) for s in _steps(out / "arms" / "placebo" / f"seed{seed}"))
 
+    # a table published from this report.json is generated from it, and a changed table is caught
+    from mrt_engine.experiments.compare.publish import results_markdown, update_files
+
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"# x\n\n<!-- results: cmp/report.json -->\nold table\n<!-- /results -->\ntail\n")
+    assert update_files([doc], root=tmp_path, check=True) == [f"{doc}: cmp/report.json"]
+    assert "old table" in doc.read_text()  # --check changes nothing
+    assert main(["results", str(doc), "--root", str(tmp_path)]) == 0
+    assert results_markdown(report) in doc.read_text() and doc.read_text().endswith("<!-- /results -->\ntail\n")
+    assert main(["results", str(doc), "--root", str(tmp_path), "--check"]) == 0
+    doc.write_text(doc.read_text().replace("| grpo | 2 |", "| grpo | 3 |"))
+    assert main(["results", str(doc), "--root", str(tmp_path), "--check"]) == 1
+
     # a rerun reuses every finished arm and seed
     lines = []
     from mrt_engine.experiments.compare import run_compare
@@ -307,6 +320,17 @@ def test_compare_quick_end_to_end(tmp_path, monkeypatch):
     lines.clear()
     run_compare(out_dir=out, arms=["grpo"], seeds=2, quick=True, jobs=1, log=lines.append)
     assert [("reused" in line) for line in lines if line.startswith("  grpo")] == [True, False]
+
+
+def test_published_tables_match_their_reports():
+    from pathlib import Path
+
+    from mrt_engine.experiments.compare.publish import update_files
+
+    root = Path(__file__).resolve().parents[1]
+    docs = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    assert update_files(docs, root=root, check=True) == [], "run `mrt-engine results` and commit the tables"
+    assert list((root / "docs" / "results").glob("*/report.json")), "no published report.json"
 
 
 def test_reuse_needs_the_same_config_code_and_warm_start():

@@ -1,7 +1,8 @@
 """``mrt-engine toy``: the exact-J toy (docs/toy.md). A tabular policy over productive,
 redundant and answer episodes, trained with the library's GRPO, dense-MRT and scalar-MRT
 credit, with J exact or estimated from k forced answers per cut; mean and 95% interval over
-seeds. Writes ``toy.json`` (every run) and ``toy.md`` (the table) under ``--out``."""
+seeds. Writes ``toy.json`` (every run), ``toy.md`` (the table) and ``report.json`` (each run's
+final metrics: the form published under docs/results/) under ``--out``."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from mrt_engine.errors import MRTUserError
-from mrt_engine.experiments.exact_j_toy import ToyConfig, format_table, run_toy
+from mrt_engine.experiments.exact_j_toy import ARMS, CREDIT_ARMS, ToyConfig, format_table, run_toy
 
 QUICK_SEEDS, QUICK_STEPS = 3, 10
 
@@ -23,6 +24,8 @@ def add_parser(sub):
     p.add_argument("--aggregation", default=None, choices=("grpo", "dr_grpo", "dapo"),
                    help="policy_loss reduction (default grpo, the trainer's default)")
     p.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 10 steps (unless given)")
+    p.add_argument("--credit-forms", action="store_true",
+                   help="run the dense credit forms and both placebos (exact J) instead of the J-estimate arms")
     p.set_defaults(func=run)
     return p
 
@@ -46,7 +49,7 @@ def run(args) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tensors of a few dozen entries: threads only add overhead
     try:
-        result = run_toy(cfg, range(seeds))
+        result = run_toy(cfg, range(seeds), arms=CREDIT_ARMS if args.credit_forms else ARMS)
     finally:
         torch.set_num_threads(threads)
     table = format_table(result)
@@ -56,5 +59,8 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "toy.json").write_text(json.dumps(asdict(result), indent=1))
     (out / "toy.md").write_text(table + f"\n\n{len(result.runs)} runs in {result.seconds:.1f} s\n")
-    print(f"written: {out / 'toy.json'}, {out / 'toy.md'}")
+    # the publishable form (docs/results/, `mrt-engine results`): each run's final metrics, no histories
+    compact = {**asdict(result), "runs": [{k: r[k] for k in ("arm", "seed", "final")} for r in result.runs]}
+    (out / "report.json").write_text(json.dumps(compact, indent=1))
+    print(f"written: {out / 'toy.json'}, {out / 'toy.md'}, {out / 'report.json'}")
     return 0

@@ -43,6 +43,7 @@ Where the toy departs from the library's training path (say so when quoting it):
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -50,15 +51,20 @@ import torch
 
 from mrt_engine.metrics import normalized_regret, student_t_quantile
 from mrt_engine.rl.losses import AGGREGATIONS
-from mrt_engine.rl import (dense_progress_rewards, episode_progress, group_advantages, policy_loss,
-                           scalar_mrt_advantages, token_advantages)
+from mrt_engine.rl import (centred_progress, dense_progress_rewards, episode_progress, group_advantages, policy_loss,
+                           progress_to_go, scalar_mrt_advantages, shuffle_across_traces, shuffle_within_traces,
+                           token_advantages)
 
 ACTIONS = ("productive", "redundant", "answer")
 PRODUCTIVE, REDUNDANT, ANSWER = 0, 1, 2
-ALGOS = ("grpo", "mrt_dense", "mrt_scalar")
+ALGOS = ("grpo", "mrt_dense", "mrt_scalar", "mrt_dense_to_go", "mrt_dense_centred", "mrt_dense_placebo",
+         "mrt_dense_placebo_within")
 # (algorithm, J estimate): None = exact J (GRPO ignores J); an int k = k forced answers per cut.
 ARMS = (("grpo", None), ("mrt_dense", None), ("mrt_dense", 16), ("mrt_dense", 4), ("mrt_dense", 1),
         ("mrt_scalar", None), ("mrt_scalar", 16), ("mrt_scalar", 4), ("mrt_scalar", 1))
+# `mrt-engine toy --credit-forms`: the dense credit forms of rl/rewards.py and both placebos, exact J
+CREDIT_ARMS = (("grpo", None), ("mrt_dense", None), ("mrt_dense_to_go", None), ("mrt_dense_centred", None),
+               ("mrt_dense_placebo", None), ("mrt_dense_placebo_within", None))
 
 
 def arm_name(algo: str, k: int | None) -> str:
@@ -174,15 +180,31 @@ def estimate_j(n_cut: torch.Tensor, p: float, k: int | None, gen: torch.Generato
     return (torch.rand(*n_cut.shape, k, generator=gen) < exact[..., None]).float().mean(dim=-1)
 
 
-def _dense_advantages(ro: Rollout, cfg: ToyConfig, k: int | None, gen: torch.Generator) -> torch.Tensor:
+def _dense_advantages(ro: Rollout, cfg: ToyConfig, k: int | None, gen: torch.Generator,
+                      algo: str = "mrt_dense") -> torch.Tensor:
     seq = group_advantages(ro.outcome, cfg.group_size)
     j_hat = estimate_j(ro.n_cut, cfg.p, k, gen)
     progress, spans = [], []
     for i, length in enumerate(ro.num_thinking.tolist()):
         progress.append(episode_progress(j_hat[i, :length + 1]))
         spans.append([(t, t + 1) for t in range(length)])
-    dense = dense_progress_rewards(progress, spans, ro.actions.shape[1], alpha=cfg.alpha)
+    credit = _episode_credit(progress, algo, cfg, gen)
+    dense = dense_progress_rewards(credit, spans, ro.actions.shape[1], alpha=cfg.alpha)
     return token_advantages(seq, ro.decided, dense)
+
+
+def _episode_credit(progress: list[torch.Tensor], algo: str, cfg: ToyConfig, gen: torch.Generator) -> list:
+    """The value each episode's token gets (before alpha): the credit form of ``algo``, from the
+    same pure functions the trainer's algorithms use (``mrt_engine.rl.rewards``)."""
+    if algo == "mrt_dense":
+        return progress
+    if algo == "mrt_dense_to_go":
+        return [progress_to_go(p) for p in progress]
+    if algo == "mrt_dense_centred":
+        return centred_progress(progress, [i // cfg.group_size for i in range(len(progress))])
+    rng = random.Random(int(torch.randint(2 ** 31, (1,), generator=gen)))
+    shuffle = shuffle_across_traces if algo == "mrt_dense_placebo" else shuffle_within_traces
+    return [torch.tensor(c, dtype=torch.float32) for c in shuffle(progress, rng)]
 
 
 def _scalar_batch(logits, cfg: ToyConfig, k: int | None, gen: torch.Generator):
@@ -261,7 +283,7 @@ def train_arm(cfg: ToyConfig, algo: str, k: int | None, seed: int) -> dict:
         else:
             ro = rollout(logits, cfg.group_size, gen, cfg.p)
             adv = (token_advantages(group_advantages(ro.outcome, cfg.group_size), ro.decided) if algo == "grpo"
-                   else _dense_advantages(ro, cfg, k, gen))
+                   else _dense_advantages(ro, cfg, k, gen, algo))
         logp = _logp(logits, ro.actions)
         out = policy_loss(logp, logp.detach(), adv, ro.decided.float(), aggregation=cfg.aggregation,
                           max_tokens=cfg.max_episodes)

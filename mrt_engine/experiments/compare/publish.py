@@ -1,0 +1,81 @@
+"""Tables in the docs generated from committed ``report.json`` files, so a table cannot disagree
+with its data (``mrt-engine results``).
+
+A published comparison keeps its ``report.json`` under ``docs/results/<name>/`` (small: the
+summary, the verdicts and each run's curve, no weights). A markdown file shows it through a
+block that only this module writes::
+
+    <!-- results: docs/results/<name>/report.json -->
+    (the generated tables)
+    <!-- /results -->
+
+:func:`update_blocks` rewrites every block from its file; with ``check=True`` it changes
+nothing and returns the blocks whose text differs from what their file gives (the test suite
+runs that over README.md and docs/).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from mrt_engine.experiments.exact_j_toy import ToyResult, format_table
+
+from .report import markdown_table
+from .run import _outcome, _verdict_lines
+
+BLOCK = re.compile(r"(<!-- results: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+
+
+def results_markdown(report: dict) -> str:
+    """The tables of one ``report.json``: every arm (mean ± 95% t-interval half-width over
+    seeds), then the decision rule's outcome and paired differences where its arms ran. A
+    report of the exact-J toy (``mrt-engine toy``) gives the toy's table."""
+    if "paired_vs_grpo" in report:
+        return format_table(ToyResult(**report)) + f"\n\n{len(report['runs'])} runs in {report['seconds']:.1f} s."
+    runs = report.get("runs", [])
+    arms = list(report["summary"])
+    seeds = sorted({r["seed"] for r in runs})
+    minutes = sum(r["seconds"] for r in runs) / 60
+    head = (f"{len(runs)} run{'s' * (len(runs) != 1)} ({len(arms)} arm{'s' * (len(arms) != 1)} x seed"
+            f"{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))}{', --quick' if report.get('quick') else ''}), "
+            f"{minutes:.1f} run-minutes; mean ± 95% t-interval half-width over seeds; "
+            f"{report.get('eval_spec', {}).get('num_samples', '?')} samples per held-out problem.")
+    lines = [head, "", markdown_table(report["summary"], budgets=report["eval_spec"]["budgets"])]
+    for key in ("verdict", "secondary_verdict"):
+        decision = report.get(key)
+        if decision and any(res.get("available") for res in decision["against"].values()):
+            lines += ["", f"{decision['arm']} against {', '.join(decision['controls'])}: {_outcome(decision)}"]
+            lines += _verdict_lines(decision)
+    return "\n".join(lines)
+
+
+def update_blocks(text: str, *, root: Path, check: bool = False) -> tuple[str, list[str]]:
+    """``text`` with every results block regenerated from its ``report.json`` (paths relative to
+    ``root``), and the paths of the blocks whose text differed."""
+    stale: list[str] = []
+
+    def fill(match: re.Match) -> str:
+        path = root / match["path"]
+        if not path.exists():
+            raise FileNotFoundError(f"results block names {match['path']}, which does not exist under {root}")
+        body = results_markdown(json.loads(path.read_text())) + "\n"
+        if body != match["body"]:
+            stale.append(match["path"])
+        return match.group(1) + (match["body"] if check else body) + match.group(4)
+
+    return BLOCK.sub(fill, text), stale
+
+
+def update_files(files, *, root: Path, check: bool = False) -> list[str]:
+    """Regenerate (or with ``check`` only compare) the results blocks of ``files``; returns
+    ``"file: report.json"`` for each block that was (or would be) rewritten."""
+    changed = []
+    for f in files:
+        f = Path(f)
+        text = f.read_text()
+        new, stale = update_blocks(text, root=root, check=check)
+        changed += [f"{f}: {p}" for p in stale]
+        if not check and new != text:
+            f.write_text(new)
+    return changed
