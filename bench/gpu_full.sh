@@ -51,6 +51,12 @@ else
   export TRITON_INTERPRET=0  # compiled kernels (tests/conftest.py defaults it to 1)
 fi
 START=$(date +%s)
+finish() {  # close our end of the log's tee so it flushes the summary before the script returns
+  [ "${GPU_FULL_KEEP:-0}" = 1 ] || rm -rf "$WORK"  # all of it is in $OUT/results.tar.gz
+  exec >&- 2>&-
+  sleep 0.5
+  exit "$1"
+}
 log() { echo "[gpu_full $(date +%H:%M:%S) +$(( $(date +%s) - START ))s] $*"; }
 
 pack() {  # everything so far into $OUT: merged CSV, summary, the tarball of $WORK
@@ -108,7 +114,7 @@ main(["--device", device, "--json", str(work / "ceilings.json"), *ceil_args])
 PYEOF
 env_rc=$?
 if [ "$env_rc" -ne 0 ] || [ ! -s "$WORK/stages.list" ]; then
-  log "env failed (rc $env_rc): see $WORK/env.log"; pack --final; exit 2
+  log "env failed (rc $env_rc): see $WORK/env.log"; pack --final; finish 2
 fi
 PEAKS=$("$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"{d['flops_per_s']:.4g},{d['bytes_per_s']:.4g}\")" \
   "$WORK/ceilings.json" 2>/dev/null || echo "790e12,4.3e12")
@@ -126,7 +132,7 @@ pre_errors=$(grep -c ",error," "$WORK/preflight/throughput.csv" 2>/dev/null || t
 if { [ "$pre_rc" -ne 0 ] || [ "${pre_errors:-0}" -gt 0 ]; } && [ "${GPU_FULL_CONTINUE:-0}" != 1 ]; then
   log "preflight failed (rc $pre_rc, ${pre_errors:-0} error rows): stopping; fix and rerun (GPU_FULL_CONTINUE=1 runs on)"
   pack --final
-  exit 2
+  finish 2
 fi
 
 # -- every stage at the 1.5B shapes ----------------------------------------------------------------
@@ -149,3 +155,4 @@ run profile "$PY" -m bench.tools.profile_stages --device "$DEVICE" --model "$MOD
 log "done in $(( $(date +%s) - START )) s; $(ls "$OUT_DIR" | wc -l) files in $OUT_DIR"
 echo
 pack --final  # exit status: 0 when every stage ran and no row says error
+finish $?

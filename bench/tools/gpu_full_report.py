@@ -46,6 +46,15 @@ def merge_throughput(work: Path, out: Path) -> list[dict]:
     return rows
 
 
+def error_rows(work: Path, stage: str) -> list[dict]:
+    """Rows with status ``error`` in a stage's CSV (``preflight`` or ``throughput_<stage>``)."""
+    path = work / ("preflight" if stage == "preflight" else f"throughput_{stage}") / "throughput.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if r.get("status") == "error"]
+
+
 def _cell(x: str, width: int) -> str:
     return (x or "-")[:width].ljust(width)
 
@@ -86,9 +95,12 @@ def summary(work: Path, out: Path, *, budgets: dict[str, int], started: float | 
                      f"device copy {c['bytes_per_s'] / 1e12:.3f} TB/s (rows' 'x floor' and '% ceil' are against these)")
     lines.append("")
     lines.append(f"{'stage':<11} {'status':<8} {'time/budget':>12}")
-    done = set()
+    done, failed = set(), []
     for s in stages:
+        errors = len(error_rows(work, s["name"]))
         status = "ok" if s["rc"] == 0 else ("TIMEOUT" if s["rc"] in (124, 137) else f"rc {s['rc']}")
+        status = f"{errors} error rows" if status == "ok" and errors else status
+        failed += [] if status == "ok" else [f"{s['name']} ({status})"]
         lines.append(f"{s['name']:<11} {status:<8} {s['seconds']:>5}/{s['budget']:<4} s")
         done.add(s["name"])
     lines += [f"{name:<11} {'not run':<8} {'-':>5}/{b:<4} s" for name, b in budgets.items() if name not in done]
@@ -112,17 +124,13 @@ def summary(work: Path, out: Path, *, budgets: dict[str, int], started: float | 
     if prof.exists():
         host = [line for line in prof.read_text().splitlines() if line.startswith(("host vs device", "== "))]
         lines += ["", "profile:"] + host
-    preflight = work / "preflight" / "throughput.csv"
-    if preflight.exists():
-        with open(preflight, newline="") as f:
-            bad = [r for r in csv.DictReader(f) if r.get("status") == "error"]
+    bad = error_rows(work, "preflight")
+    if (work / "preflight").exists():
         lines.append(f"\npreflight rows with errors: {len(bad)}"
                      + "".join(f"\n  {r['stage']} {r['method']}: {r['reason']}" for r in bad))
-    failed = [s["name"] for s in stages if s["rc"] != 0] + [f"{r['stage']} {r['method']}" for r in rows
-                                                             if r.get("status") == "error"]
     if final:
         lines.append(f"\n{'all stages ran, no row failed' if not failed else 'FAILED: ' + '; '.join(failed)}; "
-                     f"{len(list(out.iterdir()))} files in {out}")
+                     f"{len(list(out.iterdir())) + (not (out / 'summary.txt').exists())} files in {out}")
     text = "\n".join(lines) + "\n"
     (out / "summary.txt").write_text(text)
     return text, bool(failed)
