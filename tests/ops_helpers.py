@@ -136,3 +136,40 @@ def branch_oracle(q, k_cache, v_cache, group_indptr, shared_tables, shared_lens,
             v = torch.cat([torch.cat(vs)[:ns] if vs else empty, torch.cat(vt)[:nt] if vt else empty])
             out.append(masked_attention(q[b:b + 1], k, v, torch.ones(1, ns + nt, dtype=torch.bool), scale))
     return torch.cat(out)
+
+
+def prefill_case(cached_lens, chunk_lens, block_size, hq, hkv, d, dtype=torch.float32, seed=0, extra_blocks=2):
+    """Packed prefill chunks over a random paged cache: sequence i has ``cached_lens[i]`` tokens
+    before its chunk of ``chunk_lens[i]`` (all of them in its shuffled blocks); tables padded with 0."""
+    g = torch.Generator().manual_seed(seed)
+    need = [-(-(c + n) // block_size) for c, n in zip(cached_lens, chunk_lens)]
+    num_blocks = sum(need) + extra_blocks
+    perm = torch.randperm(num_blocks, generator=g).tolist()
+    tables = torch.zeros(len(need), max(1, max(need, default=0)), dtype=torch.int32)
+    at = 0
+    for b, k in enumerate(need):
+        tables[b, :k] = torch.tensor(perm[at:at + k], dtype=torch.int32)
+        at += k
+    r = lambda *s: torch.randn(*s, generator=g).to(dtype)  # noqa: E731
+    return dict(
+        q=r(sum(chunk_lens), hq, d), k_cache=r(num_blocks, block_size, hkv, d), v_cache=r(num_blocks, block_size, hkv, d),
+        q_indptr=torch.tensor([0] + torch.tensor(chunk_lens).cumsum(0).tolist(), dtype=torch.int32),
+        block_tables=tables, cached_lens=torch.tensor(cached_lens, dtype=torch.int32), scale=d ** -0.5,
+    )
+
+
+def prefill_oracle(q, k_cache, v_cache, q_indptr, block_tables, cached_lens, scale):
+    """Per chunk: gather its sequence's keys from the blocks, attend them causally (float64)."""
+    bs = k_cache.shape[1]
+    out = []
+    for i in range(len(cached_lens)):
+        a, b, c = int(q_indptr[i]), int(q_indptr[i + 1]), int(cached_lens[i])
+        if b == a:
+            continue
+        n = c + b - a
+        blocks = [int(x) for x in block_tables[i][: -(-n // bs)]]
+        k = torch.cat([k_cache[x] for x in blocks])[:n]
+        v = torch.cat([v_cache[x] for x in blocks])[:n]
+        mask = torch.arange(n)[None, :] <= torch.arange(c, n)[:, None]
+        out.append(masked_attention(q[a:b], k, v, mask, scale))
+    return torch.cat(out) if out else q.double()[:0]

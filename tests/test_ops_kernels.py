@@ -9,12 +9,14 @@ import os
 import pytest
 import torch
 
-from ops_helpers import branch_case, paged_case, scoring_case
+from ops_helpers import branch_case, paged_case, prefill_case, prefill_oracle, scoring_case
 from mrt_engine.ops import (
     branch_decode_attention,
     branch_decode_attention_with_lse,
     paged_decode_attention,
     paged_decode_attention_with_lse,
+    paged_prefill_attention,
+    paged_prefill_attention_with_lse,
     prefix_suffix_attention,
     prefix_suffix_attention_with_lse,
     selective_log_prob,
@@ -22,8 +24,10 @@ from mrt_engine.ops import (
 )
 from mrt_engine.ops.logprob_triton import selective_log_prob_triton
 from mrt_engine.ops.attention_triton import (
+    Tiles,
     branch_decode_attention_triton,
     paged_decode_attention_triton,
+    paged_prefill_attention_triton,
     prefix_suffix_attention_triton,
 )
 
@@ -170,6 +174,69 @@ def test_branch_decode_attention_matches_reference(name, dtype):
     close(branch_decode_attention(**case, backend="triton"), ref, dtype)
 
 
+# ---------------------------------------------------------------- paged prefill (the engine's prefill)
+
+PREFILL = {
+    # name: (cached_lens, chunk_lens, block_size, hq, hkv, head_dim, tiles)
+    "one_token_no_cache": ([0], [1], 4, 2, 2, 8, None),
+    "cached_and_not_gqa4": ([0, 5, 17], [3, 1, 9], 4, 4, 1, 8, None),
+    "empty_chunk_gqa3_odd_dim": ([7, 2, 0], [0, 5, 6], 4, 3, 1, 24, None),
+    "long_chunk_block16": ([33, 0], [40, 21], 16, 2, 2, 16, None),
+    # the GPU's tiles (128 rows, 64 keys): whole unmasked key tiles before the chunk, GQA 6:1
+    "gpu_tiles_gqa6": ([150, 64, 1], [70, 1, 64], 16, 6, 1, 16, Tiles(block_q=128, block_n=64)),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(PREFILL))
+def test_paged_prefill_attention_matches_reference(name, dtype):
+    *shape, tiles = PREFILL[name]
+    case = prefill_case(*shape, dtype=dtype)
+    out, lse = paged_prefill_attention_triton(**case, return_lse=True, tiles=tiles or Tiles())
+    ref, ref_lse = paged_prefill_attention_with_lse(**case)
+    assert out.dtype == dtype and out.shape == case["q"].shape
+    close(out, ref, dtype, what="out")
+    close(lse, ref_lse, dtype, what="lse")
+    f64 = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in case.items()}
+    close(ref, prefill_oracle(**f64), torch.float32, what="reference vs float64 oracle")
+    close(paged_prefill_attention(**case, backend="triton", max_q_len=max(shape[1]), validate=False), ref, dtype)
+
+
+def test_paged_prefill_bf16_runs_the_launcher_in_fp32_under_the_switch(monkeypatch):
+    monkeypatch.setenv("MRT_TRITON_CPU", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    case = prefill_case([9, 0], [4, 7], 4, 6, 1, 16, dtype=torch.bfloat16)
+    out = paged_prefill_attention(**case)  # auto dispatch: the Triton launcher on fp32 copies
+    ref = paged_prefill_attention(**{k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+                                     for k, v in case.items()}, backend="torch")
+    assert out.dtype == torch.bfloat16
+    close(out, ref, torch.bfloat16, what="bf16 prefill")
+
+
+def test_paged_prefill_rejects_keys_outside_their_blocks():
+    case = prefill_case([5], [4], 4, 2, 2, 8)
+    case["cached_lens"] = torch.tensor([9], dtype=torch.int32)  # 13 keys in 3 blocks of 4
+    with pytest.raises(ValueError, match="paged prefill"):
+        paged_prefill_attention(**case, backend="triton")
+
+
+def test_decode_split_count_is_a_runtime_argument():
+    # Growing sequences and changing split counts reuse one compiled decode kernel (the split
+    # count and the table width are runtime arguments Triton does not specialise on).
+    from mrt_engine.ops import _kernels
+
+    kernel = _kernels.load().grouped_paged_decode_kernel
+    assert "num_splits" in kernel.arg_names and "NUM_SPLITS" not in kernel.arg_names
+    interpreted = getattr(kernel, "kwargs", None)  # the interpreter keeps the jit options as given
+    unspecialised = (interpreted["do_not_specialize"] if interpreted is not None
+                     else [p.name for p in kernel.params if p.do_not_specialize])
+    assert {"num_splits", "tokens_per_split", "stride_table", "num_rows_out"} <= set(unspecialised)
+    for lens, splits in (([5, 16], 1), ([45, 3], 3), ([130, 7], 5)):
+        case = paged_case(lens, 16, 4, 2, 8)
+        close(paged_decode_attention_triton(**case, num_splits=splits), paged_decode_attention_with_lse(**case)[0],
+              torch.float32, what=f"splits={splits}")
+
+
 # ---------------------------------------------------------------- CUDA (skipped without a GPU)
 
 @pytest.mark.cuda
@@ -207,6 +274,11 @@ def test_cuda_kernels_match_reference(dtype):
     pcase = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in pcase.items()}
     p32 = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in pcase.items()}
     close(paged_decode_attention(**pcase), paged_decode_attention_with_lse(**p32)[0], dtype, what="cuda paged")
+    # the engine's prefill: chunks with and without cached tokens, the 1.5B model's heads (12:2 of 128)
+    fcase = prefill_case([0, 300, 17, 5], [64, 13, 200, 1], 16, 12, 2, 128, dtype=dtype)
+    fcase = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in fcase.items()}
+    f32 = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in fcase.items()}
+    close(paged_prefill_attention(**fcase), paged_prefill_attention_with_lse(**f32)[0], dtype, what="cuda prefill")
 
 
 def test_kernel_launchers_reject_out_of_range_metadata():

@@ -70,3 +70,67 @@ def test_quick_bench_at_r1_mini_runs_through_the_triton_launchers(tmp_path, dtyp
     assert not errors, "\n".join(errors)
     ours = {r["stage"].split(" [")[0] for r in rows if r["role"] == "ours" and r["status"] == "ok"}
     assert {"generation", "score", "sample", "logprob", "step"} <= ours
+
+
+def _logprobs_of(model, prompt_ids, token_ids):
+    ids = torch.tensor(prompt_ids + token_ids)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids[None]).logits[0].float(), -1)
+    return logp[len(prompt_ids) - 1:-1].gather(1, torch.tensor(token_ids)[:, None]).squeeze(1)
+
+
+def test_engine_prefill_and_decode_through_the_kernels_match_the_cpu_path(monkeypatch):
+    # Under the switch the engine prefills through ops.paged_prefill_attention (one launch per
+    # layer for all chunks) and decodes through the cascade kernels; chunked prefill (a budget of
+    # 8 tokens), prefix-cache hits, a cut at 0, a one-token prompt and one branch give the CPU
+    # path's greedy tokens.
+    from mrt_engine.engine import Generator, SamplingParams
+    from mrt_engine.models import load_model
+
+    model, tok = load_model("tiny", tiny_config=dict(initializer_range=0.5))
+    prompts = [tok.encode("The quick brown fox jumps over the lazy dog, and then it runs far into the forest"),
+               tok.encode("x")[:1]]
+    suffix = tok.encode(" Answer:")
+    greedy = SamplingParams(n=2, temperature=0.0, max_tokens=6, ignore_eos=True)
+    one = SamplingParams(n=1, temperature=0.0, max_tokens=6, ignore_eos=True)
+
+    def run():
+        gen = Generator(model, tok, num_blocks=256, block_size=4, max_num_batched_tokens=8)
+        outs = gen.generate(prompts, greedy)
+        branched = gen.branch_many([(prompts[0], [0, 5, 9, len(prompts[0])], [suffix] * 4), (prompts[1], [1], [[]])],
+                                   [greedy, one])
+        tokens = [[o.token_ids for o in out] for out in outs]
+        tokens += [[o.token_ids for o in cut] for trace in branched for cut in trace]
+        return gen, tokens
+
+    monkeypatch.delenv("MRT_TRITON_CPU", raising=False)
+    cpu_gen, cpu_tokens = run()
+    assert not cpu_gen.runner.prefill_kernel
+    monkeypatch.setenv("MRT_TRITON_CPU", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    gen, tokens = run()
+    assert gen.runner.backend == "ops" and gen.runner.prefill_kernel
+    assert tokens == cpu_tokens
+
+
+def test_engine_through_the_kernels_in_bf16_at_r1_mini(monkeypatch):
+    # The 1.5B model's kernel constants (heads of 128, GQA 6:1, q/k/v bias) in bf16: every
+    # sampled token's log-prob is the model's own (bf16 enters the kernels as fp32 here).
+    from mrt_engine.engine import Generator, SamplingParams
+    from mrt_engine.models import load_model
+
+    monkeypatch.setenv("MRT_TRITON_CPU", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    model, tok = load_model("r1-mini", dtype="bfloat16")
+    with torch.no_grad():  # sharper attention and head than the random init's near-uniform ones:
+        model.lm_head.weight.mul_(30)  # bf16 noise moves a log-prob by ~0.13, dropping the cached keys by ~40
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(4)
+    gen = Generator(model, tok, num_blocks=64, block_size=16, max_num_batched_tokens=24)
+    assert gen.runner.prefill_kernel
+    prompt = list(range(3, 40))
+    params = SamplingParams(n=3, temperature=1.0, max_tokens=5, seed=4, logprobs=True, ignore_eos=True)
+    for cut in gen.branch(prompt, [0, 17, len(prompt)], [[7, 8], [7, 8], [7]], params):
+        for sample in cut:
+            ref = _logprobs_of(model, sample.prompt_ids, sample.token_ids)
+            torch.testing.assert_close(torch.tensor(sample.logprobs), ref, atol=0.5, rtol=0)

@@ -80,9 +80,9 @@ class EngineConfig:
     max_model_len: int | None = None  # None: the model's max_position_embeddings
     enable_prefix_caching: bool = True
     cascade: bool = True  # read each forked group's shared blocks once per decode step
-    # decode attention: "ops" (cascade through mrt_engine.ops: Triton on CUDA), "torch" (the
-    # cascade reference), "sdpa" (flat, fused SDPA: the fastest on CPU); "auto" = ops on CUDA,
-    # sdpa on CPU
+    # attention: "ops" (decode: cascade through mrt_engine.ops; prefill: ops.paged_prefill_attention,
+    # one launch per layer; Triton on CUDA), "torch" (the cascade reference), "sdpa" (flat decode
+    # and per-chunk prefill on fused SDPA: the fastest on CPU); "auto" = ops on CUDA, sdpa on CPU
     attention_backend: str = "auto"
     # CPU threads of a generate call: "auto" = torch's setting lowered to the cores idle when
     # the call starts (a second job on the machine must not collapse us), an int, or None

@@ -67,9 +67,16 @@ def slots_of(seq: Sequence, start: int, end: int, block_size: int) -> list[int]:
 class PrefillAttention:
     """Chunks of prompts: chunk ``i`` has rows ``indptr[i]:indptr[i+1]`` of the packed
     batch and attends the ``num_cached[i]`` tokens already in its blocks plus itself,
-    causally."""
+    causally.
 
-    def __init__(self, cache: PagedKVCache, seqs: list[Sequence], num_new: list[int], scale: float):
+    ``kernel=True`` (the runner's ``ops`` backend where the Triton kernels run: CUDA, or CPU
+    under ``MRT_TRITON_CPU=1``): one ``ops.paged_prefill_attention`` launch per layer for every
+    chunk of the step, reading cached and new keys through the block tables (built here once
+    per step; no host sync per layer). Otherwise one fused SDPA call per chunk (the CPU path).
+    """
+
+    def __init__(self, cache: PagedKVCache, seqs: list[Sequence], num_new: list[int], scale: float, *,
+                 kernel: bool = False):
         bs = cache.block_size
         device = cache.kv.device
         self.cache = cache
@@ -84,6 +91,19 @@ class PrefillAttention:
             slots += slots_of(seq, start, start + n, bs)
             self.indptr.append(self.indptr[-1] + n)
             self.num_cached.append(start)
+        self.slots = torch.tensor(slots, device=device)
+        self.kernel_args = None
+        if kernel:
+            tables = [seq.block_table[:-(-(start + n) // bs)] for seq, start, n in zip(seqs, self.num_cached, num_new)]
+            width = max(1, max(len(t) for t in tables))
+            self.kernel_args = dict(
+                q_indptr=torch.tensor(self.indptr, dtype=torch.int32, device=device),  # [N+1]
+                block_tables=torch.tensor([t + [0] * (width - len(t)) for t in tables], dtype=torch.int32,
+                                          device=device),  # [N, width]
+                cached_lens=torch.tensor(self.num_cached, dtype=torch.int32, device=device),  # [N]
+                max_q_len=max(num_new), validate=False)
+            return
+        for seq, n, start in zip(seqs, num_new, self.num_cached):
             num_blocks = (start + bs - 1) // bs
             self.cached_blocks.append(torch.tensor(seq.block_table[:num_blocks], device=device))
             if start:
@@ -92,11 +112,12 @@ class PrefillAttention:
                 self.masks.append(torch.arange(start + n, device=device)[None, :] <= q_pos)
             else:
                 self.masks.append(None)
-        self.slots = torch.tensor(slots, device=device)
 
     def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         self.cache.write(layer, self.slots, k, v)
         kc, vc = self.cache.k_cache(layer), self.cache.v_cache(layer)
+        if self.kernel_args is not None:
+            return ops.paged_prefill_attention(q, kc, vc, scale=self.scale, **self.kernel_args)
         out = torch.empty_like(q)
         for i, (start, end) in enumerate(zip(self.indptr[:-1], self.indptr[1:])):
             qs, ks, vs = q[start:end], k[start:end], v[start:end]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from mrt_engine.ops import triton_on_cpu
+from mrt_engine.ops._dispatch import use_triton
 
 from .paged_attention import DecodeAttention, FlatDecodeAttention, PagedKVCache, PrefillAttention, group_order
 from .config import EngineConfig
@@ -19,9 +20,10 @@ from .sequence import Sequence
 
 def resolve_backend(requested: str, device: torch.device) -> str:
     """'ops' (``mrt_engine.ops`` dispatches: CUDA -> Triton when installed, CPU -> the torch
-    reference), 'torch' (the cascade reference forced) or 'sdpa' (flat decode on fused SDPA,
+    reference; where Triton runs, prefill goes through ``ops.paged_prefill_attention`` too),
+    'torch' (the cascade reference forced) or 'sdpa' (flat decode on fused SDPA,
     ``FlatDecodeAttention``); 'auto' is 'ops' on CUDA (and on CPU under ``MRT_TRITON_CPU=1``),
-    else 'sdpa'."""
+    else 'sdpa'. Prefill is one fused SDPA call per chunk where the kernel does not run."""
     if requested != "auto":
         return requested
     return "ops" if device.type == "cuda" or triton_on_cpu() else "sdpa"
@@ -37,6 +39,8 @@ class ModelRunner:
         self.cache = PagedKVCache(num_layers=shape.num_layers, num_blocks=num_blocks, block_size=config.block_size,
                                   num_kv_heads=shape.num_kv_heads, head_dim=shape.head_dim,
                                   dtype=forward.dtype, device=forward.device)
+        # Prefill through the paged prefill kernel wherever the decode runs the Triton kernels.
+        self.prefill_kernel = self.backend == "ops" and use_triton(None, self.cache.kv)
 
     @torch.inference_mode()
     def execute(self, batch: ScheduledBatch) -> tuple[list[Sequence], list[Sequence], torch.Tensor | None]:
@@ -51,10 +55,11 @@ class ModelRunner:
                 start = seq.num_computed_tokens
                 ids += seq.token_ids[start:start + n]
                 pos += range(start, start + n)
-            attend = PrefillAttention(self.cache, seqs, counts, scale)
-            ends = torch.tensor(attend.indptr[1:], device=device) - 1
+            attend = PrefillAttention(self.cache, seqs, counts, scale, kernel=self.prefill_kernel)
             sampling = [s.num_computed_tokens + n == len(s) for s, n in zip(seqs, counts)]
-            rows = ends[torch.tensor(sampling, device=device)]
+            # the last row of each chunk that ends its prompt (indices from the host: no sync)
+            rows = torch.tensor([end - 1 for end, keep in zip(attend.indptr[1:], sampling) if keep], dtype=torch.long,
+                                device=device)
             samplers = [s for s, keep in zip(seqs, sampling) if keep]
         else:
             seqs = group_order(batch.seqs)

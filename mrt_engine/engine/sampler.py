@@ -48,10 +48,13 @@ def sample(logits: torch.Tensor, batch: SamplingBatch) -> tuple[torch.Tensor, to
     logits = logits.float()
     num_rows, vocab = logits.shape
     device = logits.device
+    # Which rows are greedy is read from the host lists, not the device tensor: a step makes
+    # no host sync here (the caller's read of the tokens is the step's one).
+    num_greedy = sum(t == 0 for t in batch.temperatures)
     temps = torch.tensor(batch.temperatures, device=device)
     greedy = temps == 0
     tokens = None
-    if bool(greedy.all()):
+    if num_greedy == num_rows:
         tokens = logits.argmax(-1)
     else:
         x = logits / torch.where(greedy, 1.0, temps)[:, None]
@@ -64,7 +67,7 @@ def sample(logits: torch.Tensor, batch: SamplingBatch) -> tuple[torch.Tensor, to
         u = torch.tensor([uniform(s, p) for s, p in zip(batch.seeds, batch.positions)],
                          device=device, dtype=cdf.dtype)[:, None]
         drawn = torch.searchsorted(cdf, u * cdf[:, -1:]).squeeze(1).clamp_(max=vocab - 1)
-        tokens = torch.where(greedy, logits.argmax(-1), drawn) if bool(greedy.any()) else drawn
+        tokens = torch.where(greedy, logits.argmax(-1), drawn) if num_greedy else drawn
     logprobs = None
     if batch.want_logprobs:
         logprobs = logits.gather(1, tokens[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)

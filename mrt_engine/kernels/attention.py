@@ -81,25 +81,29 @@ def prefix_suffix_attention_kernel(q_ptr, ks_ptr, vs_ptr, kp_ptr, vp_ptr, o_ptr,
         tl.store(lse_ptr + (s0 + tok) * NUM_Q_HEADS + head, m_i + tl.log(l_i), mask=row_ok)
 
 
-@triton.jit
+# Sizes that change from step to step are runtime arguments that Triton does not specialise on
+# (by default it compiles a variant per integer that is 1 or a multiple of 16): a decode step or a
+# prefill chunk of any length runs the kernels compiled for the first one.
+@triton.jit(do_not_specialize=["stride_table", "tokens_per_split", "num_splits", "num_rows_out"])
 def grouped_paged_decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, o_ptr, lse_ptr, group_indptr_ptr, tables_ptr, lens_ptr,
                                 stride_q, stride_cache_block, stride_cache_token, stride_table, tokens_per_split,
-                                num_rows_out, scale,
+                                num_splits, num_rows_out, scale,
                                 NUM_Q_HEADS: tl.constexpr, GQA_RATIO: tl.constexpr, HEAD_DIM: tl.constexpr,
                                 BLOCK_D: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
-                                KV_BLOCK_SIZE: tl.constexpr, NUM_SPLITS: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """Grid (groups, kv heads, query blocks * NUM_SPLITS): one decode step over paged KV.
+                                KV_BLOCK_SIZE: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """Grid (groups, kv heads, query blocks * num_splits): one decode step over paged KV.
 
     Group g's sequences ``group_indptr[g]:group_indptr[g+1]`` all attend the first
     ``lens[g]`` tokens in blocks ``tables[g]``; their queries (x GQA heads) are the rows of
     one tile, so each KV block is read once per group (cascade). Split s covers tokens
-    ``s * tokens_per_split`` onward; out [NUM_SPLITS, B, Hq, D] fp32 and lse [NUM_SPLITS, B, Hq]
-    hold partial states (lse = -inf for an empty range) merged by the launcher.
+    ``s * tokens_per_split`` onward; out [num_splits, B, Hq, D] fp32 and lse [num_splits, B, Hq]
+    hold partial states (lse = -inf for an empty range) merged by the launcher. ``num_splits``
+    is a runtime argument: the split count follows the sequence lengths without a recompile.
     """
     g = tl.program_id(0)
     kvh = tl.program_id(1)
-    qb = tl.program_id(2) // NUM_SPLITS
-    split = tl.program_id(2) % NUM_SPLITS
+    qb = tl.program_id(2) // num_splits
+    split = tl.program_id(2) % num_splits
     b0 = tl.load(group_indptr_ptr + g)
     num_rows = (tl.load(group_indptr_ptr + g + 1) - b0) * GQA_RATIO
     if qb * BLOCK_Q < num_rows:
@@ -132,7 +136,71 @@ def grouped_paged_decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, o_ptr, lse_ptr,
         empty = l_i == 0.0
         out = tl.where(empty[:, None], 0.0, acc / tl.where(empty, 1.0, l_i)[:, None])
         lse = tl.where(empty, float("-inf"), m_i + tl.log(tl.where(empty, 1.0, l_i)))
-        row = split * num_rows_out + seq  # [NUM_SPLITS, B] flattened
+        row = split * num_rows_out + seq  # [num_splits, B] flattened
         tl.store(o_ptr + (row * NUM_Q_HEADS + head)[:, None] * HEAD_DIM + d[None, :], out,
                  mask=row_ok[:, None] & d_ok[None, :])
         tl.store(lse_ptr + row * NUM_Q_HEADS + head, lse, mask=row_ok)
+
+
+@triton.jit(do_not_specialize=["stride_table"])
+def paged_prefill_kernel(q_ptr, k_cache_ptr, v_cache_ptr, o_ptr, lse_ptr, q_indptr_ptr, tables_ptr, cached_lens_ptr,
+                         stride_q, stride_o, stride_cache_block, stride_cache_token, stride_table, scale,
+                         NUM_Q_HEADS: tl.constexpr, GQA_RATIO: tl.constexpr, HEAD_DIM: tl.constexpr,
+                         BLOCK_D: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
+                         KV_BLOCK_SIZE: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """Grid (chunks, row blocks, kv heads): causal prefill of packed chunks over paged KV.
+
+    Chunk i is rows ``q_indptr[i]:q_indptr[i+1]`` of q: positions ``cached_lens[i]`` onward of
+    a sequence whose keys (cached and new, already written) lie in blocks ``tables[i]``. Rows
+    are (token, q head) pairs as in the scoring kernel (GQA packing). Key tiles that lie wholly
+    before the block's first query are read with no mask; the rest with the causal one.
+    out [T, Hq, D] (dtype of o), lse [T, Hq] fp32 natural-log.
+    """
+    i = tl.program_id(0)
+    qb = tl.program_id(1)
+    kvh = tl.program_id(2)
+    s0 = tl.load(q_indptr_ptr + i)
+    n = tl.load(q_indptr_ptr + i + 1) - s0
+    if qb * BLOCK_Q < n * GQA_RATIO:
+        j = qb * BLOCK_Q + tl.arange(0, BLOCK_Q)
+        row_ok = j < n * GQA_RATIO
+        tok = j // GQA_RATIO
+        head = kvh * GQA_RATIO + j % GQA_RATIO
+        d = tl.arange(0, BLOCK_D)
+        d_ok = d < HEAD_DIM
+        q = tl.load(q_ptr + (s0 + tok)[:, None] * stride_q + head[:, None] * HEAD_DIM + d[None, :],
+                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+        m_i = tl.full((BLOCK_Q,), float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros((BLOCK_Q,), dtype=tl.float32)
+        acc = tl.zeros((BLOCK_Q, BLOCK_D), dtype=tl.float32)
+        start = tl.load(cached_lens_ptr + i)
+        q_pos = start + tok  # [BLOCK_Q] position of each row's token
+        first = start + (qb * BLOCK_Q) // GQA_RATIO  # every row of the block sees keys < first
+        hi = start + tl.minimum(((qb + 1) * BLOCK_Q - 1) // GQA_RATIO + 1, n)  # no row sees keys >= hi
+        table = tables_ptr + i * stride_table
+        num_full = (first // BLOCK_N) * BLOCK_N
+        for t0 in range(0, num_full, BLOCK_N):
+            tpos = t0 + tl.arange(0, BLOCK_N)
+            block = tl.load(table + tpos // KV_BLOCK_SIZE)
+            offs = (block.to(tl.int64) * stride_cache_block + (tpos % KV_BLOCK_SIZE) * stride_cache_token)[:, None] \
+                + kvh * HEAD_DIM + d[None, :]
+            k = tl.load(k_cache_ptr + offs, mask=d_ok[None, :], other=0.0)
+            v = tl.load(v_cache_ptr + offs, mask=d_ok[None, :], other=0.0)
+            s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale
+            m_i, l_i, acc = _online_update(s, v, m_i, l_i, acc, DOT_PRECISION)
+        for t0 in range(num_full, hi, BLOCK_N):
+            tpos = t0 + tl.arange(0, BLOCK_N)
+            t_ok = tpos < hi
+            block = tl.load(table + tpos // KV_BLOCK_SIZE, mask=t_ok, other=0)
+            offs = (block.to(tl.int64) * stride_cache_block + (tpos % KV_BLOCK_SIZE) * stride_cache_token)[:, None] \
+                + kvh * HEAD_DIM + d[None, :]
+            kv_mask = t_ok[:, None] & d_ok[None, :]
+            k = tl.load(k_cache_ptr + offs, mask=kv_mask, other=0.0)
+            v = tl.load(v_cache_ptr + offs, mask=kv_mask, other=0.0)
+            s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale
+            s = tl.where(t_ok[None, :] & (tpos[None, :] <= q_pos[:, None]), s, float("-inf"))
+            m_i, l_i, acc = _online_update(s, v, m_i, l_i, acc, DOT_PRECISION)
+        out = acc / l_i[:, None]  # l_i >= 1: every row sees at least its own token
+        tl.store(o_ptr + (s0 + tok)[:, None] * stride_o + head[:, None] * HEAD_DIM + d[None, :],
+                 out.to(o_ptr.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
+        tl.store(lse_ptr + (s0 + tok) * NUM_Q_HEADS + head, m_i + tl.log(l_i), mask=row_ok)

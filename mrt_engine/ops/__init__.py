@@ -7,13 +7,15 @@ rest; ``backend="triton"|"torch"`` forces the kernel or the reference) and has
 is in ``mrt_engine.ops.plan``. See docs/kernels.md.
 """
 from ._dispatch import triton_on_cpu
-from .attention import branch_decode_attention, paged_decode_attention, prefix_suffix_attention
+from .attention import branch_decode_attention, paged_decode_attention, paged_prefill_attention, prefix_suffix_attention
 from .attention_sdpa import paged_decode_attention_sdpa, prefix_suffix_attention_sdpa
 from .attention_ref import (
     branch_decode_attention_reference,
     branch_decode_attention_with_lse,
     paged_decode_attention_reference,
     paged_decode_attention_with_lse,
+    paged_prefill_attention_reference,
+    paged_prefill_attention_with_lse,
     prefix_suffix_attention_reference,
     prefix_suffix_attention_with_lse,
 )
@@ -33,6 +35,7 @@ __all__ = [
     "selective_log_prob", "selective_log_prob_reference",
     "prefix_suffix_attention", "prefix_suffix_attention_reference", "prefix_suffix_attention_sdpa", "paged_decode_attention_sdpa", "prefix_suffix_attention_with_lse",
     "paged_decode_attention", "paged_decode_attention_reference", "paged_decode_attention_with_lse",
+    "paged_prefill_attention", "paged_prefill_attention_reference", "paged_prefill_attention_with_lse",
     "branch_decode_attention", "branch_decode_attention_reference", "branch_decode_attention_with_lse",
     "merge_state", "merge_states",
     "tree_attention", "tree_attention_reference", "tree_attention_sdpa", "TreeAttentionPlan", "plan_tree_attention",

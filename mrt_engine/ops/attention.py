@@ -10,9 +10,15 @@ from .attention_sdpa import prefix_suffix_attention_sdpa
 from .attention_ref import (
     branch_decode_attention_reference,
     paged_decode_attention_reference,
+    paged_prefill_attention_reference,
     prefix_suffix_attention_reference,
 )
-from .attention_triton import branch_decode_attention_triton, paged_decode_attention_triton, prefix_suffix_attention_triton
+from .attention_triton import (
+    branch_decode_attention_triton,
+    paged_decode_attention_triton,
+    paged_prefill_attention_triton,
+    prefix_suffix_attention_triton,
+)
 
 
 def prefix_suffix_attention(q, k_suffix, v_suffix, k_prefix, v_prefix, *, suffix_indptr, prefix_start, cuts, scale,
@@ -45,6 +51,22 @@ def paged_decode_attention(q, k_cache, v_cache, *, block_tables, context_lens, s
         return paged_decode_attention_triton(*interpreter_dtype(q), k, v, max_context_len=max_context_len,
                                              **dict(kw, block_tables=tables)).to(q.dtype)
     return paged_decode_attention_reference(q, k_cache, v_cache, **kw)
+
+
+def paged_prefill_attention(q, k_cache, v_cache, *, q_indptr, block_tables, cached_lens, scale, max_q_len=None,
+                            validate=True, backend=None):
+    """Causal prefill of packed chunks over a paged KV cache -> [T, Hq, D]; see the reference.
+
+    The engine's prefill on CUDA: one launch per layer for every chunk of a step (the chunks'
+    K/V are written to the cache first). ``validate=False`` skips the value checks; Triton
+    only: ``max_q_len`` (host int) removes the last host sync.
+    """
+    kw = dict(q_indptr=q_indptr, cached_lens=cached_lens, scale=scale, validate=validate)
+    if use_triton(backend, q, k_cache):
+        k, v, tables = interpreter_cache(k_cache, v_cache, block_tables)
+        return paged_prefill_attention_triton(*interpreter_dtype(q), k, v, block_tables=tables, max_q_len=max_q_len,
+                                              **kw).to(q.dtype)
+    return paged_prefill_attention_reference(q, k_cache, v_cache, block_tables=block_tables, **kw)
 
 
 def branch_decode_attention(q, k_cache, v_cache, *, group_indptr, shared_block_tables, shared_lens,

@@ -262,3 +262,65 @@ def branch_decode_attention_reference(q, k_cache, v_cache, *, group_indptr, shar
         shared_lens=shared_lens, tail_block_tables=tail_block_tables, tail_lens=tail_lens, scale=scale,
         validate=validate)
     return out.to(q.dtype)
+
+
+# ---------------------------------------------------------------- paged prefill
+
+def check_prefill_inputs(q, k_cache, v_cache, q_indptr, block_tables, cached_lens, values=True):
+    """Shape checks always; value checks (ranges, block ids) when ``values`` (they sync the host)."""
+    n = cached_lens.shape[0]
+    check(q_indptr.dim() == 1 and q_indptr.shape[0] == n + 1,
+          f"q_indptr must be [N+1={n + 1}] for N={n} sequences; got {tuple(q_indptr.shape)}")
+    if not values:
+        check_paged_inputs(q, k_cache, v_cache, block_tables, cached_lens, "paged prefill", values=False)
+        return
+    indptr = q_indptr.long()
+    T = q.shape[0]
+    check(n == 0 or (int(indptr[0]) == 0 and int(indptr[-1]) == T and bool((indptr[1:] >= indptr[:-1]).all())),
+          f"q_indptr must rise from 0 to T={T}; got {indptr.tolist()[:8]}...")
+    # Every key a sequence reads (its cached tokens and its new ones) must lie in its blocks.
+    total = cached_lens.long().to(indptr.device) + (indptr[1:] - indptr[:-1])
+    check(n == 0 or int(cached_lens.min()) >= 0, "cached_lens must be >= 0")
+    check_paged_inputs(q, k_cache, v_cache, block_tables, total.to(cached_lens.device), "paged prefill", values=True)
+
+
+def paged_prefill_attention_with_lse(q, k_cache, v_cache, *, q_indptr, block_tables, cached_lens, scale,
+                                     validate=True):
+    """Like ``paged_prefill_attention_reference`` but returns ``(out [T, Hq, D] fp32, lse [T, Hq])``."""
+    check_prefill_inputs(q, k_cache, v_cache, q_indptr, block_tables, cached_lens, values=validate)
+    T, hq, d = q.shape
+    bs, hkv = k_cache.shape[1], k_cache.shape[2]
+    dev = q.device
+    out = torch.zeros(T, hq, d, dtype=torch.float32, device=dev)
+    lse = torch.full((T, hq), float("-inf"), dtype=torch.float32, device=dev)
+    bounds = q_indptr.tolist()
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        if b == a:
+            continue
+        start = int(cached_lens[i])
+        num_keys = start + b - a
+        blocks = block_tables[i, :-(-num_keys // bs)].to(dev).long()
+        k = k_cache.index_select(0, blocks).flatten(0, 1)[:num_keys].transpose(0, 1)  # [Hkv, keys, D]
+        v = v_cache.index_select(0, blocks).flatten(0, 1)[:num_keys].transpose(0, 1)
+        qg = _split_heads(q[a:b], hkv).permute(1, 2, 0, 3)  # [Hkv, R, n, D]
+        q_pos = torch.arange(start, num_keys, device=dev)
+        mask = torch.arange(num_keys, device=dev)[None, :] <= q_pos[:, None]  # [n, keys]: causal
+        o, s = _attend(qg, k, v, mask[None, None], scale)  # [Hkv, R, n, D]
+        out[a:b] = o.permute(2, 0, 1, 3).reshape(b - a, hq, d)
+        lse[a:b] = s.permute(2, 0, 1).reshape(b - a, hq)
+    return out, lse
+
+
+def paged_prefill_attention_reference(q, k_cache, v_cache, *, q_indptr, block_tables, cached_lens, scale,
+                                      validate=True):
+    """Prefill of packed chunks over a paged KV cache -> out [T, Hq, D] (dtype of q).
+
+    Chunk i is rows ``q_indptr[i]:q_indptr[i+1]`` of ``q [T, Hq, D]``: the queries at positions
+    ``cached_lens[i]`` onward of sequence i, whose keys (the ``cached_lens[i]`` tokens before
+    them and the chunk's own, already written) lie in blocks ``block_tables[i]`` of
+    ``k_cache [num_blocks, block_size, Hkv, D]``. Causal: the query at position p sees keys
+    ``0..p``. ``validate=False`` skips the value checks (the plan made them once per step).
+    """
+    out, _ = paged_prefill_attention_with_lse(q, k_cache, v_cache, q_indptr=q_indptr, block_tables=block_tables,
+                                              cached_lens=cached_lens, scale=scale, validate=validate)
+    return out.to(q.dtype)

@@ -7,7 +7,7 @@ import torch
 
 from . import _kernels
 from ._dispatch import check, triton_on_cpu
-from .attention_ref import check_branch_inputs, check_paged_inputs, check_scoring_inputs
+from .attention_ref import check_branch_inputs, check_paged_inputs, check_prefill_inputs, check_scoring_inputs
 from .merge import merge_state, merge_states
 
 _GPU_TARGET_PROGRAMS = 2 * 132  # ~2 waves on an H100/H200
@@ -98,6 +98,42 @@ def prefix_suffix_attention_triton(q, k_suffix, v_suffix, k_prefix, v_prefix, *,
     return (out, lse) if return_lse else out
 
 
+def paged_prefill_attention_triton(q, k_cache, v_cache, *, q_indptr, block_tables, cached_lens, scale, max_q_len=None,
+                                   validate=True, return_lse=False, tiles: Tiles = _DEFAULT):
+    """Triton path of ``paged_prefill_attention`` -> out [T, Hq, D] (and lse [T, Hq] fp32 if asked).
+
+    One launch for every chunk of a prefill step. With device-resident metadata,
+    ``validate=False`` and ``max_q_len`` (host int: the longest chunk) the call makes no host sync.
+    """
+    check(k_cache.is_contiguous() and v_cache.is_contiguous(),
+          "k_cache/v_cache must be contiguous [num_blocks, block_size, Hkv, D] tensors")
+    check_prefill_inputs(q, k_cache, v_cache, q_indptr, block_tables, cached_lens, values=validate)
+    _check_dtype(q, k_cache, v_cache)
+    T, hq, d = q.shape
+    n = cached_lens.shape[0]
+    block_size, hkv = k_cache.shape[1], k_cache.shape[2]
+    q = q.contiguous()
+    out = torch.empty_like(q)  # [T, Hq, D]
+    lse = torch.empty(T, hq, dtype=torch.float32, device=q.device)
+    if max_q_len is None:
+        max_q_len = int((q_indptr[1:] - q_indptr[:-1]).max()) if n else 0  # host sync
+    if n == 0 or T == 0 or max_q_len == 0:
+        return (out, lse) if return_lse else out
+    ratio = hq // hkv
+    max_rows = max_q_len * ratio
+    block_q = tiles.block_q or min(128 if _gpu_tiles(q) else 16, _pow2_at_least(max_rows))
+    block_n = tiles.block_n or (64 if _gpu_tiles(q) else 16)
+    tables = block_tables.to(q.device, torch.int32).contiguous()
+    _kernels.load().paged_prefill_kernel[(n, _cdiv(max_rows, block_q), hkv)](
+        q, k_cache, v_cache, out, lse, q_indptr.to(q.device, torch.int32).contiguous(), tables,
+        cached_lens.to(q.device, torch.int32).contiguous(),
+        q.stride(0), out.stride(0), k_cache.stride(0), k_cache.stride(1), tables.stride(0), float(scale),
+        NUM_Q_HEADS=hq, GQA_RATIO=ratio, HEAD_DIM=d, BLOCK_D=_pow2_at_least(d), BLOCK_Q=block_q, BLOCK_N=block_n,
+        KV_BLOCK_SIZE=block_size, DOT_PRECISION=_dot_precision(q.dtype),
+        **tiles.launch_options((8 if block_q >= 128 else 4) if q.is_cuda else 1))
+    return (out, lse) if return_lse else out
+
+
 def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tables, lens, scale, num_splits=None,
                                 max_len=None, max_group_size=None, tiles: Tiles = _DEFAULT):
     """State of one decode step where group g's queries share blocks ``block_tables[g]``.
@@ -140,9 +176,10 @@ def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tabl
     _kernels.load().grouped_paged_decode_kernel[(G, hkv, num_q_blocks * num_splits)](
         q, k_cache, v_cache, out, lse, group_indptr.to(q.device, torch.int32).contiguous(), tables,
         lens.to(q.device, torch.int32).contiguous(),
-        q.stride(0), k_cache.stride(0), k_cache.stride(1), tables.stride(0), tokens_per_split, B, float(scale),
+        q.stride(0), k_cache.stride(0), k_cache.stride(1), tables.stride(0), tokens_per_split, num_splits, B,
+        float(scale),
         NUM_Q_HEADS=hq, GQA_RATIO=ratio, HEAD_DIM=d, BLOCK_D=_pow2_at_least(d), BLOCK_Q=block_q, BLOCK_N=block_n,
-        KV_BLOCK_SIZE=block_size, NUM_SPLITS=num_splits, DOT_PRECISION=_dot_precision(q.dtype),
+        KV_BLOCK_SIZE=block_size, DOT_PRECISION=_dot_precision(q.dtype),
         **tiles.launch_options(4 if q.is_cuda else 1, num_stages=3 if q.is_cuda else None))
     if num_splits == 1:
         return out[0], lse[0]
