@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from mrt_engine.engine.runner import resolve_backend
-from mrt_engine.ops import branch_decode_attention, paged_decode_attention, plan_decode, selective_log_prob
+from mrt_engine.ops import (
+    branch_decode_attention,
+    paged_decode_attention,
+    plan_decode,
+    prefix_suffix_attention,
+    selective_log_prob,
+)
 from mrt_engine.ops._dispatch import interpreter_cache, use_triton
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,3 +140,27 @@ def test_engine_through_the_kernels_in_bf16_at_r1_mini(monkeypatch):
         for sample in cut:
             ref = _logprobs_of(model, sample.prompt_ids, sample.token_ids)
             torch.testing.assert_close(torch.tensor(sample.logprobs), ref, atol=0.5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_varlen_prefill_is_one_kernel_launch_under_the_switch(monkeypatch, dtype):
+    # The score path's trace prefill (no cache): every sequence a suffix at cut 0 of an empty
+    # prefix, one launch for all; the same as one fused SDPA call per sequence.
+    from mrt_engine.engine.forward import varlen_causal_attention
+
+    g = torch.Generator().manual_seed(1)
+    lens = [1, 37, 5, 130]
+    q, k, v = (torch.randn(sum(lens), h, 16, generator=g).to(dtype) for h in (6, 1, 1))
+    indptr = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()])
+    monkeypatch.delenv("MRT_TRITON_CPU", raising=False)
+    ref = varlen_causal_attention(indptr, 0.25)(0, q.float(), k.float(), v.float())
+    monkeypatch.setenv("MRT_TRITON_CPU", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    calls = []
+    import mrt_engine.engine.forward as forward
+
+    monkeypatch.setattr(forward, "prefix_suffix_attention",
+                        lambda *a, **kw: calls.append(1) or prefix_suffix_attention(*a, **kw))
+    out = varlen_causal_attention(indptr, 0.25)(0, q, k, v)
+    assert calls == [1] and out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref, **({} if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)))

@@ -22,6 +22,8 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
+from mrt_engine.ops import prefix_suffix_attention
+from mrt_engine.ops._dispatch import use_triton
 from mrt_engine.ops.head import head_logits
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
@@ -173,11 +175,27 @@ def varlen_causal_attention(seq_indptr: torch.Tensor, scale: float) -> Callable:
     """A stateless attention callback: causal attention within each packed sequence.
 
     ``seq_indptr [B+1]``: sequence b owns rows ``seq_indptr[b]:seq_indptr[b+1]``. Used for
-    full re-prefill (no cache) and in tests as the plain-torch oracle of the forward.
+    full re-prefill (no cache: the score path's trace prefill) and in tests as the plain-torch
+    oracle of the forward. Where the Triton kernels run (CUDA, or CPU under ``MRT_TRITON_CPU=1``)
+    it is one ``ops.prefix_suffix_attention`` launch per layer for all sequences (each a
+    suffix at cut 0 of an empty prefix); elsewhere one fused SDPA call per sequence.
     """
     bounds = seq_indptr.tolist()
+    kernel_args = {}  # device -> the launch metadata, moved there once
+
+    def attend_kernel(q, k, v):
+        if q.device not in kernel_args:
+            n = len(bounds) - 1
+            zeros = torch.zeros(n, dtype=torch.int32, device=q.device)
+            kernel_args[q.device] = dict(
+                suffix_indptr=torch.tensor(bounds, dtype=torch.int32, device=q.device), prefix_start=zeros,
+                cuts=zeros, max_suffix_len=max((b - a for a, b in zip(bounds[:-1], bounds[1:])), default=0),
+                validate=False)
+        return prefix_suffix_attention(q, k, v, k[:0], v[:0], scale=scale, **kernel_args[q.device])
 
     def attend(layer_idx, q, k, v):
+        if use_triton(None, q):
+            return attend_kernel(q, k, v)
         out = torch.empty_like(q)
         for start, end in zip(bounds[:-1], bounds[1:]):
             if end > start:
