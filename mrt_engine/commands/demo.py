@@ -21,14 +21,12 @@ from mrt_engine.config.presets import shipped_config
 from mrt_engine.experiments.compare.arms import ARMS
 from mrt_engine.experiments.compare import run as compare_run  # by module: tests stand in for run_one
 from mrt_engine.experiments.compare.run import EvalSpec
+from mrt_engine.experiments.compare.publish import DEMO_ROWS
 from mrt_engine.trainer.sft import run_sft
 
 DEFAULT_ALGOS = ("grpo", "mrt_dense")
-# (key in the measurement, label, format); measurements from experiments.compare.evaluate
-ROWS = (("pass@1", "pass@1 (4 samples)", "{:.3f}"), ("tokens", "mean tokens", "{:.1f}"),
-        ("episodes", "episodes per trace", "{:.2f}"), ("progress", "mean episode progress", "{:+.3f}"),
-        ("j_empty", "J at empty prefix", "{:.3f}"), ("regret", "normalized regret", "{:.3f}"),
-        ("split_half_r", "progress split-half r", "{:.2f}"), ("spearman_brown", "progress Spearman-Brown", "{:.2f}"))
+# (key in the measurement, label, format): one list for this table and the published one
+ROWS = DEMO_ROWS
 
 
 def add_parser(sub):

@@ -24,6 +24,14 @@ from mrt_engine.experiments.exact_j_toy import ToyResult, format_table
 from .report import markdown_table
 from .run import _outcome, _verdict_lines
 
+# The demo's rows (`mrt-engine demo`): (key in the measurement, label, format); measurements
+# from experiments.compare.evaluate
+DEMO_ROWS = (("pass@1", "pass@1 (4 samples)", "{:.3f}"), ("tokens", "mean tokens", "{:.1f}"),
+             ("episodes", "episodes per trace", "{:.2f}"), ("progress", "mean episode progress", "{:+.3f}"),
+             ("j_empty", "J at empty prefix", "{:.3f}"), ("regret", "normalized regret", "{:.3f}"),
+             ("split_half_r", "progress split-half r", "{:.2f}"),
+             ("spearman_brown", "progress Spearman-Brown", "{:.2f}"))
+
 BLOCK = re.compile(r"(<!-- results: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
 
@@ -33,6 +41,8 @@ def results_markdown(report: dict) -> str:
     report of the exact-J toy (``mrt-engine toy``) gives the toy's table."""
     if "paired_vs_grpo" in report:
         return format_table(ToyResult(**report)) + f"\n\n{len(report['runs'])} runs in {report['seconds']:.1f} s."
+    if "columns" in report:  # `mrt-engine demo`: one seed, a column per policy
+        return demo_markdown(report)
     runs = report.get("runs", [])
     arms = list(report["summary"])
     seeds = sorted({r["seed"] for r in runs})
@@ -48,6 +58,17 @@ def results_markdown(report: dict) -> str:
             lines += ["", f"{decision['arm']} against {', '.join(decision['controls'])}: {_outcome(decision)}"]
             lines += _verdict_lines(decision)
     return "\n".join(lines)
+
+
+def demo_markdown(report: dict) -> str:
+    """The demo's table (one seed: the warm start, then each algorithm) as markdown."""
+    columns = report["columns"]
+    lines = ["| metric | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    for key, label, fmt in DEMO_ROWS:
+        if all(key in c for c in columns.values()):
+            lines.append(f"| {label} | " + " | ".join(fmt.format(c[key]) for c in columns.values()) + " |")
+    steps = ", ".join(f"{a} {n} steps / {report['train_tokens'][a]:,} tokens" for a, n in report["steps"].items())
+    return "\n".join(lines) + f"\n\nOne seed; {steps}; {report['seconds']:.0f} s in the demo."
 
 
 def update_blocks(text: str, *, root: Path, check: bool = False) -> tuple[str, list[str]]:
