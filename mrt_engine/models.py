@@ -44,7 +44,7 @@ R1_SHAPES = {
     "r1-7b-shapes": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
                          num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=131072),
     "r1-mini": dict(vocab_size=512, hidden_size=768, intermediate_size=2048, num_hidden_layers=2,
-                    num_attention_heads=6, num_key_value_heads=1, max_position_embeddings=4096),
+                    num_attention_heads=6, num_key_value_heads=1, max_position_embeddings=131072),
 }
 _R1_COMMON = dict(rms_norm_eps=1e-6, tie_word_embeddings=False, use_sliding_window=False)  # rope theta 1e4: the default
 EMBEDDED = ("tiny", "smollm2-135m", "demo", "demo-init", "digit", *R1_SHAPES)
