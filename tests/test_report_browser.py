@@ -83,13 +83,22 @@ def test_a_broken_script_is_caught(tmp_path):
     assert "report-errors\"></div>" not in dom  # the error box holds the message
 
 
-def test_screenshot_is_written(tmp_path):
+def test_screenshot_shows_the_loaded_report(tmp_path):
+    """One load gives both the DOM and the pixels: the script finished (status ok, no console
+    error) and the picture is the report, not a blank or an error page."""
+    import numpy as np
+    from PIL import Image  # matplotlib's own dependency
+
     out = report_file(tmp_path)
     png = tmp_path / "viewer.png"
-    run_browser(tmp_path, out.as_uri(), f"--screenshot={png}", "--window-size=1200,800")
-    data = png.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
-    assert int.from_bytes(data[16:20], "big") == 1200 and int.from_bytes(data[20:24], "big") == 800
+    dom, console = run_browser(tmp_path, out.as_uri(), "--dump-dom", f"--screenshot={png}", "--window-size=1200,800")
+    assert console == [] and 'data-report-status="ok"' in dom
+    pixels = np.asarray(Image.open(png).convert("RGB"), dtype=np.float64)
+    assert pixels.shape == (800, 1200, 3)
+    assert pixels.std() > 15, f"a near-uniform screenshot (std {pixels.std():.1f}): a blank page"
+    # the J charts' line and points (#3b5bdb), in the first screen of a 1200x800 window
+    chart = int((np.abs(pixels - (0x3B, 0x5B, 0xDB)).sum(axis=-1) <= 6).sum())
+    assert chart > 100, f"{chart} pixels of the J charts' colour: the charts did not render"
 
 
 def test_install_script_skips_when_present_and_installs_otherwise(tmp_path):
