@@ -97,6 +97,10 @@ def test_arms_are_the_shared_config_plus_their_keys():
     assert arm_config(base, "placebo_score", 0, "o")["algo"] == {"name": "mrt_dense_placebo",
                                                                  "progress": {"mode": "score"}}
     assert set(DEFAULT_ARMS) < set(ARMS)
+    from mrt_engine.experiments.compare.arms import CREDIT_ARMS  # every credit form and both placebos
+
+    assert set(CREDIT_ARMS) <= set(ARMS) and {"placebo", "placebo_within", "mrt_dense_centred"} <= set(CREDIT_ARMS)
+    assert arm_config(base, "placebo_within", 0, "o")["algo"]["name"] == "mrt_dense_placebo_within"
 
 
 def test_placebo_keeps_magnitudes_and_counts_but_moves_credit():
