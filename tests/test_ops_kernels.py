@@ -26,6 +26,7 @@ from mrt_engine.ops.logprob_triton import selective_log_prob_triton
 from mrt_engine.ops.attention_triton import (
     Tiles,
     branch_decode_attention_triton,
+    cascade_decode_attention_triton,
     paged_decode_attention_triton,
     paged_prefill_attention_triton,
     prefix_suffix_attention_triton,
@@ -174,6 +175,85 @@ def test_branch_decode_attention_matches_reference(name, dtype):
     close(branch_decode_attention(**case, backend="triton"), ref, dtype)
 
 
+# ---------------------------------------------------------------- cascade decode over one work list
+
+CASCADE = {
+    # name: (group_sizes, shared_lens, tail_lens, block_size, hq, hkv, plan_cascade_work options)
+    **{name: (*BRANCH[name][:-1], {}) for name in BRANCH},
+    "one_branch_length_1": ([1], [0], [1], 4, 2, 2, {}),
+    "group_rows_over_the_tile": ([21, 1], [32, 4], [1] * 21 + [3], 4, 4, 2, {"max_rows": 16}),
+    "long_prefix_split": ([3, 2], [200, 37], [5, 0, 9, 1, 17], 16, 6, 1,
+                          {"min_chunk_tokens": 16, "target_programs": 64}),
+    "nothing_to_attend": ([2, 1], [0, 0], [0, 4, 0], 4, 2, 2, {}),
+    "no_work_at_all": ([1], [0], [0], 4, 2, 2, {}),
+}
+
+
+def _cascade_work(case, **options):
+    from mrt_engine.ops import DecodePlan, plan_cascade_work
+
+    plan = DecodePlan(group_indptr=case["group_indptr"], shared_block_tables=case["shared_block_tables"],
+                      shared_lens=case["shared_lens"], tail_block_tables=case["tail_block_tables"],
+                      tail_lens=case["tail_lens"], max_shared_len=int(case["shared_lens"].max()),
+                      max_tail_len=int(case["tail_lens"].max()), max_group_size=0)
+    hq, hkv = case["q"].shape[1], case["k_cache"].shape[2]
+    return plan_cascade_work(plan, gqa_ratio=hq // hkv, num_kv_heads=hkv, **options)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(CASCADE))
+def test_cascade_decode_over_one_work_list_matches_reference(name, dtype):
+    *shape, options = CASCADE[name]
+    case = branch_case(*shape, d=8 if name in BRANCH else 24, dtype=dtype)
+    work = _cascade_work(case, **options)
+    out, lse = cascade_decode_attention_triton(case["q"], case["k_cache"], case["v_cache"], work=work,
+                                               scale=case["scale"], return_lse=True)
+    ref, ref_lse = branch_decode_attention_with_lse(**case)
+    assert out.dtype == dtype
+    close(out, ref, dtype, what="out")
+    close(lse, ref_lse, dtype, what="lse")
+    close(branch_decode_attention(**case, backend="triton", work=work), ref, dtype)
+
+
+def test_cascade_work_list_is_balanced_longest_first_and_covers_every_key_once():
+    case = branch_case(*CASCADE["long_prefix_split"][:-1], d=8)
+    work = _cascade_work(case, min_chunk_tokens=16, target_programs=64)
+    items = work.items.tolist()
+    lengths = [hi - lo for _, _, _, lo, hi, _ in items]
+    assert lengths == sorted(lengths, reverse=True) and max(lengths) == work.chunk_tokens
+    assert sum(1 for *_, row, lo, hi, _ in items if row == 0) > 1  # the 200-token prefix is split
+    assert all(n * 6 <= work.block_q for _, n, *_ in items)
+    # every sequence reads its shared keys and its tail keys exactly once
+    group_of = torch.repeat_interleave(torch.arange(2), torch.tensor([3, 2])).tolist()
+    for b in range(5):
+        seen = {}
+        for first, n, row, lo, hi, _ in items:
+            if first <= b < first + n:
+                seen.setdefault(row, []).append((lo, hi))
+        spans = {row: sorted(r) for row, r in seen.items()}
+        expect = {}
+        if int(case["shared_lens"][group_of[b]]):
+            expect[group_of[b]] = int(case["shared_lens"][group_of[b]])
+        if int(case["tail_lens"][b]):
+            expect[2 + b] = int(case["tail_lens"][b])
+        assert set(spans) == set(expect)
+        for row, r in spans.items():
+            assert r[0][0] == 0 and r[-1][1] == expect[row] and all(a[1] == c[0] for a, c in zip(r, r[1:]))
+    num_entries = work.merge_indptr[1:] - work.merge_indptr[:-1]
+    assert num_entries.tolist() == [sum(1 for first, n, *_ in items if first <= b < first + n) for b in range(5)]
+
+
+def test_cascade_decode_bf16_under_the_switch(monkeypatch):
+    monkeypatch.setenv("MRT_TRITON_CPU", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    case = branch_case([3, 1], [32, 16], [2, 5, 1, 7], 16, 6, 1, d=16, dtype=torch.bfloat16)
+    work = _cascade_work(case)
+    out = branch_decode_attention(**case, work=work)
+    f32 = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in case.items()}
+    assert out.dtype == torch.bfloat16
+    close(out, branch_decode_attention_with_lse(**f32)[0], torch.bfloat16, what="bf16 cascade")
+
+
 # ---------------------------------------------------------------- paged prefill (the engine's prefill)
 
 PREFILL = {
@@ -267,9 +347,12 @@ def test_cuda_kernels_match_reference(dtype):
     close(prefix_suffix_attention(**case), ref, dtype, what="cuda scoring")
 
     case = branch_case([8, 1, 3], [512, 64, 48], [1, 5, 17, 30, 2, 2, 2, 9, 0, 3, 4, 70], 16, 8, 2, 64, dtype=dtype)
+    work = _cascade_work(case, min_chunk_tokens=128).to(dev)  # the 512-token prefix in 4 parts
     case = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in case.items()}
     f32 = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in case.items()}
     close(branch_decode_attention(**case), branch_decode_attention_with_lse(**f32)[0], dtype, what="cuda branch")
+    close(branch_decode_attention(**case, work=work), branch_decode_attention_with_lse(**f32)[0], dtype,
+          what="cuda cascade over one work list")
     pcase = paged_case([1, 700, 33, 0], 16, 8, 2, 64, dtype=dtype)
     pcase = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in pcase.items()}
     p32 = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in pcase.items()}

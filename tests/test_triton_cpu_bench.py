@@ -100,8 +100,8 @@ def test_engine_prefill_and_decode_through_the_kernels_match_the_cpu_path(monkey
     greedy = SamplingParams(n=2, temperature=0.0, max_tokens=6, ignore_eos=True)
     one = SamplingParams(n=1, temperature=0.0, max_tokens=6, ignore_eos=True)
 
-    def run():
-        gen = Generator(model, tok, num_blocks=256, block_size=4, max_num_batched_tokens=8)
+    def run(**engine):
+        gen = Generator(model, tok, num_blocks=256, block_size=4, max_num_batched_tokens=8, **engine)
         outs = gen.generate(prompts, greedy)
         branched = gen.branch_many([(prompts[0], [0, 5, 9, len(prompts[0])], [suffix] * 4), (prompts[1], [1], [[]])],
                                    [greedy, one])
@@ -111,15 +111,18 @@ def test_engine_prefill_and_decode_through_the_kernels_match_the_cpu_path(monkey
 
     monkeypatch.delenv("MRT_TRITON_CPU", raising=False)
     cpu_gen, cpu_tokens = run()
-    assert not cpu_gen.runner.prefill_kernel
+    assert not cpu_gen.runner.triton_kernels
     monkeypatch.setenv("MRT_TRITON_CPU", "1")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     gen, tokens = run()
-    assert gen.runner.backend == "ops" and gen.runner.prefill_kernel
+    assert gen.runner.backend == "ops" and gen.runner.triton_kernels
+    assert tokens == cpu_tokens
+    _, tokens = run(cascade_work_list=True)  # decode's cascade as one launch over a work list
     assert tokens == cpu_tokens
 
 
-def test_engine_through_the_kernels_in_bf16_at_r1_mini(monkeypatch):
+@pytest.mark.parametrize("work_list", [False, True])
+def test_engine_through_the_kernels_in_bf16_at_r1_mini(monkeypatch, work_list):
     # The 1.5B model's kernel constants (heads of 128, GQA 6:1, q/k/v bias) in bf16: every
     # sampled token's log-prob is the model's own (bf16 enters the kernels as fp32 here).
     from mrt_engine.engine import Generator, SamplingParams
@@ -132,8 +135,8 @@ def test_engine_through_the_kernels_in_bf16_at_r1_mini(monkeypatch):
         model.lm_head.weight.mul_(30)  # bf16 noise moves a log-prob by ~0.13, dropping the cached keys by ~40
         for layer in model.model.layers:
             layer.self_attn.q_proj.weight.mul_(4)
-    gen = Generator(model, tok, num_blocks=64, block_size=16, max_num_batched_tokens=24)
-    assert gen.runner.prefill_kernel
+    gen = Generator(model, tok, num_blocks=64, block_size=16, max_num_batched_tokens=24, cascade_work_list=work_list)
+    assert gen.runner.triton_kernels
     prompt = list(range(3, 40))
     params = SamplingParams(n=3, temperature=1.0, max_tokens=5, seed=4, logprobs=True, ignore_eos=True)
     for cut in gen.branch(prompt, [0, 17, len(prompt)], [[7, 8], [7, 8], [7]], params):

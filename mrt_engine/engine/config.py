@@ -84,6 +84,10 @@ class EngineConfig:
     # one launch per layer; Triton on CUDA), "torch" (the cascade reference), "sdpa" (flat decode
     # and per-chunk prefill on fused SDPA: the fastest on CPU); "auto" = ops on CUDA, sdpa on CPU
     attention_backend: str = "auto"
+    # "ops" where Triton runs: each decode step's cascade as one launch over a host-built,
+    # load-balanced work list plus one merge launch (ops.plan_cascade_work), instead of a
+    # grouped shared pass, a tail pass and torch merges; off until a GPU run measures it
+    cascade_work_list: bool = False
     # CPU threads of a generate call: "auto" = torch's setting lowered to the cores idle when
     # the call starts (a second job on the machine must not collapse us), an int, or None
     # (leave torch's setting); see mrt_engine/threads.py. Ignored on CUDA.

@@ -154,7 +154,7 @@ class DecodeAttention:
     """
 
     def __init__(self, cache: PagedKVCache, seqs: list[Sequence], scale: float, *, cascade: bool = True,
-                 backend: str | None = None):
+                 backend: str | None = None, work_list: bool = False, gqa_ratio: int = 1):
         bs = cache.block_size
         device = cache.kv.device
         self.cache, self.scale, self.backend = cache, scale, backend
@@ -162,8 +162,12 @@ class DecodeAttention:
         self.slots = torch.tensor([s.block_table[(n - 1) // bs] * bs + (n - 1) % bs for s, n in zip(seqs, lens)],
                                   device=device)
         group_ids = [s.group_id for s in seqs] if cascade else list(range(len(seqs)))
-        self.plan = ops.plan_decode([s.block_table for s in seqs], lens, block_size=bs, group_ids=group_ids).to(device)
+        plan = ops.plan_decode([s.block_table for s in seqs], lens, block_size=bs, group_ids=group_ids)
+        self.plan = plan.to(device)
         self._args = self.plan.attention_args()
+        if work_list:  # the Triton path's one-launch cascade (``ops.plan_cascade_work``), planned once per step
+            self._args["work"] = ops.plan_cascade_work(plan, gqa_ratio=gqa_ratio,
+                                                       num_kv_heads=cache.kv.shape[-2]).to(device)
 
     def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         self.cache.write(layer, self.slots, k, v)

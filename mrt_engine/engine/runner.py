@@ -39,8 +39,8 @@ class ModelRunner:
         self.cache = PagedKVCache(num_layers=shape.num_layers, num_blocks=num_blocks, block_size=config.block_size,
                                   num_kv_heads=shape.num_kv_heads, head_dim=shape.head_dim,
                                   dtype=forward.dtype, device=forward.device)
-        # Prefill through the paged prefill kernel wherever the decode runs the Triton kernels.
-        self.prefill_kernel = self.backend == "ops" and use_triton(None, self.cache.kv)
+        # Where decode runs the Triton kernels, prefill does too (and the one-launch cascade may).
+        self.triton_kernels = self.backend == "ops" and use_triton(None, self.cache.kv)
 
     @torch.inference_mode()
     def execute(self, batch: ScheduledBatch) -> tuple[list[Sequence], list[Sequence], torch.Tensor | None]:
@@ -55,7 +55,7 @@ class ModelRunner:
                 start = seq.num_computed_tokens
                 ids += seq.token_ids[start:start + n]
                 pos += range(start, start + n)
-            attend = PrefillAttention(self.cache, seqs, counts, scale, kernel=self.prefill_kernel)
+            attend = PrefillAttention(self.cache, seqs, counts, scale, kernel=self.triton_kernels)
             sampling = [s.num_computed_tokens + n == len(s) for s, n in zip(seqs, counts)]
             # the last row of each chunk that ends its prompt (indices from the host: no sync)
             rows = torch.tensor([end - 1 for end, keep in zip(attend.indptr[1:], sampling) if keep], dtype=torch.long,
@@ -69,7 +69,9 @@ class ModelRunner:
                 attend = FlatDecodeAttention(self.cache, seqs, scale)
             else:
                 attend = DecodeAttention(self.cache, seqs, scale, cascade=self.config.cascade,
-                                         backend=None if self.backend == "ops" else "torch")
+                                         backend=None if self.backend == "ops" else "torch",
+                                         work_list=self.config.cascade_work_list and self.triton_kernels,
+                                         gqa_ratio=self.forward.shape.num_heads // self.forward.shape.num_kv_heads)
             rows = None
             samplers = seqs
         input_ids = torch.tensor(ids, device=device)  # [T]

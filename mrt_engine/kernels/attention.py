@@ -204,3 +204,104 @@ def paged_prefill_kernel(q_ptr, k_cache_ptr, v_cache_ptr, o_ptr, lse_ptr, q_indp
         tl.store(o_ptr + (s0 + tok)[:, None] * stride_o + head[:, None] * HEAD_DIM + d[None, :],
                  out.to(o_ptr.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
         tl.store(lse_ptr + (s0 + tok) * NUM_Q_HEADS + head, m_i + tl.log(l_i), mask=row_ok)
+
+
+@triton.jit(do_not_specialize=["stride_table"])
+def cascade_decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, part_o_ptr, part_lse_ptr, items_ptr, tables_ptr,
+                          stride_q, stride_cache_block, stride_cache_token, stride_table, scale,
+                          NUM_Q_HEADS: tl.constexpr, GQA_RATIO: tl.constexpr, HEAD_DIM: tl.constexpr,
+                          BLOCK_D: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
+                          KV_BLOCK_SIZE: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """Grid (work items, kv heads): a decode step's whole cascade in one launch.
+
+    Item w = ``items[w]`` = (first_seq, num_seqs, table_row, key_lo, key_hi, partial_row): the
+    queries of sequences ``first_seq : first_seq + num_seqs`` (x GQA heads: the tile's rows)
+    attend keys ``key_lo : key_hi`` of blocks ``tables[table_row]``, whole key tiles without
+    a mask, and write partial states (fp32 out, natural-log lse; -inf for an empty range) to
+    rows ``partial_row`` onward of part_o [P, Hq, D] and part_lse [P, Hq].
+    """
+    w = tl.program_id(0)
+    kvh = tl.program_id(1)
+    item = items_ptr + w * 6
+    first_seq = tl.load(item)
+    num_rows = tl.load(item + 1) * GQA_RATIO
+    table = tables_ptr + tl.load(item + 2).to(tl.int64) * stride_table
+    lo = tl.load(item + 3)
+    hi = tl.load(item + 4)
+    partial_row = tl.load(item + 5)
+    j = tl.arange(0, BLOCK_Q)
+    row_ok = j < num_rows
+    head = kvh * GQA_RATIO + j % GQA_RATIO
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < HEAD_DIM
+    q = tl.load(q_ptr + (first_seq + j // GQA_RATIO)[:, None] * stride_q + head[:, None] * HEAD_DIM + d[None, :],
+                mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    m_i = tl.full((BLOCK_Q,), float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_Q,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_Q, BLOCK_D), dtype=tl.float32)
+    full_hi = lo + ((hi - lo) // BLOCK_N) * BLOCK_N
+    for t0 in range(lo, full_hi, BLOCK_N):
+        tpos = t0 + tl.arange(0, BLOCK_N)
+        block = tl.load(table + tpos // KV_BLOCK_SIZE)
+        offs = (block.to(tl.int64) * stride_cache_block + (tpos % KV_BLOCK_SIZE) * stride_cache_token)[:, None] \
+            + kvh * HEAD_DIM + d[None, :]
+        k = tl.load(k_cache_ptr + offs, mask=d_ok[None, :], other=0.0)
+        v = tl.load(v_cache_ptr + offs, mask=d_ok[None, :], other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale
+        m_i, l_i, acc = _online_update(s, v, m_i, l_i, acc, DOT_PRECISION)
+    if full_hi < hi:  # the last, partial key tile
+        tpos = full_hi + tl.arange(0, BLOCK_N)
+        t_ok = tpos < hi
+        block = tl.load(table + tpos // KV_BLOCK_SIZE, mask=t_ok, other=0)
+        offs = (block.to(tl.int64) * stride_cache_block + (tpos % KV_BLOCK_SIZE) * stride_cache_token)[:, None] \
+            + kvh * HEAD_DIM + d[None, :]
+        kv_mask = t_ok[:, None] & d_ok[None, :]
+        k = tl.load(k_cache_ptr + offs, mask=kv_mask, other=0.0)
+        v = tl.load(v_cache_ptr + offs, mask=kv_mask, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale
+        s = tl.where(t_ok[None, :], s, float("-inf"))
+        m_i, l_i, acc = _online_update(s, v, m_i, l_i, acc, DOT_PRECISION)
+    empty = l_i == 0.0
+    out = tl.where(empty[:, None], 0.0, acc / tl.where(empty, 1.0, l_i)[:, None])
+    lse = tl.where(empty, float("-inf"), m_i + tl.log(tl.where(empty, 1.0, l_i)))
+    row = (partial_row + j // GQA_RATIO) * NUM_Q_HEADS + head  # [BLOCK_Q] rows of part_lse
+    tl.store(part_o_ptr + row[:, None] * HEAD_DIM + d[None, :], out, mask=row_ok[:, None] & d_ok[None, :])
+    tl.store(part_lse_ptr + row, lse, mask=row_ok)
+
+
+@triton.jit
+def merge_partials_kernel(part_o_ptr, part_lse_ptr, merge_indptr_ptr, merge_rows_ptr, o_ptr, lse_ptr, stride_o,
+                          NUM_Q_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_H: tl.constexpr,
+                          BLOCK_D: tl.constexpr):
+    """Grid (sequences, head blocks): sequence b's partial states, rows
+    ``merge_rows[merge_indptr[b]:merge_indptr[b+1]]`` of part_o [P, Hq, D] / part_lse [P, Hq],
+    merged by their natural-log LSEs -> out [B, Hq, D] (dtype of o), lse [B, Hq] fp32; no
+    partials (or only empty ones) -> (0, -inf)."""
+    b = tl.program_id(0)
+    h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    h_ok = h < NUM_Q_HEADS
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < HEAD_DIM
+    e0 = tl.load(merge_indptr_ptr + b)
+    e1 = tl.load(merge_indptr_ptr + b + 1)
+    m = tl.full((BLOCK_H,), float("-inf"), dtype=tl.float32)
+    l_sum = tl.zeros((BLOCK_H,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_H, BLOCK_D), dtype=tl.float32)
+    for e in range(e0, e1):
+        p = tl.load(merge_rows_ptr + e).to(tl.int64)
+        s = tl.load(part_lse_ptr + p * NUM_Q_HEADS + h, mask=h_ok, other=float("-inf"))
+        o = tl.load(part_o_ptr + (p * NUM_Q_HEADS + h)[:, None] * HEAD_DIM + d[None, :],
+                    mask=h_ok[:, None] & d_ok[None, :], other=0.0)
+        m_new = tl.maximum(m, s)
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp(m - m_safe)
+        weight = tl.exp(s - m_safe)
+        l_sum = l_sum * alpha + weight
+        acc = acc * alpha[:, None] + weight[:, None] * o
+        m = m_new
+    empty = l_sum == 0.0
+    out = tl.where(empty[:, None], 0.0, acc / tl.where(empty, 1.0, l_sum)[:, None])
+    lse = tl.where(empty, float("-inf"), m + tl.log(tl.where(empty, 1.0, l_sum)))
+    tl.store(o_ptr + b * stride_o + h[:, None] * HEAD_DIM + d[None, :], out.to(o_ptr.dtype.element_ty),
+             mask=h_ok[:, None] & d_ok[None, :])
+    tl.store(lse_ptr + b * NUM_Q_HEADS + h, lse, mask=h_ok)

@@ -29,7 +29,7 @@ from .attention_tree import (
 from .logprob import selective_log_prob
 from .logprob_ref import selective_log_prob_reference
 from .merge import merge_state, merge_states
-from .plan import DecodePlan, ScoringPlan, plan_decode, plan_scoring
+from .plan import CascadeWork, DecodePlan, ScoringPlan, plan_cascade_work, plan_decode, plan_scoring
 
 __all__ = [
     "selective_log_prob", "selective_log_prob_reference",
@@ -39,5 +39,5 @@ __all__ = [
     "branch_decode_attention", "branch_decode_attention_reference", "branch_decode_attention_with_lse",
     "merge_state", "merge_states",
     "tree_attention", "tree_attention_reference", "tree_attention_sdpa", "TreeAttentionPlan", "plan_tree_attention",
-    "ScoringPlan", "DecodePlan", "plan_scoring", "plan_decode", "triton_on_cpu",
+    "ScoringPlan", "DecodePlan", "plan_scoring", "plan_decode", "CascadeWork", "plan_cascade_work", "triton_on_cpu",
 ]

@@ -5,16 +5,20 @@ attention) and the references for decode; ``backend="torch"`` forces the referen
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ._dispatch import interpreter_cache, interpreter_dtype, use_triton
 from .attention_sdpa import prefix_suffix_attention_sdpa
 from .attention_ref import (
     branch_decode_attention_reference,
+    check_branch_inputs,
     paged_decode_attention_reference,
     paged_prefill_attention_reference,
     prefix_suffix_attention_reference,
 )
 from .attention_triton import (
     branch_decode_attention_triton,
+    cascade_decode_attention_triton,
     paged_decode_attention_triton,
     paged_prefill_attention_triton,
     prefix_suffix_attention_triton,
@@ -71,14 +75,24 @@ def paged_prefill_attention(q, k_cache, v_cache, *, q_indptr, block_tables, cach
 
 def branch_decode_attention(q, k_cache, v_cache, *, group_indptr, shared_block_tables, shared_lens,
                             tail_block_tables, tail_lens, scale, max_shared_len=None, max_tail_len=None,
-                            max_group_size=None, validate=True, backend=None):
+                            max_group_size=None, validate=True, backend=None, work=None):
     """Cascade decode (shared prefix read once per group) -> [B, Hq, D]; see the reference.
 
     ``validate=False`` skips the value checks (``DecodePlan.attention_args()`` passes it);
-    Triton only: the ``max_*`` host ints remove the last host syncs of each call.
+    Triton only: the ``max_*`` host ints remove the last host syncs of each call. ``work``
+    (``ops.plan_cascade_work`` of the same plan, on q's device), Triton only: the whole cascade
+    in one launch over the work list plus one merge launch, instead of a grouped pass, a tail
+    pass and torch merges; the torch paths ignore it.
     """
     kw = dict(group_indptr=group_indptr, shared_block_tables=shared_block_tables, shared_lens=shared_lens,
               tail_block_tables=tail_block_tables, tail_lens=tail_lens, scale=scale, validate=validate)
+    if work is not None and use_triton(backend, q, k_cache):
+        if validate:
+            check_branch_inputs(q, k_cache, v_cache, group_indptr, shared_block_tables, shared_lens,
+                                tail_block_tables, tail_lens)
+        k, v, tables = interpreter_cache(k_cache, v_cache, work.tables)
+        return cascade_decode_attention_triton(*interpreter_dtype(q), k, v, work=replace(work, tables=tables),
+                                               scale=scale).to(q.dtype)
     if use_triton(backend, q, k_cache):
         k, v, shared, tail = interpreter_cache(k_cache, v_cache, shared_block_tables, tail_block_tables)
         return branch_decode_attention_triton(*interpreter_dtype(q), k, v, max_shared_len=max_shared_len,

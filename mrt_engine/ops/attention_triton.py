@@ -186,6 +186,47 @@ def grouped_paged_decode_triton(q, k_cache, v_cache, *, group_indptr, block_tabl
     return merge_states(out, lse)
 
 
+def cascade_decode_attention_triton(q, k_cache, v_cache, *, work, scale, return_lse=False, tiles: Tiles = _DEFAULT):
+    """Cascade decode as one launch over ``work`` (an ``ops.plan.CascadeWork`` on q's device)
+    and one merge launch -> out [B, Hq, D] (dtype of q) (and lse [B, Hq] fp32 if asked).
+
+    No host sync: every size comes from the host-built work list. ``tiles.block_n`` /
+    ``num_warps`` / ``num_stages`` tune the main kernel; its rows per program are the plan's
+    ``work.block_q``.
+    """
+    check(k_cache.is_contiguous() and v_cache.is_contiguous(),
+          "k_cache/v_cache must be contiguous [num_blocks, block_size, Hkv, D] tensors")
+    _check_dtype(q, k_cache, v_cache)
+    B, hq, d = q.shape
+    block_size, hkv = k_cache.shape[1], k_cache.shape[2]
+    check(hq % hkv == 0 and k_cache.shape[3] == d, f"q {tuple(q.shape)} does not fit cache heads/dim "
+                                                   f"{tuple(k_cache.shape[2:])}")
+    check(work.merge_indptr.shape[0] == B + 1, f"the work list was planned for {work.merge_indptr.shape[0] - 1} "
+                                               f"sequences, q has {B}")
+    ratio = hq // hkv
+    q = q.contiguous()
+    part_o = torch.empty(max(1, work.num_partials), hq, d, dtype=torch.float32, device=q.device)  # [P, Hq, D]
+    part_lse = torch.empty(max(1, work.num_partials), hq, dtype=torch.float32, device=q.device)  # [P, Hq]
+    block_d = _pow2_at_least(d)
+    num_items = work.items.shape[0]
+    if num_items:
+        block_n = tiles.block_n or _pow2_at_least(block_size, 64 if _gpu_tiles(q) else 16)
+        _kernels.load().cascade_decode_kernel[(num_items, hkv)](
+            q, k_cache, v_cache, part_o, part_lse, work.items, work.tables,
+            q.stride(0), k_cache.stride(0), k_cache.stride(1), work.tables.stride(0), float(scale),
+            NUM_Q_HEADS=hq, GQA_RATIO=ratio, HEAD_DIM=d, BLOCK_D=block_d, BLOCK_Q=work.block_q, BLOCK_N=block_n,
+            KV_BLOCK_SIZE=block_size, DOT_PRECISION=_dot_precision(q.dtype),
+            **tiles.launch_options(4 if q.is_cuda else 1, num_stages=3 if q.is_cuda else None))
+    out = torch.empty_like(q)  # [B, Hq, D]
+    lse = torch.empty(B, hq, dtype=torch.float32, device=q.device)
+    if B:
+        block_h = min(_pow2_at_least(hq, 1), max(1, 4096 // block_d))  # a [heads, D] tile of <= 4K fp32
+        _kernels.load().merge_partials_kernel[(B, _cdiv(hq, block_h))](
+            part_o, part_lse, work.merge_indptr, work.merge_rows, out, lse, out.stride(0),
+            NUM_Q_HEADS=hq, HEAD_DIM=d, BLOCK_H=block_h, BLOCK_D=block_d, num_warps=4 if q.is_cuda else 1)
+    return (out, lse) if return_lse else out
+
+
 def paged_decode_attention_triton(q, k_cache, v_cache, *, block_tables, context_lens, scale, num_splits=None,
                                   max_context_len=None, validate=True, return_lse=False):
     """Triton path of ``paged_decode_attention`` (each sequence its own group of one).

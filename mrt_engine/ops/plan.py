@@ -180,3 +180,81 @@ def plan_decode(block_tables: Sequence[Sequence[int]], context_lens: Sequence[in
         tail_lens=_i32(lists["tail_lens"]), max_shared_len=max(lists["shared_lens"], default=0),
         max_tail_len=max(lists["tail_lens"], default=0), max_group_size=max((b - a for a, b in zip(gi, gi[1:])), default=0),
     )
+
+
+@dataclass(frozen=True)
+class CascadeWork:
+    """A decode step's cascade attention as one work list (``plan_cascade_work``); feeds
+    ``branch_decode_attention(..., work=)`` on the Triton path: one launch over the items, one
+    merge launch.
+
+    Item w (a row of ``items``) is one program per kv head: the queries of sequences
+    ``first_seq : first_seq + num_seqs`` (x GQA heads: at most ``block_q`` rows, so a group's
+    members share each K/V tile they read) attend keys ``key_lo : key_hi`` of table row
+    ``table_row`` and write their partial states to rows ``partial_row : partial_row + num_seqs``.
+    The merge combines sequence b's partial rows ``merge_rows[merge_indptr[b]:merge_indptr[b+1]]``.
+    """
+
+    items: torch.Tensor  # [W, 6] (first_seq, num_seqs, table_row, key_lo, key_hi, partial_row), longest first
+    tables: torch.Tensor  # [G + B, width]: the G groups' shared blocks, then the B sequences' tail blocks
+    merge_indptr: torch.Tensor  # [B+1]
+    merge_rows: torch.Tensor  # [E] partial rows, sequence by sequence
+    num_partials: int  # P rows of partial states
+    block_q: int  # rows (sequence, q head) per program: a power of two >= 16
+    chunk_tokens: int  # the longest key range of one item
+
+    def to(self, device) -> "CascadeWork":
+        """The same work list with its tensors on ``device`` (once per step, not per layer)."""
+        return _to(self, device)
+
+
+def plan_cascade_work(plan: DecodePlan, *, gqa_ratio: int, num_kv_heads: int, max_rows: int = 64,
+                      target_programs: int = 2 * 132, min_chunk_tokens: int = 256) -> CascadeWork:
+    """Lay a ``DecodePlan`` (CPU tensors) out as a load-balanced work list.
+
+    Every group's shared prefix and every sequence's tail is a key range read by one set of
+    queries: a group's members together (up to ``max_rows`` (sequence, q head) rows, so each
+    prefix byte is read once for them), a tail by its own sequence. Ranges longer than the
+    chunk are cut into near-equal parts (split-KV), the chunk sized so the items fill about
+    ``target_programs`` programs (``num_kv_heads`` per item; two waves of an H100/H200) and
+    never shorter than ``min_chunk_tokens``. Items run longest first.
+    """
+    check(gqa_ratio >= 1 and num_kv_heads >= 1 and max_rows >= 1, "gqa_ratio, num_kv_heads and max_rows must be >= 1")
+    gi = plan.group_indptr.tolist()
+    shared, tails = plan.shared_lens.tolist(), plan.tail_lens.tolist()
+    num_groups, num_seqs = len(shared), len(tails)
+    seqs_per_item = max(1, max_rows // gqa_ratio)
+    ranges = []  # (first_seq, num_seqs, table_row, num_keys) before the keys are split
+    for g in range(num_groups):
+        if shared[g]:
+            for s0 in range(gi[g], gi[g + 1], seqs_per_item):
+                ranges.append((s0, min(seqs_per_item, gi[g + 1] - s0), g, shared[g]))
+    for b in range(num_seqs):
+        if tails[b]:
+            ranges.append((b, 1, num_groups + b, tails[b]))
+    total = sum(n for *_, n in ranges)
+    chunk = max(min_chunk_tokens, -(-total * num_kv_heads // max(1, target_programs)))
+    items, partials = [], [[] for _ in range(num_seqs)]
+    p = 0
+    for s0, count, row, n in ranges:
+        parts = -(-n // chunk)
+        step = -(-(-(-n // parts)) // 16) * 16  # near-equal parts, whole 16-key tiles
+        for lo in range(0, n, step):
+            items.append((s0, count, row, lo, min(n, lo + step), p))
+            for k in range(count):
+                partials[s0 + k].append(p + k)
+            p += count
+    items.sort(key=lambda it: it[3] - it[4])  # longest key range first (stable)
+    width = max(plan.shared_block_tables.shape[1], plan.tail_block_tables.shape[1])
+    pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[1]))  # noqa: E731
+    merge_indptr = [0]
+    for rows in partials:
+        merge_indptr.append(merge_indptr[-1] + len(rows))
+    rows_per_item = max((it[1] for it in items), default=1) * gqa_ratio
+    return CascadeWork(
+        items=torch.tensor(items, dtype=torch.int32).reshape(-1, 6),
+        tables=torch.cat([pad(plan.shared_block_tables), pad(plan.tail_block_tables)]).to(torch.int32),
+        # (one entry at least: a kernel argument must not be an empty, null-pointer tensor)
+        merge_indptr=_i32(merge_indptr), merge_rows=_i32([r for rows in partials for r in rows] or [0]),
+        num_partials=p, block_q=max(16, 1 << (rows_per_item - 1).bit_length()),
+        chunk_tokens=max((it[4] - it[3] for it in items), default=0))
