@@ -71,6 +71,9 @@ class ScriptedGenerator:
             outs.append([GenerationOutput(context, encode(self.tok, reply), reply, None, "stop")] * params.n)
         return outs
 
+    def branch_many(self, traces, params):  # what sample mode calls: all traces of a step at once
+        return [self.branch(prefix, cuts, suffixes, p) for (prefix, cuts, suffixes), p in zip(traces, params)]
+
 
 def _estimator(tok, gen=None):
     config = EstimatorConfig(mode="sample", template=TEMPLATE, num_branches=2, max_answer_tokens=4, max_cuts=6,
