@@ -9,6 +9,7 @@ import copy
 import pytest
 import torch
 
+from metric_rows import assert_same_metrics
 from mrt_engine.config import TrainConfig
 from mrt_engine.config.presets import shipped_config
 from mrt_engine.trainer.logger import read_metrics
@@ -16,8 +17,6 @@ from mrt_engine.trainer import Trainer, train
 
 ALGOS = ("grpo", "mrt_scalar", "mrt_dense", "mrt_dense_placebo", "length_penalty", "star", "mrt_star",
          "mrt_dense_to_go", "mrt_dense_centred", "mrt_dense_placebo_within")
-# Timing metrics differ run to run; everything else must match exactly on resume.
-TIMING = ("tokens_per_s", "step_time_s", "time/generation_s", "time/progress_s", "time/credit_s", "time/update_s")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -120,10 +119,7 @@ def test_resume_continues_exactly(tmp_path, algo):
     resumed = train(part)
     assert [h["step"] for h in resumed.history] == [2, 3, 4]
     for a, b in zip(ref.history[1:], resumed.history):
-        for key in a:
-            if key not in TIMING:
-                same = a[key] == b[key] or (a[key] != a[key] and b[key] != b[key])  # NaN: undefined in both
-                assert same, f"step {a['step']} {key}: uninterrupted {a[key]} vs resumed {b[key]}"
+        assert_same_metrics(a, b, where=f"step {a['step']}: uninterrupted vs resumed")  # exactly
     # the JSONL log of the resumed run holds each step once
     steps = [r["step"] for r in read_metrics(tmp_path / "part" / algo / "metrics.jsonl") if "reward" in r]
     assert steps == [1, 2, 3, 4]

@@ -25,7 +25,8 @@ are allowlisted, as torch documents.
 Test hook: with ``MRT_CHECKPOINT_PAUSE_STEP=<k>`` in the environment, saving step ``k`` stops
 half-way (weights written, trainer state not yet), creates ``checkpoints/.paused_step_<k>`` and
 sleeps, so a test can SIGKILL the process in the middle of a write
-(tests/test_rl_checkpoint_crash.py). Nothing else reads it.
+(tests/test_rl_checkpoint_crash.py; the distributed save honours it on rank 0, for
+tests/test_dist.py). Nothing else reads it.
 """
 from __future__ import annotations
 
@@ -141,7 +142,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _pause_for_test(root: Path, step: int) -> None:
+def pause_for_test(root: Path, step: int) -> None:
     if os.environ.get(PAUSE_ENV) == str(step):
         (root / f".paused_{_PREFIX}{step}").touch()
         time.sleep(3600)  # the test SIGKILLs us here
@@ -183,7 +184,7 @@ def save_checkpoint(output_dir: str | Path, step: int, *, model, optimizer=None,
     tmp = root / f".tmp_{_PREFIX}{step}_{os.getpid()}"
     tmp.mkdir()
     save_weights(model, tmp / "model.safetensors")
-    _pause_for_test(root, step)
+    pause_for_test(root, step)
     torch.save(state, tmp / "trainer_state.pt")
     if hasattr(model, "config") and hasattr(model.config, "to_dict"):
         (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1, default=str))

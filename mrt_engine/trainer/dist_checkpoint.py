@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from mrt_engine.trainer import dist
-from mrt_engine.trainer.checkpoint import list_checkpoints
+from mrt_engine.trainer.checkpoint import list_checkpoints, pause_for_test
 
 
 def is_distributed_checkpoint(path: str | Path) -> bool:
@@ -49,6 +49,7 @@ def save_distributed(output_dir: str | Path, step: int, *, policy, optimizer, sc
     full = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if dist.rank() == 0:
         save_file(_unique(full, dist.unwrap(policy)), str(tmp / "model.safetensors"))
+        pause_for_test(root, step)  # a test hook (see checkpoint.py): a kill mid-write
         torch.save({"step": step, "cursor": cursor, "extra": extra, "world_size": dist.world_size(),
                     "scheduler": scheduler.state_dict()}, tmp / "trainer_state.pt")
         for f in tmp.rglob("*"):
