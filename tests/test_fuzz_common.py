@@ -5,13 +5,12 @@ Each fuzz test runs ``fuzz(name, check, *strategies, max_examples=N)``: the prop
 CI (``CI=true``: a failure there reproduces; locally every run explores new inputs). It
 asserts that all N inputs ran and prints ``fuzz NAME: N inputs in T s`` (see with ``-s``).
 
-Bugs found in code owned elsewhere are not fixed here: the property tolerates exactly that
-failure (``KnownBug.seen``), counts it, and a deterministic test of the bug's smallest case
-calls ``pytest.xfail("bug: ...")`` while the bug is there (and passes once it is fixed).
+A bug a fuzz test finds is fixed where it lives, and its smallest case becomes a plain
+regression test beside the property: the property itself tolerates no exception type it does
+not promise.
 """
 import os
 import time
-from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,22 +38,6 @@ def fuzz(name: str, check, *strategies, max_examples: int) -> int:
     print(f"fuzz {name}: {calls[0]} inputs in {seconds:.1f} s")
     assert calls[0] >= max_examples, f"{name}: only {calls[0]} of {max_examples} inputs ran"
     return calls[0]
-
-
-@dataclass
-class KnownBug:
-    """A failure already reported (``text`` names it); ``seen(exc, case)`` recognises and counts it."""
-
-    text: str
-    exc_type: type
-    needle: str = ""
-    hits: list = field(default_factory=list)
-
-    def seen(self, exc: BaseException, case) -> bool:
-        if isinstance(exc, self.exc_type) and self.needle in str(exc):
-            self.hits.append(case)
-            return True
-        return False
 
 
 def _fails_above_five(x: int) -> None:

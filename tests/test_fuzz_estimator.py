@@ -1,30 +1,24 @@
 """Fuzz the estimator's input checks: ``ProgressEstimator(tiny).prepare(problems, traces, answers)``.
 
-Property: bad input raises a clear ValueError/TypeError (naming the item, or the lengths),
-never another exception; good input gives one ``TraceInputs`` per item whose cuts and
-episodes fit the trace. Failures found so far are bugs in mrt_engine/progress/inputs.py:
-tolerated in the fuzz run (counted), each with an xfail test of its smallest case below.
+Property (the promise of ``prepare``): bad input raises ValueError/TypeError that names the
+argument (not a list), the three lengths (they differ), or ``item <i>`` and its field: the
+first item with a bad problem, trace or answer, and one of that item's bad fields; any other
+exception type fails the test. Good input gives one ``TraceInputs`` per item whose cuts and
+episodes fit the trace. Bugs the fuzzer found (OverflowError on huge ids, bare "not
+iterable" and "has no len()" TypeErrors, the tokenizer's TextEncodeInput error for a trace and,
+found when the property stopped tolerating it, for a reference answer; ids outside the
+vocabulary accepted) are fixed; their smallest cases are regression tests below.
 """
+import re
+
 import pytest
 from hypothesis import strategies as st
 
 from mrt_engine.progress import ProgressEstimator
 
-from test_fuzz_common import KnownBug, fuzz
+from test_fuzz_common import fuzz
 
 pytestmark = pytest.mark.slow
-
-OVERFLOW = KnownBug("a token-id trace with an id < 0 or >= 2**63 raises OverflowError from the tokenizer",
-                    OverflowError)
-NOT_ITERABLE = KnownBug("an answer that is neither str nor list (None, a number) raises a bare "
-                        "\"'NoneType' object is not iterable\" TypeError that names no item", TypeError, "not iterable")
-SURROGATE = KnownBug("text with a lone surrogate (e.g. '\\ud800') raises the tokenizer's TypeError "
-                     "'TextEncodeInput must be Union[...]' that names no item", TypeError, "TextEncodeInput")
-NO_LEN = KnownBug("problems/traces/answers that are not sequences raise \"object of type 'int' has no len()\"",
-                  TypeError, "has no len()")
-OUT_OF_VOCAB = KnownBug("token ids outside the vocabulary (or bools) are accepted by prepare; estimate then "
-                        "fails inside the model", AssertionError, "outside the vocabulary accepted")
-KNOWN = (OVERFLOW, NOT_ITERABLE, SURROGATE, NO_LEN)
 
 TRACE_TEXT = st.sampled_from(["", "Wait", "2 < 3 & 3 > 2", "So \\boxed{5}.", "a\n\nb\n\nc\n\nWait, no.\n\nd",
                               "x</think>\\boxed{5}", "\x00", "🙂" * 5, "a\ud800b"])
@@ -65,20 +59,87 @@ def estimators(tiny):
             "sample": ProgressEstimator(model, tok, mode="sample", template="r1")}
 
 
-def _in_vocab(ids, vocab: int) -> bool:
+def _ids_ok(ids, vocab: int) -> bool:
     return all(not isinstance(t, bool) and 0 <= t < vocab for t in ids)
 
 
-def check_prepared(items, args, vocab: int) -> None:
-    problems, traces, _ = args
+def _text_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+def _id_list(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(t, int) for t in value)
+
+
+# An error about a field may call it by these words.
+WORDS = {"problem": ("problem", "prompt"), "trace": ("trace",), "answer": ("answer",)}
+
+
+def item_faults(problem, trace, answer, *, mode: str, vocab: int) -> tuple[set, set]:
+    """(fields that are surely bad, fields that may be bad) of one item. "May": an answer that
+    may not round-trip through the tokenizer (score mode)."""
+    sure, maybe = set(), set()
+    if isinstance(problem, str):
+        if not _text_ok(problem):
+            sure.add("problem")
+    elif not (_id_list(problem) and _ids_ok(problem, vocab)):
+        sure.add("problem")
+    if isinstance(trace, str):
+        if not _text_ok(trace):
+            sure.add("trace")
+    elif not (_id_list(trace) and _ids_ok(trace, vocab)):
+        sure.add("trace")
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        forms = [str(answer)]
+    elif isinstance(answer, str):
+        forms = [answer]
+    elif isinstance(answer, (list, tuple)) and answer and all(isinstance(f, str) for f in answer):
+        forms = list(answer)
+    else:  # None, bool, bytes, dict, an empty list, a list holding a non-str
+        forms = []
+        sure.add("answer")
+    if any(not f.strip() or not _text_ok(f) for f in forms):
+        sure.add("answer")
+    elif mode == "score":
+        maybe.add("answer")
+    return sure, maybe - sure
+
+
+def check_refusal(message: str, args, mode: str, vocab: int) -> None:
+    """A refusal of ``args`` names what the property promises (see the module docstring)."""
+    names = [n for n, a in zip(("problems", "traces", "answers"), args) if not isinstance(a, (list, tuple))]
+    if names:
+        assert any(f"{n} must be a list" in message for n in names), f"names none of {names}: {message}"
+        return
+    if len({len(a) for a in args}) > 1:
+        assert "must have one entry per item" in message and "problems (" in message, message
+        return
+    faults = [item_faults(*item, mode=mode, vocab=vocab) for item in zip(*args)]
+    found = re.match(r"item (\d+): ", message)
+    assert found, f"names no item: {message}"
+    i = int(found[1])
+    first_sure = next((k for k, (sure, _) in enumerate(faults) if sure), len(faults))
+    assert i <= first_sure, f"item {first_sure} is bad but the error names item {i}: {message}"
+    assert i < len(faults), f"no item {i}: {message}"
+    sure, maybe = faults[i]
+    words = [w for field in sure | maybe for w in WORDS[field]]
+    assert words, f"item {i} is good but refused: {message}"
+    assert any(w in message for w in words), f"item {i}: names none of {sorted(sure | maybe)}: {message}"
+
+
+def check_prepared(items, args, mode: str, vocab: int) -> None:
+    problems, traces, answers = args
     assert len(items) == len(problems)
-    for it, problem, trace in zip(items, problems, traces):
+    for i, (it, item) in enumerate(zip(items, zip(*args))):
+        sure, _ = item_faults(*item, mode=mode, vocab=vocab)
+        assert not sure, f"item {i}: a bad {sorted(sure)} accepted: {item}"
         assert it.num_cuts == len(it.episodes) + 1 and it.cut_tokens[0] == 0
         assert it.cut_tokens == sorted(it.cut_tokens) and it.cut_tokens[-1] <= len(it.trace_ids)
         assert "".join(it.episodes) == (it.thinking if it.episodes else "")
-        for ids in (trace, problem):
-            if isinstance(ids, list) and not _in_vocab(ids, vocab):
-                raise AssertionError(f"token ids outside the vocabulary accepted: {ids}")
 
 
 def test_fuzz_prepare(estimators, tiny):
@@ -87,23 +148,13 @@ def test_fuzz_prepare(estimators, tiny):
     def check(args, mode):
         try:
             items = estimators[mode].prepare(*args)
-        except (ValueError, TypeError, OverflowError) as exc:
-            if any(bug.seen(exc, args) for bug in KNOWN):
-                return
-            assert isinstance(exc, (ValueError, TypeError)), repr(exc)
-            message = str(exc)
-            assert "item " in message or "must have one entry per item" in message, message
+        except (ValueError, TypeError) as exc:  # any other exception fails the test
+            check_refusal(str(exc), args, mode, vocab)
             return
-        try:
-            check_prepared(items, args, vocab)
-        except AssertionError as exc:
-            if not OUT_OF_VOCAB.seen(exc, args):
-                raise
+        check_prepared(items, args, mode, vocab)
 
     fuzz("ProgressEstimator.prepare", check, arguments(vocab), st.sampled_from(["score", "sample"]),
          max_examples=900)
-    for bug in (*KNOWN, OUT_OF_VOCAB):
-        print(f"  known bug hit {len(bug.hits)} times: {bug.text}")
 
 
 def test_fuzz_prepare_mismatched_lengths(estimators):
@@ -119,29 +170,32 @@ def test_fuzz_prepare_mismatched_lengths(estimators):
     fuzz("prepare: lengths", check, sizes, sizes, sizes, max_examples=150)
 
 
-def _xfail_if(bug: KnownBug, fn):
-    """Run ``fn``; xfail naming ``bug`` when it shows, else return what ``fn`` gave or raised."""
-    try:
-        return fn()
-    except Exception as exc:  # noqa: BLE001 - the bug is an exception of the wrong kind
-        if bug.seen(exc, None):
-            pytest.xfail(f"bug: {bug.text} (mrt_engine/progress/inputs.py)")
-        return exc
+OK = ("What is 2 + 3?", "So \\boxed{5}.", "5")  # item 0 of every case below: good
 
 
-@pytest.mark.parametrize("bug,args", [
-    (OVERFLOW, (["x"], [[-1]], ["5"])),
-    (NOT_ITERABLE, (["x"], ["a"], [None])),
-    (SURROGATE, (["x"], ["\ud800"], ["5"])),
-    (NO_LEN, (5, 5, 5)),
-], ids=["negative-token-id", "answer-none", "lone-surrogate", "not-a-list"])
-def test_known_prepare_bug(estimators, bug, args):
-    got = _xfail_if(bug, lambda: estimators["score"].prepare(*args))
-    assert isinstance(got, (ValueError, TypeError)) and "item" in str(got), got  # fixed: a clear error
+@pytest.mark.parametrize("item,error,message", [
+    (("x", [-1], "5"), ValueError, r"item 1: trace token id -1 at position 0 is not in the vocabulary"),
+    (("x", [2**63], "5"), ValueError, r"item 1: trace token id 9223372036854775808 at position 0 is not in"),
+    (("x", "a", None), TypeError, r"item 1: the reference answer must be a str.*got NoneType"),
+    (("x", "a", 5.0), None, None),
+    (("x", "a\ud800b", "5"), ValueError, r"item 1: the trace is not valid text"),
+    (("x", "a", "\ud800"), ValueError, r"item 1: the reference answer is not valid text"),
+    (("x", [10**9], "5"), ValueError, r"item 1: trace token id 1000000000 at position 0 is not in the vocabulary"),
+    (([True], "a", "5"), ValueError, r"item 1: prompt token id True at position 0 is not in the vocabulary"),
+    (("x", "a", []), ValueError, r"item 1: no reference answer given"),
+], ids=["negative-token-id", "huge-token-id", "answer-none", "answer-number", "lone-surrogate",
+        "answer-surrogate", "out-of-vocabulary", "bool-prompt-id", "no-answer"])
+def test_prepare_names_the_bad_item_and_field(estimators, item, error, message):
+    """Regressions of the fuzzer's finds (OverflowError, bare TypeErrors, the tokenizer's
+    error, ids outside the vocabulary accepted) and the cases beside them."""
+    args = tuple(list(pair) for pair in zip(OK, item))
+    if error is None:
+        assert len(estimators["score"].prepare(*args)) == 2
+        return
+    with pytest.raises(error, match=message):
+        estimators["score"].prepare(*args)
 
 
-def test_known_prepare_bug_out_of_vocabulary_ids(estimators, tiny):
-    vocab = len(tiny[1])
-    args = (["x"], [[vocab + 5]], ["5"])
-    got = _xfail_if(OUT_OF_VOCAB, lambda: check_prepared(estimators["score"].prepare(*args), args, vocab))
-    assert isinstance(got, ValueError) and "item 0" in str(got), got  # fixed: prepare refuses the ids
+def test_prepare_names_an_argument_that_is_not_a_list(estimators):
+    with pytest.raises(TypeError, match=r"problems must be a list with one entry per item \(got a int\)"):
+        estimators["score"].prepare(5, 5, 5)

@@ -1,35 +1,29 @@
 """Fuzz the data loader (mrt_engine.tasks.load_problems) with damaged JSONL/JSON files.
 
-Property: a file of valid rows in UTF-8 loads, row for row; any other file either loads or
-raises ValueError/TypeError/KeyError whose message names the file (and the line or field).
-Failures of this property found so far are bugs in mrt_engine/tasks/loaders.py: they are
-tolerated in the fuzz run (counted) and each has an xfail test of its smallest case below.
+Property (the loader's promise): a file of valid rows in UTF-8 loads, row for row; a file with
+a bad row, a bad line or bytes that are not UTF-8 raises MRTUserError (a ValueError) that
+names the file and where: ``<file>:<line>`` for a JSONL line (the first bad one), ``<file>
+item <i>`` for an item of a JSON array, and the field ('problem' or 'answer') when a field is
+missing, of the wrong type or empty. Any other exception type fails the test. Bugs the fuzzer
+found (bare UnicodeDecodeError, gzip.BadGzipFile, RecursionError, the int-digit ValueError,
+U+2028 split as a line) are fixed; their smallest cases are regression tests below.
 """
 import gzip
 import json
+import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hypothesis import strategies as st
 
+from mrt_engine.errors import MRTUserError
 from mrt_engine.tasks import load_problems
 
-from test_fuzz_common import KnownBug, fuzz
+from test_fuzz_common import fuzz
 
 pytestmark = pytest.mark.slow
-
-NON_UTF8 = KnownBug("a file that is not UTF-8 raises a bare UnicodeDecodeError without the file or line",
-                    UnicodeDecodeError)
-NOT_GZIP = KnownBug("a .gz file that is not gzip raises gzip.BadGzipFile (an OSError) without the file",
-                    gzip.BadGzipFile)
-DEEP = KnownBug("a deeply nested JSON line raises RecursionError", RecursionError)
-BIG_INT = KnownBug("an integer of more than 4300 digits raises a ValueError without the file or line",
-                   ValueError, "Exceeds the limit")
-LINE_SEP = KnownBug("a JSON string holding U+2028, U+2029 or U+0085 (valid JSON, written raw by "
-                    "json.dumps(ensure_ascii=False)) is split as a line break and rejected: str.splitlines",
-                    ValueError, "not valid JSON")
-KNOWN = (NON_UTF8, NOT_GZIP, DEEP, BIG_INT)
 
 BIG_MARK = "@@big-int@@"
 BIG_DIGITS = "1" + "0" * 4400
@@ -62,65 +56,103 @@ def bad_row(draw):
     return row
 
 
+@dataclass
+class Expect:
+    """What loading one drawn file must do. ``loads``: True, it loads row for row; False, it
+    raises naming the file, then ``where`` (":3" or " item 1", "" where only the file can be
+    named) and one of ``fields``; None, either (text the encoding changed but kept readable)."""
+
+    loads: bool | None
+    where: str = ""
+    fields: tuple[str, ...] = ()
+
+
+def _bad_fields(row) -> tuple[str, ...] | None:
+    """None for a good row; else the fields an error about it may name (() for no field)."""
+    if not isinstance(row, dict) or row.get("answer") == BIG_MARK:
+        return ()
+    bad = []
+    if not isinstance(row.get("problem"), str):
+        bad.append("problem")
+    answer = row.get("answer")
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not str(answer).strip():
+        bad.append("answer")
+    return tuple(bad) or None
+
+
+def _first_bad(entries, where) -> Expect:
+    """The first entry (line or item) that is bad, or a file that loads."""
+    for k, entry in enumerate(entries):
+        fields = _bad_fields(entry)
+        if fields is not None:
+            return Expect(False, where(k), fields)
+    return Expect(True)
+
+
 @st.composite
 def data_file(draw):
-    """(bytes, suffix, rows, all_good) for one file."""
+    """(bytes, suffix, rows, expect) for one file."""
     rows = draw(st.lists(st.one_of(GOOD_ROW, bad_row()) if draw(st.booleans()) else GOOD_ROW, min_size=1, max_size=5))
-    all_good = all(isinstance(r, dict) and _good(r) for r in rows)
     suffix = draw(st.sampled_from([".jsonl", ".json", ".jsonl.gz"]))
     if suffix == ".json" and draw(st.booleans()):
         text = json.dumps(rows, ensure_ascii=False)
+        # a huge integer makes the whole array unreadable: only the file can be named
+        expect = (Expect(False) if any(isinstance(r, dict) and r.get("answer") == BIG_MARK for r in rows)
+                  else _first_bad(rows, lambda k: f" item {k}"))
     else:
-        lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+        lines: list = [json.dumps(r, ensure_ascii=False) for r in rows]
+        entries: list = list(rows)
         if draw(st.integers(0, 9)) == 0:  # a damaged or deeply nested line
-            all_good = False
             depth = draw(st.integers(1, 50_000))
-            lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from(["{not json", "[" * depth + "]" * depth])))
+            at = draw(st.integers(0, len(lines)))
+            lines.insert(at, draw(st.sampled_from(["{not json", "[" * depth + "]" * depth])))
+            entries.insert(at, "damaged")
+        expect = _first_bad(entries, lambda k: f":{k + 1}")
+        if suffix == ".json" and lines[0].startswith("["):  # read as one JSON array, which it is not
+            expect = Expect(False)
         text = "\n".join(lines) + draw(st.sampled_from(["", "\n", "\n\n", "\r\n"]))
     text = text.replace(json.dumps(BIG_MARK), BIG_DIGITS)
     encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8", "latin-1", "utf-16"]))
     data = text.encode(encoding, errors="replace")
-    if encoding != "utf-8" and data != text.encode("utf-8", errors="replace"):
-        all_good = False
+    if data != text.encode("utf-8", errors="replace"):
+        try:
+            data.decode("utf-8")
+            expect = Expect(None)  # other text, still UTF-8 (latin-1 bytes that happen to be valid)
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1  # the line of the first bad byte
+            expect = Expect(False, f":{line}")
     if suffix.endswith(".gz"):
         if draw(st.booleans()):
             data = gzip.compress(data)
         else:
-            all_good = False
-    return data, suffix, rows, all_good
-
-
-def _good(row: dict) -> bool:
-    answer = row.get("answer")
-    return (isinstance(row.get("problem"), str) and not isinstance(answer, bool) and answer != BIG_MARK
-            and isinstance(answer, (str, int, float)) and bool(str(answer).strip()))
+            expect = Expect(False)
+    return data, suffix, rows, expect
 
 
 def test_fuzz_load_problems():
     folder = Path(tempfile.mkdtemp())
 
     def check(drawn):
-        data, suffix, rows, all_good = drawn
+        data, suffix, rows, expect = drawn
         path = folder / f"data{suffix}"
         path.write_bytes(data)
         try:
             problems = load_problems(path, allow_extra=True)  # extra columns are fuzzed too; the rule for them is tested in test_tasks
-        except (ValueError, TypeError, KeyError, RecursionError, OSError) as exc:
-            has_sep = any(s in json.dumps(rows, ensure_ascii=False) for s in SEPARATORS)
-            if any(bug.seen(exc, drawn) for bug in KNOWN) or (has_sep and LINE_SEP.seen(exc, drawn)):
-                return
-            assert isinstance(exc, (ValueError, TypeError, KeyError)), repr(exc)
-            assert str(path) in str(exc), f"error does not name the file: {exc}"
-            assert not all_good, f"a file of valid rows failed to load: {exc}"
+        except MRTUserError as exc:  # any other exception fails the test
+            message = str(exc)
+            assert expect.loads is not True, f"a file of valid rows failed to load: {message}"
+            want = f"{path}{expect.where}:" if expect.where else str(path)
+            assert message.startswith(want), f"want {want!r}...: {message}"
+            if expect.fields:
+                assert any(f"'{f}'" in message for f in expect.fields), f"names none of {expect.fields}: {message}"
             return
-        if all_good:  # else the encoding may have replaced characters
+        assert expect.loads is not False, f"loaded a file it must refuse ({expect}): {problems}"
+        if expect.loads:  # else the encoding may have replaced characters
             assert [p.problem for p in problems] == [r["problem"] for r in rows]
         assert len(problems) == len(rows) and all(isinstance(p.problem, str) for p in problems)
         assert all(isinstance(p.answer, str) and p.answer.strip() for p in problems)
 
     fuzz("load_problems", check, data_file(), max_examples=1000)
-    for bug in (*KNOWN, LINE_SEP):
-        print(f"  known bug hit {len(bug.hits)} times: {bug.text}")
 
 
 def _load(tmp_path, name: str, data: bytes):
@@ -129,29 +161,27 @@ def _load(tmp_path, name: str, data: bytes):
     return path, load_problems(path)
 
 
-@pytest.mark.parametrize("bug,name,data", [
-    (NON_UTF8, "latin1.jsonl", '{"problem": "caf\xe9", "answer": "1"}\n'.encode("latin-1")),
-    (NOT_GZIP, "fake.jsonl.gz", b'{"problem": "x", "answer": "1"}\n'),
-    (DEEP, "deep.jsonl", b"[" * 100_000 + b"]" * 100_000 + b"\n"),
-    (BIG_INT, "big.jsonl", b'{"problem": "x", "answer": 1' + b"0" * 5000 + b"}\n"),
-], ids=["non-utf8", "not-gzip", "deep", "big-int"])
-def test_known_loader_bug(tmp_path, bug, name, data):
-    try:
+GOOD = b'{"problem": "x", "answer": "1"}\n'
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("latin1.jsonl", GOOD + '{"problem": "caf\xe9", "answer": "1"}\n'.encode("latin-1"), r":2: not UTF-8 text \(byte 0xe9\)"),
+    ("fake.jsonl.gz", GOOD, r": not a readable gzip file"),
+    ("deep.jsonl", GOOD + b"[" * 100_000 + b"]" * 100_000 + b"\n", r":2: JSON that cannot be read \(nested too deeply\)"),
+    ("big.jsonl", GOOD + b'{"problem": "x", "answer": 1' + b"0" * 5000 + b"}\n", r":2: JSON that cannot be read \(a number"),
+    ("missing.jsonl", GOOD + b'{"problem": "x"}\n', r":2: no field 'answer'"),
+    ("item.json", b'[' + GOOD.strip() + b', {"problem": 5, "answer": "1"}]', r" item 1: field 'problem' must be text"),
+], ids=["non-utf8", "not-gzip", "deep", "big-int", "missing-field", "array-item"])
+def test_a_damaged_file_is_refused_naming_the_file_line_and_field(tmp_path, name, data, message):
+    """Regressions of the fuzzer's finds (bare UnicodeDecodeError, gzip.BadGzipFile,
+    RecursionError, the int-digit ValueError) and the plain cases beside them."""
+    with pytest.raises(MRTUserError) as info:
         _load(tmp_path, name, data)
-    except (ValueError, TypeError, KeyError) as exc:
-        if bug.seen(exc, name):
-            pytest.xfail(f"bug: {bug.text} (mrt_engine/tasks/loaders.py)")
-        assert name in str(exc)  # fixed: a clear error naming the file
-    except Exception as exc:  # noqa: BLE001 - the bug is exactly an exception of another type
-        assert bug.seen(exc, name), repr(exc)
-        pytest.xfail(f"bug: {bug.text} (mrt_engine/tasks/loaders.py)")
+    assert re.match(re.escape(str(tmp_path / name)) + message, str(info.value)), str(info.value)
 
 
-def test_known_loader_bug_line_separator_in_a_string(tmp_path):
-    row = {"problem": "one\u2028two", "answer": "1"}
-    try:
-        _, problems = _load(tmp_path, "sep.jsonl", (json.dumps(row, ensure_ascii=False) + "\n").encode())
-    except ValueError as exc:
-        assert LINE_SEP.seen(exc, row)
-        pytest.xfail(f"bug: {LINE_SEP.text} (mrt_engine/tasks/loaders.py)")
-    assert problems[0].problem == row["problem"]
+@pytest.mark.parametrize("sep", SEPARATORS, ids=["u2028", "u2029", "u0085"])
+def test_a_line_separator_inside_a_string_is_text_not_a_line_break(tmp_path, sep):
+    row = {"problem": f"one{sep}two", "answer": "1"}
+    _, problems = _load(tmp_path, "sep.jsonl", (json.dumps(row, ensure_ascii=False) + "\n").encode())
+    assert [p.problem for p in problems] == [row["problem"]]

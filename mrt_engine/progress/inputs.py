@@ -81,6 +81,7 @@ def _as_forms(answer, index: int) -> list[str]:
         if not form.strip():
             raise ValueError(f"item {index}: the reference answer is empty; an empty answer cannot be scored "
                              "(give the answer string that goes inside \\boxed{})")
+        _check_text(form, index, "reference answer")  # a lone surrogate: the tokenizer's error names no item
     return forms
 
 
