@@ -9,6 +9,7 @@ from mrt_engine.episodes import (
     R1_KEYWORDS,
     SCHEMES,
     Episode,
+    SingleEpisodeWarning,
     char_to_token_offsets,
     cut_points,
     decode_with_spans,
@@ -28,25 +29,27 @@ def texts(episodes):
     return [e.text for e in episodes]
 
 
-def r1_reference(text, max_steps=None, group_size=1):
+def r1_reference(text, max_cuts=None, merge_episodes=1):
     """The R1 rule written the way the analysis code reads: split, walk, rejoin."""
     paragraphs = text.split("\n\n")
     starts = [0]
     for i, p in enumerate(paragraphs):
         if i - starts[-1] >= 3 and p.startswith(R1_KEYWORDS):
-            if max_steps is not None and len(starts) - 1 >= max_steps:
+            if max_cuts is not None and len(starts) - 1 >= max_cuts:
                 break
             starts.append(i)
     starts.append(len(paragraphs))
     episodes = ["\n\n".join(paragraphs[a:b]) for a, b in zip(starts[:-1], starts[1:])]
     episodes = [e + "\n\n" for e in episodes[:-1]] + episodes[-1:]
-    return ["".join(episodes[i : i + group_size]) for i in range(0, len(episodes), group_size)]
+    return ["".join(episodes[i : i + merge_episodes]) for i in range(0, len(episodes), merge_episodes)]
 
 
 # ---------------------------------------------------------------- R1 clauses
 def test_keyword_at_paragraph_1_and_2_is_skipped_3_is_allowed():
-    assert texts(segment(paras("A", "Wait one", "B"))) == [paras("A", "Wait one", "B")]
-    assert texts(segment(paras("A", "B", "Wait two", "C"))) == [paras("A", "B", "Wait two", "C")]
+    with pytest.warns(SingleEpisodeWarning, match="paragraph 2 \\(index 1\\) starts with 'Wait'"):
+        assert texts(segment(paras("A", "Wait one", "B"))) == [paras("A", "Wait one", "B")]
+    with pytest.warns(SingleEpisodeWarning, match="paragraph 3 \\(index 2\\) starts with 'Wait'"):
+        assert texts(segment(paras("A", "B", "Wait two", "C"))) == [paras("A", "B", "Wait two", "C")]
     assert texts(segment(paras("A", "B", "C", "Wait three", "D"))) == [paras("A", "B", "C") + "\n\n", paras("Wait three", "D")]
 
 
@@ -75,24 +78,34 @@ def test_every_keyword_and_only_at_paragraph_start():
     assert len(segment(paras("A", "B", "C", "Waiting"))) == 2
 
 
-def test_max_steps():
+def test_max_cuts():
     text = paras("A", "B", "C", "Wait 1", "x", "y", "Wait 2", "x", "y", "Wait 3", "end")
     assert len(segment(text)) == 4
-    assert texts(segment(text, max_steps=2)) == [paras("A", "B", "C") + "\n\n", paras("Wait 1", "x", "y") + "\n\n",
-                                                 paras("Wait 2", "x", "y", "Wait 3", "end")]
-    assert texts(segment(text, max_steps=0)) == [text]
-    assert texts(segment(text, max_steps=3)) == texts(segment(text)) == texts(segment(text, max_steps=99))
+    assert texts(segment(text, max_cuts=2)) == [paras("A", "B", "C") + "\n\n", paras("Wait 1", "x", "y") + "\n\n",
+                                                paras("Wait 2", "x", "y", "Wait 3", "end")]
+    assert texts(segment(text, max_cuts=0)) == [text]
+    assert texts(segment(text, max_cuts=3)) == texts(segment(text)) == texts(segment(text, max_cuts=99))
 
 
-def test_group_size_merges_consecutive_episodes():
+def test_merge_episodes_merges_consecutive_episodes():
     text = paras("A", "B", "C", "Wait 1", "x", "y", "Wait 2", "x", "y", "Wait 3", "end")
     four = texts(segment(text))
-    assert texts(segment(text, group_size=2)) == [four[0] + four[1], four[2] + four[3]]
-    assert texts(segment(text, group_size=3)) == [four[0] + four[1] + four[2], four[3]]
-    assert texts(segment(text, group_size=10)) == [text]
-    # max_steps first, then grouping.
-    assert texts(segment(text, max_steps=2, group_size=2)) == [four[0] + four[1], four[2] + four[3]]
-    assert texts(segment(text, max_steps=1, group_size=2)) == [text]
+    assert texts(segment(text, merge_episodes=2)) == [four[0] + four[1], four[2] + four[3]]
+    assert texts(segment(text, merge_episodes=3)) == [four[0] + four[1] + four[2], four[3]]
+    assert texts(segment(text, merge_episodes=10)) == [text]
+    # max_cuts first, then merging.
+    assert texts(segment(text, max_cuts=2, merge_episodes=2)) == [four[0] + four[1], four[2] + four[3]]
+    assert texts(segment(text, max_cuts=1, merge_episodes=2)) == [text]
+
+
+def test_the_old_option_names_still_work_with_a_deprecation_warning():
+    text = paras("A", "B", "C", "Wait 1", "x", "y", "Wait 2", "x", "y", "Wait 3", "end")
+    with pytest.warns(DeprecationWarning, match="segment option 'max_steps' is deprecated; use 'max_cuts'"):
+        assert texts(segment(text, max_steps=2)) == texts(segment(text, max_cuts=2))
+    with pytest.warns(DeprecationWarning, match="segment option 'group_size' is deprecated; use 'merge_episodes'"):
+        assert texts(segment(text, group_size=2)) == texts(segment(text, merge_episodes=2))
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="not both"):
+        segment(text, max_steps=2, max_cuts=2)
 
 
 def test_empty_trace_and_no_keywords():
@@ -113,7 +126,8 @@ def test_separator_runs_and_edges():
 
 def test_custom_keywords_and_min_paragraphs():
     text = paras("A", "Hmm", "B")
-    assert len(segment(text, keywords=("Hmm",))) == 1
+    with pytest.warns(SingleEpisodeWarning, match="starts with 'Hmm'"):
+        assert len(segment(text, keywords=("Hmm",))) == 1
     assert texts(segment(text, keywords=("Hmm",), min_paragraphs=1)) == ["A\n\n", "Hmm\n\nB"]
 
 
@@ -258,15 +272,19 @@ WORDS = st.sampled_from(
 PARAGRAPH = st.lists(WORDS, max_size=4).map(" ".join)
 TRACE = st.lists(PARAGRAPH, max_size=14).map("\n\n".join)
 RANDOM_TEXT = st.text(alphabet=st.sampled_from(["\n", "W", "a", "i", "t", " ", "é", "😀", "B", "u"]), max_size=60)
+# Random traces are often one episode with a keyword too early to cut: the warning is right
+# there, and tested on its own below.
+ONE_EPISODE_IS_FINE = pytest.mark.filterwarnings("ignore::mrt_engine.episodes.SingleEpisodeWarning")
 
 
+@ONE_EPISODE_IS_FINE
 @settings(max_examples=1000, deadline=None)
-@given(text=st.one_of(TRACE, RANDOM_TEXT), max_steps=st.one_of(st.none(), st.integers(0, 5)),
-       group_size=st.integers(1, 4))
-def test_r1_property_join_and_reference(text, max_steps, group_size):
-    eps = segment(text, max_steps=max_steps, group_size=group_size)
+@given(text=st.one_of(TRACE, RANDOM_TEXT), max_cuts=st.one_of(st.none(), st.integers(0, 5)),
+       merge_episodes=st.integers(1, 4))
+def test_r1_property_join_and_reference(text, max_cuts, merge_episodes):
+    eps = segment(text, max_cuts=max_cuts, merge_episodes=merge_episodes)
     assert "".join(texts(eps)) == text
-    assert texts(eps) == r1_reference(text, max_steps, group_size)
+    assert texts(eps) == r1_reference(text, max_cuts, merge_episodes)
     cuts = cut_points(eps)
     assert cuts == sorted(set(cuts)) and all(0 < c < len(text) for c in cuts)
     assert eps[0].char_start == 0 and eps[-1].char_end == len(text)
@@ -274,6 +292,7 @@ def test_r1_property_join_and_reference(text, max_steps, group_size):
         assert a.char_end == b.char_start and a.text.endswith("\n\n")
 
 
+@ONE_EPISODE_IS_FINE
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.one_of(TRACE, RANDOM_TEXT))
 def test_token_span_property(tokenizer, text):
@@ -325,12 +344,13 @@ def test_decode_with_spans_is_linear_on_normal_text(tokenizer):
     assert [e for _, e in spans] == [max(e for _, e in enc["offset_mapping"][: i + 1]) for i in range(len(ids))]
 
 
+@ONE_EPISODE_IS_FINE
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.one_of(TRACE, RANDOM_TEXT), group_size=st.integers(1, 2))
-def test_segment_ids_agrees_with_segment_on_retokenized_text(tokenizer, text, group_size):
+@given(text=st.one_of(TRACE, RANDOM_TEXT), merge_episodes=st.integers(1, 2))
+def test_segment_ids_agrees_with_segment_on_retokenized_text(tokenizer, text, merge_episodes):
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    from_text = segment(text, tokenizer=tokenizer, group_size=group_size)
-    from_ids = segment_ids(tokenizer, ids, group_size=group_size)
+    from_text = segment(text, tokenizer=tokenizer, merge_episodes=merge_episodes)
+    from_ids = segment_ids(tokenizer, ids, merge_episodes=merge_episodes)
     assert [(e.char_start, e.char_end, e.token_start, e.token_end) for e in from_ids] == [
         (e.char_start, e.char_end, e.token_start, e.token_end) for e in from_text
     ]
