@@ -1,6 +1,7 @@
 # Set-up and entry points. Every target installs what it needs first, so each works on a
 # fresh machine. The CPU build of torch goes first: a bare `torch` requirement with no torch
-# installed would pull a multi-GB CUDA build.
+# installed would pull a multi-GB CUDA build. The C++ extension mrt_engine._C is built by the
+# editable install; MRT_ENGINE_REQUIRE_EXT=1 (.ci/run sets it) makes a failed build an error.
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 TORCH_SPEC ?= torch==2.13.0
