@@ -146,6 +146,14 @@ def load_model(name_or_path: str = "smollm2-135m", *, dtype="float32", device="c
     return model, tok
 
 
+def enable_activation_checkpointing(model) -> None:
+    """Recompute activations in backward: ``activation_checkpointing_enable`` where transformers
+    has it (its ``gradient_checkpointing_enable`` is deprecated there, removed in v6), else the
+    older name."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
+
+
 def _smollm2():
     from transformers import AutoModelForCausalLM
 

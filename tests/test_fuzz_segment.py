@@ -7,7 +7,9 @@ from mrt_engine.episodes import R1_KEYWORDS, segment, segment_ids
 
 from test_fuzz_common import fuzz
 
-pytestmark = pytest.mark.slow
+# Fuzzed text is often one episode with a keyword too early to cut: SingleEpisodeWarning is
+# right there, and tested in test_episodes.py.
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::mrt_engine.episodes.SingleEpisodeWarning")]
 
 # The segmenter's common options (their old names max_steps / group_size still load, deprecated).
 MAX_CUTS, MERGE = "max_cuts", "merge_episodes"

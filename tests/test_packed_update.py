@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from mrt_engine.config import AlgoConfig, OptimConfig, TrainConfig
+from mrt_engine.models import enable_activation_checkpointing as enable_checkpointing
 from mrt_engine.ops.attention_tree import (plan_tree_attention, tree_attention, tree_attention_reference,
                                            tree_attention_sdpa, tree_mask)
 from mrt_engine.rl.logprobs import token_log_probs, tree_log_probs
@@ -472,7 +473,7 @@ def test_ddp_and_fsdp2_with_tree_packing_match_one_process(tmp_path):
 
 def test_tree_pass_is_exact_under_gradient_checkpointing():
     model = _tiny_family("llama")
-    model.gradient_checkpointing_enable()  # the recompute in backward must take the tree path again
+    enable_checkpointing(model)  # the recompute in backward must take the tree path again
     compare_to_padded(model, _batch("mixed", seed=2))
 
 

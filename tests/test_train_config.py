@@ -1,5 +1,6 @@
 """Config dataclasses, YAML mapping, cross-field checks, example configs, CLI wiring."""
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -67,20 +68,28 @@ def test_a_config_built_in_python_equals_the_same_keys_in_yaml(tmp_path):
     assert dataclasses.asdict(train_estimator()) == {**dataclasses.asdict(EstimatorConfig()), **TRAIN_ESTIMATOR_DEFAULTS}
 
 
+def deprecated_keys(record) -> set[str]:
+    return {re.search(r"key '(\w+)' is deprecated", str(w.message))[1] for w in record}
+
+
 def test_renamed_keys_load_with_a_deprecation_warning():
     old = {"algo": {"name": "mrt_dense", "answer_max_tokens": 5, "num_branches": 3, "max_cuts": 2,
                     "progress_estimator": "score", "template": "boxed",
                     "segment_options": {"max_steps": 9, "group_size": 2}}}
-    with pytest.warns(DeprecationWarning, match="answer_max_tokens"):
+    with pytest.warns(DeprecationWarning) as record:  # one warning per old key, each naming it
         cfg = TrainConfig.from_dict(old)
+    assert deprecated_keys(record) == {"answer_max_tokens", "num_branches", "max_cuts", "progress_estimator",
+                                       "template", "segment_options", "max_steps", "group_size"}
     est = cfg.algo.progress
     assert (est.max_answer_tokens, est.num_branches, est.max_cuts, est.mode, est.natural_end) == (5, 3, 2, "score", "close")
     assert est.segment_options == {"max_cuts": 9, "merge_episodes": 2}
     assert est.segmenter_options() == {"max_cuts": 2, "merge_episodes": 2}
-    with pytest.warns(DeprecationWarning, match="optim.lr"):
+    with pytest.warns(DeprecationWarning) as record:
         sft = from_dict(SFTConfig, {"lr": 3e-3, "micro_batch_size": 4})
+    assert deprecated_keys(record) == {"lr", "micro_batch_size"}
     assert (sft.optim.lr, sft.optim.micro_batch_size) == (3e-3, 4)
-    with pytest.raises(ValueError, match="keep only 'progress.num_branches'"):
+    with pytest.warns(DeprecationWarning, match="'num_branches'"), \
+            pytest.raises(ValueError, match="keep only 'progress.num_branches'"):
         TrainConfig.from_dict({"algo": {"num_branches": 3, "progress": {"num_branches": 2}}})
 
 

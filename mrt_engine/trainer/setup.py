@@ -5,7 +5,7 @@ import torch
 
 from mrt_engine.config import SFTConfig, from_dict
 from mrt_engine.config.presets import shipped_config
-from mrt_engine.models import load_model
+from mrt_engine.models import enable_activation_checkpointing, load_model
 from mrt_engine.trainer.checkpoint import load_weights
 from mrt_engine import tasks
 
@@ -25,7 +25,7 @@ def build_model(mcfg, *, seed: int = 0):
     if mcfg.init_checkpoint:
         load_weights(model, mcfg.init_checkpoint)
     if mcfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_activation_checkpointing(model)
     model.train()
     return model, tok
 
