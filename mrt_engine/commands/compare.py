@@ -19,11 +19,13 @@ def add_parser(sub):
     p.add_argument("--quick", action="store_true", help="tiny settings: checks the machinery in about a minute")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the shared config (mrt_engine/config/presets/compare.yaml), e.g. optim.lr=2e-4")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress line on stderr (default: shown on a terminal)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
     run_compare(out_dir=args.out, arms=args.arms, seeds=args.seeds, first_seed=args.first_seed, jobs=args.jobs, quick=args.quick,
-                overrides=parse_overrides(args.set))
+                overrides=parse_overrides(args.set), progress=args.progress)
     return 0

@@ -22,6 +22,7 @@ from mrt_engine.experiments.compare.arms import ARMS
 from mrt_engine.experiments.compare import run as compare_run  # by module: tests stand in for run_one
 from mrt_engine.experiments.compare.run import EvalSpec
 from mrt_engine.experiments.compare.publish import DEMO_ROWS
+from mrt_engine.experiments.live import RunBars, WatchedRun
 from mrt_engine.trainer.sft import run_sft
 
 DEFAULT_ALGOS = ("grpo", "mrt_dense")
@@ -38,13 +39,15 @@ def add_parser(sub):
     p.add_argument("--from-scratch", action="store_true",
                    help="run the SFT warm start first instead of loading the shipped weights (adds minutes)")
     p.add_argument("--sft-steps", type=int, help="SFT steps with --from-scratch")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress lines on stderr (default: shown on a terminal)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
     run_demo(output_dir=args.output_dir, algos=args.algos, max_train_tokens=args.max_train_tokens, jobs=args.jobs,
-             from_scratch=args.from_scratch, sft_steps=args.sft_steps)
+             from_scratch=args.from_scratch, sft_steps=args.sft_steps, progress=args.progress)
     return 0
 
 
@@ -97,11 +100,9 @@ def plot(columns: dict[str, dict], path: str | Path) -> None:
 
 def run_demo(*, output_dir: str = "runs/demo", algos=None, max_train_tokens: int | None = None, jobs: int = 2,
              from_scratch: bool = False, sft_steps: int | None = None, overrides: dict | None = None,
-             eval_spec=None) -> dict:
-    """The demo: prints the side-by-side table, writes ``demo.png`` and ``report.json``; returns the report."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
+             eval_spec=None, progress: bool | None = None) -> dict:
+    """The demo: prints the side-by-side table, writes ``demo.png`` and ``report.json``; returns the report.
+    ``progress``: a line per algorithm on stderr while it trains (None: on a terminal only)."""
 
     t0 = time.perf_counter()
     out = Path(output_dir)
@@ -130,11 +131,9 @@ def run_demo(*, output_dir: str = "runs/demo", algos=None, max_train_tokens: int
           f"{base['max_train_tokens']} training tokens each, {base['prompts_per_step']} prompts x "
           f"{base['rollout']['group_size']} traces per step")
     args = [(base, a, base["seed"], str(out / a), spec, i == 0) for i, a in enumerate(algos)]
-    if jobs > 1 and len(algos) > 1:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(algos)), mp_context=get_context("spawn")) as pool:
-            records = list(pool.map(compare_run.run_one_star, args))
-    else:
-        records = [compare_run.run_one(*a) for a in args]
+    watched = [WatchedRun(a, out / a, base["steps"], base.get("max_train_tokens")) for a in algos]
+    with RunBars(watched, enabled=progress) as bars:
+        records = list(compare_run.run_all(args, jobs=min(jobs, len(algos)), on_done=bars.done))
     budget = spec["budgets"][0]
     columns = {"before": row_values(records[0]["start"], budget)}
     for rec in records:

@@ -26,6 +26,7 @@ from mrt_engine.config.presets import shipped_config
 from mrt_engine.models import _DEMO_WEIGHTS
 from mrt_engine.trainer import Trainer
 from .evaluate import evaluate_policy
+from mrt_engine.experiments.live import RunBars, WatchedRun
 
 
 @dataclass
@@ -50,9 +51,10 @@ QUICK_EVAL = EvalSpec(num_samples=2, num_branches=2, budgets=[32, 64, 112], forc
 
 def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None = None, seeds: int = 3,
                 first_seed: int = 0, jobs: int = 2, quick: bool = False, overrides: dict | None = None,
-                eval_spec: EvalSpec | None = None, log=print) -> dict:
+                eval_spec: EvalSpec | None = None, log=print, progress: bool | None = None) -> dict:
     """Train and measure every arm at seeds first_seed..first_seed+seeds-1; write report.json,
-    report.md, compare.png. A fresh ``first_seed`` tests a hypothesis on seeds it was not drawn from."""
+    report.md, compare.png. A fresh ``first_seed`` tests a hypothesis on seeds it was not drawn from.
+    ``progress``: one line on stderr for all the runs while they work (None: on a terminal only)."""
 
     t0 = time.perf_counter()
     arms = list(arms or DEFAULT_ARMS)
@@ -76,13 +78,12 @@ def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None 
     code = code_version()  # one version for the whole invocation, read before any run starts
     jobs_args = [(base, arm, seed, str(out / "arms" / arm / f"seed{seed}"), spec.__dict__, False, code)
                  for arm, seed in tasks]
+    watched = [WatchedRun(f"{arm} s{seed}", out / "arms" / arm / f"seed{seed}", int(base.get("steps", 1)),
+                          base.get("max_train_tokens")) for arm, seed in tasks]
     records = []
-    if jobs == 1:
-        for a in jobs_args:
-            records.append(_report_one(run_one(*a), log))
-    else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            for rec in pool.map(run_one_star, jobs_args):
+    with RunBars(watched, combined=True, enabled=progress) as bars:
+        for rec in run_all(jobs_args, jobs=jobs, on_done=bars.done):
+            with bars.paused():
                 records.append(_report_one(rec, log))
     return write_report(records, out, spec=spec, max_train_tokens=base.get("max_train_tokens") or 0,
                         seconds=time.perf_counter() - t0, quick=quick, log=log)
@@ -91,6 +92,33 @@ def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None 
 def run_one_star(args):
     """``run_one(*args)``: a picklable top-level function for process pools."""
     return run_one(*args)
+
+
+def run_all(args: list[tuple], *, jobs: int, on_done=None):
+    """``run_one(*a)`` for each ``a`` in ``args``, ``jobs`` at a time in worker processes of
+    their own (``jobs`` 1: here, one after another); yields the records in the order of ``args``.
+    ``on_done(i, note)`` is called as run ``i`` returns ("done", "reused" or "failed"), in the
+    order they finish."""
+    def finished(i: int, rec: dict | None) -> None:
+        if on_done is not None:
+            on_done(i, "failed" if rec is None else "reused" if rec.get("reused") else "done")
+
+    if jobs <= 1:
+        for i, a in enumerate(args):
+            try:
+                rec = run_one(*a)
+            except BaseException:
+                finished(i, None)
+                raise
+            finished(i, rec)
+            yield rec
+        return
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_one_star, a) for a in args]
+        for i, fut in enumerate(futures):
+            fut.add_done_callback(lambda f, i=i: finished(i, None if f.cancelled() or f.exception() else f.result()))
+        for fut in futures:
+            yield fut.result()
 
 
 def _report_one(rec: dict, log) -> dict:
