@@ -6,7 +6,6 @@
   uninterrupted run's metrics;
 - a rank that raises makes the whole job exit non-zero, well within the process-group timeout.
 """
-import copy
 import json
 import os
 import shutil
