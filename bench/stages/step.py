@@ -19,6 +19,17 @@ STEP_PHASES = (("time/generation_s", "generation"), ("time/progress_s", "progres
                ("time/update_s", "policy update"))
 
 
+def timed_step(ctx: Context, trainer: Trainer, num_prompts: int) -> tuple[dict, float]:
+    """One training step on the next ``num_prompts`` prompts: (its metrics, its wall seconds,
+    device work included); the engine's prefix cache is stale after the update, so it is dropped."""
+    synchronize(ctx.device)
+    t0 = time.perf_counter()
+    metrics = trainer.train_step(trainer.sampler.next(num_prompts))
+    trainer.backend.weights_updated()
+    synchronize(ctx.device)
+    return metrics, time.perf_counter() - t0
+
+
 def step_config(ctx: Context, backend: str, out_dir: str):
     w = ctx.workload
     task = "chain" if "chain" in TASKS else sorted(TASKS)[0]  # synthetic multi-step arithmetic
@@ -51,13 +62,9 @@ def stage_step(ctx: Context) -> list[Result]:
         trainer = trainers[method]
 
         def call():
-            synchronize(ctx.device)
-            t0 = time.perf_counter()
-            metrics = trainer.train_step(trainer.sampler.next(w.step_num_prompts))
-            trainer.backend.weights_updated()
-            synchronize(ctx.device)
+            metrics, seconds = timed_step(ctx, trainer, w.step_num_prompts)
             sink = {name: metrics.get(key, 0.0) for key, name in STEP_PHASES}
-            sink["total"] = time.perf_counter() - t0
+            sink["total"] = seconds
             phases[method].append(sink)
             tokens[method].append(round(metrics.get("completion_tokens", 0) * w.step_num_prompts * w.step_n))
         return call

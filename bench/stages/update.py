@@ -18,14 +18,12 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-import time
 from dataclasses import dataclass
 
 import torch
 
 from bench.common.flops import ModelDims, attention_pairs_causal, forward_flops
 from bench.common.results import OK, Result
-from bench.common.timing import synchronize
 from mrt_engine.config import AlgoConfig, OptimConfig
 from mrt_engine.rl.rollout import Sample, pack
 from mrt_engine.trainer import Trainer
@@ -33,7 +31,7 @@ from mrt_engine.trainer.dist import PolicyLogProbs
 from mrt_engine.trainer.update import MicroBatch, batch_log_probs, plan_micro_batches, policy_update
 
 from .base import QUICK, Context, measure, measure_with_memory
-from .step import step_config
+from .step import step_config, timed_step
 
 TREE, PADDED = "tree-packed update", "padded update"
 
@@ -191,12 +189,8 @@ def _step_rows(ctx: Context) -> list[Result]:
         trainer = trainers[method]
 
         def call():
-            synchronize(ctx.device)
-            t0 = time.perf_counter()
-            metrics = trainer.train_step(trainer.sampler.next(w.step_num_prompts))
-            trainer.backend.weights_updated()
-            synchronize(ctx.device)
-            update_s[method].append((metrics["time/update_s"], time.perf_counter() - t0))
+            metrics, seconds = timed_step(ctx, trainer, w.step_num_prompts)
+            update_s[method].append((metrics["time/update_s"], seconds))
         return call
 
     cases = {TREE: ("ours", run(TREE)), PADDED: ("baseline", run(PADDED))}
