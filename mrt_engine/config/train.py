@@ -205,8 +205,10 @@ class OptimConfig:
     micro_batch_size: int = 8          # sequences per forward/backward; the rest is accumulated
     # How the policy update lays out its rows (docs/packing.md): "tree" packs each micro-batch as
     # prefix trees (every shared prefix computed once, forward and backward; micro-batches by
-    # token count); "padded" runs every row on its own, right padded (the oracle).
-    packing: str = "padded"
+    # token count): 1.2-2.3x faster than "padded" on every bench row, at the FLOP ratio, peak
+    # memory no higher; "padded" runs every row on its own, right padded (the oracle, and the
+    # way for models with attention dropout, sliding windows or logit soft-capping).
+    packing: str = "tree"
     # tree packing: tokens per micro-batch; 0 = micro_batch_size x the batch's longest row (the
     # most a padded micro-batch holds)
     micro_batch_tokens: int = 0
