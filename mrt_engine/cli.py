@@ -14,7 +14,7 @@ import warnings
 
 from mrt_engine.errors import MRTUserError, one_line
 
-COMMANDS = ("demo", "compare", "results", "toy", "progress", "regret", "train", "sft", "generate", "report")
+COMMANDS = ("demo", "compare", "gates", "results", "toy", "progress", "regret", "train", "sft", "generate", "report")
 _DEBUG_HELP = "on an input or config error, show the traceback instead of the one-line message"
 
 

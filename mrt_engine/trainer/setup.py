@@ -31,7 +31,7 @@ def build_model(mcfg, *, seed: int = 0):
 
 
 # The SFT preset behind each shipped warm start (its weights: mrt_engine/models.py)
-WARM_START_PRESETS = {"digit": "sft_digit", "demo": "sft_demo"}
+WARM_START_PRESETS = {"digit": "sft_digit", "demo": "sft_demo", "doubt": "sft_doubt", "bisect": "sft_bisect"}
 # Held-out draws scanned for new problem texts, per problem asked for (plus a floor): the
 # digit task has 2,970 texts, of which about 180 are in neither its SFT nor its RL problems.
 _DRAWS_PER_EVAL, _MIN_DRAWS = 50, 2_000

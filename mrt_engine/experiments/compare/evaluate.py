@@ -12,11 +12,15 @@ On ``num_samples`` sampled completions per held-out problem:
   its last answer: ``forced_accuracy`` and ``forced_tokens`` (skipped with
   ``forcing_budget=None``: it generates past every trace, the costliest measurement here);
 - ``maj@k``: the majority answer of the first k samples of a problem, against k x tokens.
+- ``mechanism`` (a task with a ``mechanism`` hook: ``doubt``, ``bisect``): ``{"num_traces", "sums"}``,
+  each key of ``task.mechanism(problem, completion)`` summed over the sampled completions; the
+  regime turns the sums into its preregistered rate (``experiments.regimes.MechanismMetric``).
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 from typing import Sequence
 
 import torch
@@ -29,6 +33,7 @@ from mrt_engine.rl.rollout_progress import build_estimator, estimate_progress
 from mrt_engine.rl.rollout import Sample, sample_groups, strip_eos, task_verifier
 from mrt_engine.grading import grade
 from mrt_engine.prompts import encode
+from mrt_engine.tasks import get_task
 
 WAIT = "\n\nWait,"
 
@@ -44,12 +49,9 @@ def evaluate_policy(trainer, problems, *, num_samples: int, seed: int, budgets: 
                     forcing_budget: int | None, num_branches: int) -> dict:
     """The measurements above for ``trainer``'s current policy on ``problems``."""
     cfg, tok, backend = trainer.cfg, trainer.tok, trainer.backend
-    trainer.model.eval()
-    sampling = SamplingParams(max_tokens=cfg.rollout.max_tokens, temperature=cfg.rollout.eval_temperature,
-                              top_p=cfg.rollout.top_p, seed=seed)
-    samples = sample_groups(backend, tok, problems, n=num_samples, sampling=sampling, system=cfg.data.system_prompt)
-    estimator = build_estimator(trainer.model, tok, measuring_estimator_config(cfg, num_branches), backend)
-    results = estimate_progress(estimator, tok, samples, seed=seed + 7)
+    samples, results = sample_and_estimate(trainer, problems, num_samples=num_samples, seed=seed,
+                                           num_branches=num_branches)
+    sampling = eval_sampling(cfg, seed)
     num = len(samples)
     out = {"num_problems": len(problems), "num_samples": num_samples,
            "pass@1": sum(s.reward for s in samples) / num,
@@ -72,7 +74,51 @@ def evaluate_policy(trainer, problems, *, num_samples: int, seed: int, budgets: 
         out["forced_accuracy"] = sum(g for g, _ in forced) / num
         out["forced_tokens"] = sum(t for _, t in forced) / num
     out["maj"] = majority_curve(samples, num_samples)
+    task = None if cfg.data.path else get_task(cfg.data.task)  # loaded data has no task hooks
+    if task is not None and task.mechanism is not None:
+        out["mechanism"] = mechanism_sums(task, samples)
     return out
+
+
+def eval_sampling(cfg, seed: int) -> SamplingParams:
+    """How held-out completions are drawn: the rollout budget at the eval temperature."""
+    return SamplingParams(max_tokens=cfg.rollout.max_tokens, temperature=cfg.rollout.eval_temperature,
+                          top_p=cfg.rollout.top_p, seed=seed)
+
+
+@torch.no_grad()
+def sample_and_estimate(trainer, problems, *, num_samples: int, seed: int, num_branches: int):
+    """``(samples, results)``: ``num_samples`` graded completions per problem from ``trainer``'s
+    policy and J at each of their cuts from the measuring estimator (branches seeded from
+    ``seed + 7``). The measurement every arm gets, and ``mrt-engine gates`` on a warm start."""
+    cfg, tok, backend = trainer.cfg, trainer.tok, trainer.backend
+    trainer.model.eval()
+    samples = sample_groups(backend, tok, problems, n=num_samples, sampling=eval_sampling(cfg, seed),
+                            system=cfg.data.system_prompt)
+    estimator = build_estimator(trainer.model, tok, measuring_estimator_config(cfg, num_branches), backend)
+    return samples, estimate_progress(estimator, tok, samples, seed=seed + 7)
+
+
+def mechanism_sums(task, samples: list[Sample]) -> dict:
+    """``{"num_traces", "sums"}``: each key of ``task.mechanism(problem, completion)`` summed over
+    the samples' completions (the text the grader reads). Every trace must give the same keys and
+    numbers: the hook is the preregistered metric, so a malformed value is an error, not a zero."""
+    sums: dict[str, float] = {}
+    keys = None
+    for i, s in enumerate(samples):
+        counts = task.mechanism(s.problem, s.graded_text)
+        if not isinstance(counts, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   and math.isfinite(v) for v in counts.values()):
+            raise ValueError(f"task {task.name!r}: mechanism() of sample {i} gave {counts!r:.120}; it must "
+                             "return a dict of finite numbers (Task.mechanism in tasks/base.py)")
+        if keys is None:
+            keys = sorted(counts)
+        elif sorted(counts) != keys:
+            raise ValueError(f"task {task.name!r}: mechanism() of sample {i} gave keys {sorted(counts)}, "
+                             f"sample 0 gave {keys}; every trace must give the same keys")
+        for k, v in counts.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+    return {"num_traces": len(samples), "sums": sums}
 
 
 def j_within(result, budget: float) -> float:

@@ -22,6 +22,7 @@ from pathlib import Path
 from mrt_engine.experiments.exact_j_toy import ToyResult, format_table
 
 from .report import markdown_table
+from .rule import verdict_lines
 from .run import _outcome, _verdict_lines
 
 # The demo's rows (`mrt-engine demo`): (key in the measurement, label, format); measurements
@@ -51,12 +52,16 @@ def results_markdown(report: dict) -> str:
             f"{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))}{', --quick' if report.get('quick') else ''}), "
             f"{minutes:.1f} run-minutes; mean ± 95% t-interval half-width over seeds; "
             f"{report.get('eval_spec', {}).get('num_samples', '?')} samples per held-out problem.")
-    lines = [head, "", markdown_table(report["summary"], budgets=report["eval_spec"]["budgets"])]
+    extra = [tuple(c) for c in report.get("mechanism_columns", [])]  # a regime's mechanism metrics
+    lines = [head, "", markdown_table(report["summary"], budgets=report["eval_spec"]["budgets"], extra=extra)]
     for key in ("verdict", "secondary_verdict"):
         decision = report.get(key)
         if decision and any(res.get("available") for res in decision["against"].values()):
             lines += ["", f"{decision['arm']} against {', '.join(decision['controls'])}: {_outcome(decision)}"]
             lines += _verdict_lines(decision)
+    regime = report.get("regime_verdict")  # the prereg's rule (docs/prereg/doubt_bisect.md)
+    if regime:
+        lines += ["", *verdict_lines(regime)]
     return "\n".join(lines)
 
 

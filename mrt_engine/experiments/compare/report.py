@@ -39,8 +39,9 @@ def mean_ci(values: list[float]) -> dict:
 
 def _scalars(final: dict) -> dict:
     """The per-seed scalar metrics of one final evaluation, flattened."""
-    out = {k: final[k] for k in ("pass@1", "tokens", "truncated", "episodes", "progress", "j_empty",
-                                 "forced_accuracy", "forced_tokens")}
+    out = {k: final[k] for k in ("pass@1", "tokens", "truncated", "episodes", "progress", "j_empty")}
+    for k in ("forced_accuracy", "forced_tokens"):  # absent where budget forcing was skipped (forcing_budget None)
+        out[k] = final.get(k, math.nan)
     for b, v in final["regret"].items():
         out[f"regret@{b}"] = v
     for b, v in final["accuracy_at_budget"].items():
@@ -76,8 +77,11 @@ def tokens_to_reach(curve: list[dict], target: float, key: str = "pass@1") -> fl
     return curve[-1]["train_tokens"] if curve and curve[-1][key] >= target else None
 
 
-def aggregate(records: list[dict]) -> dict:
-    """``{arm: {metric: mean_ci}}`` plus tokens to reach the baseline's final curve accuracy."""
+def aggregate(records: list[dict], metrics=()) -> dict:
+    """``{arm: {metric: mean_ci}}`` plus tokens to reach the baseline's final curve accuracy.
+
+    ``metrics``: a regime's mechanism metrics (``regimes.MechanismMetric``), each under its ``key``,
+    from every seed's ``final["mechanism"]``."""
     arms: dict[str, list[dict]] = {}
     for r in records:
         arms.setdefault(r["arm"], []).append(r)
@@ -88,6 +92,8 @@ def aggregate(records: list[dict]) -> dict:
         out[arm] = {k: mean_ci([p[k] for p in per]) for k in per[0]}
         out[arm]["train_tokens"] = mean_ci([float(r["train_tokens"]) for r in recs])
         out[arm]["seconds"] = mean_ci([float(r["seconds"]) for r in recs])
+        for metric in metrics:
+            out[arm][metric.key] = mean_ci([metric.value(r["final"].get("mechanism")) for r in recs])
         out[arm]["seeds"] = [r["seed"] for r in recs]
     if BASELINE in arms:
         target = sum(r["curve"][-1]["pass@1"] for r in arms[BASELINE]) / len(arms[BASELINE])
@@ -139,16 +145,18 @@ def _fmt(m: dict | None, spec: str = ".3f") -> str:
     return body if ci is None or math.isnan(ci) else f"{body} ± {format(ci, spec)}"
 
 
-def markdown_table(summary: dict, *, budgets: list[int]) -> str:
-    """One row per arm: mean ± 95% half-width over seeds."""
-    heads = (["arm", "seeds", "pass@1", "tokens", "tokens to GRPO final"]
+def markdown_table(summary: dict, *, budgets: list[int], extra=()) -> str:
+    """One row per arm: mean ± 95% half-width over seeds. ``extra``: (summary key, header) pairs
+    shown after pass@1 (a regime's mechanism metrics)."""
+    heads = (["arm", "seeds", "pass@1"] + [label for _, label in extra] + ["tokens", "tokens to GRPO final"]
              + [f"regret@{b}" for b in budgets] + ["episodes", "split-half r", "Spearman-Brown", "train tokens"])
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for arm, m in summary.items():
         reach = m.get("tokens_to_baseline") or {}
         reach_txt = (f"{_fmt(reach, '.0f')} ({reach['reached']}/{reach['n']})" if reach.get("mean") is not None
                      else f"not reached (0/{reach.get('n', 0)})" if reach else "-")
-        row = [arm, str(len(m["seeds"])), _fmt(m["pass@1"]), _fmt(m["tokens"], ".1f"), reach_txt]
+        row = [arm, str(len(m["seeds"])), _fmt(m["pass@1"])] + [_fmt(m.get(key)) for key, _ in extra]
+        row += [_fmt(m["tokens"], ".1f"), reach_txt]
         row += [_fmt(m[f"regret@{b}"]) for b in budgets]
         row += [_fmt(m["episodes"], ".2f"), _fmt(m["split_half_r"], ".2f"), _fmt(m["spearman_brown"], ".2f"),
                 _fmt(m["train_tokens"], ".0f")]

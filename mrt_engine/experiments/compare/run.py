@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from .arms import ARMS, DEFAULT_ARMS, SECONDARY_ARM, SECONDARY_CONTROLS, arm_config
+from .arms import ARMS, SECONDARY_ARM, SECONDARY_CONTROLS, arm_config
 from .report import aggregate, markdown_table, plot, verdict
 from mrt_engine.config import TrainConfig, set_dotted
 from mrt_engine.config.presets import shipped_config
 from mrt_engine.models import _DEMO_WEIGHTS
 from mrt_engine.trainer import Trainer
 from .evaluate import evaluate_policy
+from .rule import regime_verdict, verdict_lines
+from mrt_engine.experiments.regimes import Regime, get_regime
 from mrt_engine.experiments.live import RunBars, WatchedRun
 
 
@@ -49,15 +51,43 @@ QUICK = {"steps": 8, "max_train_tokens": 800, "prompts_per_step": 2, "rollout.gr
 QUICK_EVAL = EvalSpec(num_samples=2, num_branches=2, budgets=[32, 64, 112], forcing_budget=128)
 
 
-def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None = None, seeds: int = 3,
-                first_seed: int = 0, jobs: int = 2, quick: bool = False, overrides: dict | None = None,
-                eval_spec: EvalSpec | None = None, log=print, progress: bool | None = None) -> dict:
+def regime_eval_spec(regime: Regime, base: dict, *, quick: bool) -> EvalSpec:
+    """How the arms of ``regime`` are measured. ``digit``: today's ``EvalSpec()`` (``QUICK_EVAL``
+    with --quick), so its reuse is unchanged. The others: the prereg's samples per held-out
+    problem (16), regret at a quarter, a half and all of the preset's rollout budget (the last is
+    the budget the rule names), and no budget forcing: it is not in their rule and would double
+    the cost of 16 samples per problem."""
+    if regime.forcing:
+        return QUICK_EVAL if quick else EvalSpec()
+    budget = int(base["rollout"]["max_tokens"])
+    budgets = sorted({max(1, budget // 4), max(1, budget // 2), budget})
+    if quick:
+        return EvalSpec(num_samples=QUICK_EVAL.num_samples, num_branches=QUICK_EVAL.num_branches, budgets=budgets,
+                        forcing_budget=None)
+    return EvalSpec(num_samples=regime.num_samples or EvalSpec.num_samples, budgets=budgets, forcing_budget=None)
+
+
+def run_compare(*, out_dir: str | Path | None = None, arms: list[str] | None = None, seeds: int | None = None,
+                first_seed: int | None = None, jobs: int = 2, quick: bool = False, overrides: dict | None = None,
+                eval_spec: EvalSpec | None = None, log=print, progress: bool | None = None,
+                regime: str = "digit") -> dict:
     """Train and measure every arm at seeds first_seed..first_seed+seeds-1; write report.json,
     report.md, compare.png. A fresh ``first_seed`` tests a hypothesis on seeds it was not drawn from.
-    ``progress``: one line on stderr for all the runs while they work (None: on a terminal only)."""
+    ``progress``: one line on stderr for all the runs while they work (None: on a terminal only).
+
+    ``regime`` (``experiments.regimes``): the preset, measurement, default arms, seeds and output
+    folder, and the preregistered verdict in the report. ``digit`` (the default) is today's
+    comparison: preset ``compare``, six arms, seeds 0-2, ``runs/compare``. With ``quick`` and no
+    ``seeds``/``first_seed``, the other regimes run seeds 0 and 1 (never the preregistered seeds)."""
 
     t0 = time.perf_counter()
-    arms = list(arms or DEFAULT_ARMS)
+    reg = get_regime(regime)
+    if seeds is None:
+        seeds = 2 if quick and reg.name != "digit" else reg.seeds
+    if first_seed is None:
+        first_seed = 0 if quick else reg.first_seed
+    out_dir = reg.output if out_dir is None else out_dir
+    arms = list(arms or reg.arms)
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; arms: {sorted(ARMS)}")
@@ -67,13 +97,18 @@ def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None 
         raise ValueError(f"first_seed={first_seed}: need >= 0")
     if jobs < 1:
         raise ValueError(f"jobs={jobs}: need >= 1")
-    base = shipped_config("compare")
+    base = shipped_config(reg.preset)
     for key, value in {**(QUICK if quick else {}), **(overrides or {})}.items():
         set_dotted(base, key, value)
-    spec = eval_spec or (QUICK_EVAL if quick else EvalSpec())
+    task = base.get("data", {}).get("task")
+    if reg.mechanism is not None and task != reg.task:  # its mechanism metric is that task's
+        raise ValueError(f"regime {reg.name}: preset {reg.preset} with the overrides has data.task {task!r}, "
+                         f"not {reg.task!r}; run another task under its own regime")
+    spec = eval_spec or regime_eval_spec(reg, base, quick=quick)
     out = Path(out_dir)
     tasks = [(arm, seed) for seed in range(first_seed, first_seed + seeds) for arm in arms]
-    log(f"compare: {len(arms)} arms x {seeds} seeds (from {first_seed}) = {len(tasks)} runs, {jobs} at a time, "
+    named = "" if reg.name == "digit" else f"regime {reg.name}: "  # digit logs as it did before regimes
+    log(named + f"compare: {len(arms)} arms x {seeds} seeds (from {first_seed}) = {len(tasks)} runs, {jobs} at a time, "
         f"budget {base.get('max_train_tokens')} training tokens each -> {out}")
     code = code_version()  # one version for the whole invocation, read before any run starts
     jobs_args = [(base, arm, seed, str(out / "arms" / arm / f"seed{seed}"), spec.__dict__, False, code)
@@ -86,7 +121,7 @@ def run_compare(*, out_dir: str | Path = "runs/compare", arms: list[str] | None 
             with bars.paused():
                 records.append(_report_one(rec, log))
     return write_report(records, out, spec=spec, max_train_tokens=base.get("max_train_tokens") or 0,
-                        seconds=time.perf_counter() - t0, quick=quick, log=log)
+                        seconds=time.perf_counter() - t0, quick=quick, log=log, regime=reg)
 
 
 def run_one_star(args):
@@ -216,11 +251,19 @@ def provenance(cfg: dict, *, code: str | None = None) -> dict:
 
 
 def write_report(records: list[dict], out: Path, *, spec: EvalSpec, max_train_tokens: int, seconds: float,
-                 quick: bool, log=print) -> dict:
+                 quick: bool, log=print, regime: Regime | None = None) -> dict:
+    regime = regime or get_regime("digit")
+    if regime.name != "digit":
+        return _write_regime_report(records, out, regime=regime, spec=spec, max_train_tokens=max_train_tokens,
+                                    seconds=seconds, quick=quick, log=log)
     summary = aggregate(records)
     regret_budget = max(spec.budgets)  # the rollout budget (see report.DECISION_RULE)
     decision = verdict(records, regret_budget=regret_budget)
     secondary = verdict(records, regret_budget=regret_budget, arm=SECONDARY_ARM, controls=SECONDARY_CONTROLS)
+    # the prereg's rule on digit, the negative control: reported only where its arms ran, so
+    # today's run (without mrt_dense_centred) writes today's report
+    negative = regime_verdict(records, regime)
+    tested = negative["verdict"] != "not tested"
     table = markdown_table(summary, budgets=spec.budgets)
     out.mkdir(parents=True, exist_ok=True)
     png = out / "compare.png"
@@ -230,6 +273,8 @@ def write_report(records: list[dict], out: Path, *, spec: EvalSpec, max_train_to
     report = {"quick": quick, "seconds": seconds, "eval_spec": spec.__dict__, "summary": summary,
               "verdict": decision, "secondary_verdict": secondary,
               "runs": [{k: r[k] for k in keep} for r in records]}
+    if tested:
+        report.update(regime=regime.name, regime_verdict=negative)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     lines = [f"# mrt-engine compare{' --quick' if quick else ''}", "",
              _timing(records, seconds) + " Mean ± 95% t-interval half-width over seeds.", "",
@@ -243,12 +288,58 @@ def write_report(records: list[dict], out: Path, *, spec: EvalSpec, max_train_to
                   "", f"**{SECONDARY_ARM} {'wins' if secondary['supported'] else 'does not win'} on seeds "
                   f"{sorted({r['seed'] for r in records if r['arm'] == SECONDARY_ARM})}.**", ""]
         lines += _verdict_lines(secondary)
+    if tested:
+        lines += ["", "## The preregistered rule of issue 25 (digit: its negative control)", ""]
+        lines += rule_lines(negative, regime, spec)
     (out / "report.md").write_text("\n".join(lines) + "\n")
     follow = (f"\nFollow-up: {SECONDARY_ARM} {'wins' if secondary['supported'] else 'does not win'} against "
               f"{' and '.join(SECONDARY_CONTROLS)}." if any(r.get("available") for r in secondary["against"].values())
               else "")
+    if tested:
+        follow += f"\nPreregistered rule (negative control): {negative['verdict']}."
     log("\n" + table + f"\n\n{decision['rule']}\nOutcome: {_outcome(decision)}{follow}\nreport: {out / 'report.md'}  {out / 'report.json'}  plot: {png}  "
         f"({seconds / 60:.1f} min)")
+    return report
+
+
+def rule_lines(decision: dict, regime: Regime, spec: EvalSpec | dict) -> list[str]:
+    """The preregistered rule as written, how the code reads it, what this regime plugs in, and
+    the verdict with each paired difference (report.md)."""
+    spec = spec if isinstance(spec, dict) else spec.__dict__
+    mech = regime.mechanism
+    here = (f"Here: primary arm {regime.primary} against {', '.join(regime.controls)}; mechanism metric "
+            + (f"{mech.name} ({'lower' if mech.lower_is_better else 'higher'} is better; parsed from each held-out "
+               f"completion by the task's mechanism hook)" if mech else "none (pass@1 only)")
+            + f"; {spec['num_samples']} samples per held-out problem at the {max(spec['budgets'])}-token rollout "
+            f"budget; margin {regime.margin}.")
+    return [f"{decision['rule']} (docs/prereg/doubt_bisect.md)", "", f"How the code reads it: {decision['readings']}",
+            "", here, "", *verdict_lines(decision)]
+
+
+def _write_regime_report(records: list[dict], out: Path, *, regime: Regime, spec: EvalSpec, max_train_tokens: int,
+                         seconds: float, quick: bool, log=print) -> dict:
+    """report.json / report.md / compare.png of a regime built for progress credit: the per-arm
+    table with its mechanism metrics, and the preregistered verdict (not digit's decision rule)."""
+    summary = aggregate(records, metrics=regime.metrics)
+    decision = regime_verdict(records, regime)
+    columns = [[m.key, m.name] for m in regime.metrics]
+    table = markdown_table(summary, budgets=spec.budgets, extra=columns)
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / "compare.png"
+    plot(records, summary, png, budgets=spec.budgets, max_train_tokens=max_train_tokens)
+    keep = ("arm", "seed", "steps", "train_tokens", "seconds", "progress_seconds", "train_split_half_r",
+            "train_spearman_brown", "curve")
+    report = {"regime": regime.name, "preset": regime.preset, "quick": quick, "seconds": seconds,
+              "eval_spec": spec.__dict__, "mechanism_columns": columns, "summary": summary,
+              "regime_verdict": decision, "runs": [{k: r[k] for k in keep} for r in records]}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    lines = [f"# mrt-engine compare --regime {regime.name}{' --quick' if quick else ''}", "",
+             _timing(records, seconds) + " Mean ± 95% t-interval half-width over seeds.", "", table, "",
+             "## The preregistered rule (fixed before the run)", "", *rule_lines(decision, regime, spec)]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    log("\n" + table + f"\n\nPreregistered rule (docs/prereg/doubt_bisect.md): verdict {decision['verdict']}"
+        + (f" ({decision['reason']})" if decision.get("reason") else "")
+        + f"\nreport: {out / 'report.md'}  {out / 'report.json'}  plot: {png}  ({seconds / 60:.1f} min)")
     return report
 
 
