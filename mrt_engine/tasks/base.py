@@ -63,6 +63,9 @@ class Task:
     mechanism(problem, completion) -> per-trace counts parsed from the text by code fixed before a
         comparison (e.g. ``{"doubt": 1.0, "unrecovered_doubt": 0.0}``); `mrt-engine compare` sums
         them over the held-out samples (docs/compare.md). None = the task has no mechanism metric
+    may_end_wrong -> some warm-start traces end on a wrong answer by design (``doubt``: a doubt
+        that is never recovered), so `solution_trace` checks only that a trace ends in a final
+        line with a boxed answer; False (every other task) = it must end in the reference answer
     """
 
     name: str
@@ -75,6 +78,7 @@ class Task:
     answer_found: Callable[[Problem, str], bool] | None = None
     forced_answer: Callable[[Problem, str], str] | None = None
     mechanism: Callable[[Problem, str], dict[str, float]] | None = None
+    may_end_wrong: bool = False
 
 
 TASKS: dict[str, Task] = {}
@@ -135,6 +139,9 @@ def solution_trace(problem: Problem, *, seed: int = 0, num_mistakes: int | None 
 
     num_mistakes: None draws from `seed` (the task's `draw_mistakes`, else 0-2); an int asks
     for that many, capped at what the problem allows (`Task.max_mistakes`).
+
+    A task with `may_end_wrong` (`doubt`) may end a trace on another boxed answer by design;
+    every other task's trace must end in the reference answer (a RuntimeError otherwise).
     """
     spec = get_task(problem.task)
     rng = random.Random(f"trace:{problem.task}:{problem.problem}:{seed}")
@@ -146,8 +153,12 @@ def solution_trace(problem: Problem, *, seed: int = 0, num_mistakes: int | None 
     elif isinstance(num_mistakes, bool) or not isinstance(num_mistakes, int) or num_mistakes < 0:
         raise ValueError(f"num_mistakes must be None or a non-negative int, got {num_mistakes!r}")
     text = spec.trace(problem, rng, min(num_mistakes, cap))
-    final = final_line(problem.answer)
-    if not text.endswith(final):
+    if spec.may_end_wrong:
+        last = text.rsplit(PARAGRAPH, 1)[-1]
+        head, tail = final_line("\0").split("\0")
+        if not (last.startswith(head) and last.endswith(tail) and len(last) > len(head) + len(tail)):
+            raise RuntimeError(f"trace of {problem.id} does not end in a final line {final_line('...')!r}")
+    elif not text.endswith(final_line(problem.answer)):
         raise RuntimeError(
             f"trace of {problem.id} does not end in its reference answer {problem.answer!r}; "
             "was problem.meta edited?"
