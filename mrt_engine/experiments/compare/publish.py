@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from mrt_engine.experiments.exact_j_toy import ToyResult, format_table
+from mrt_engine.experiments.gates import gates_table
 
 from .report import markdown_table
 from .rule import verdict_lines
@@ -38,12 +39,15 @@ BLOCK = re.compile(r"(<!-- results: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /resu
 
 def results_markdown(report: dict) -> str:
     """The tables of one ``report.json``: every arm (mean ± 95% t-interval half-width over
-    seeds), then the decision rule's outcome and paired differences where its arms ran. A
-    report of the exact-J toy (``mrt-engine toy``) gives the toy's table."""
+    seeds), then the decision rule's outcome and paired differences where its arms ran (and a regime's
+    preregistered verdict). A report of the exact-J toy (``mrt-engine toy``) gives the toy's table, one of
+    ``mrt-engine gates`` its gates."""
     if "paired_vs_grpo" in report:
         return format_table(ToyResult(**report)) + f"\n\n{len(report['runs'])} runs in {report['seconds']:.1f} s."
     if "columns" in report:  # `mrt-engine demo`: one seed, a column per policy
         return demo_markdown(report)
+    if "gates" in report:  # `mrt-engine gates`: a warm start's gates, before any RL
+        return gates_table(report)
     runs = report.get("runs", [])
     arms = list(report["summary"])
     seeds = sorted({r["seed"] for r in runs})
