@@ -13,7 +13,7 @@ from .base import (
     verifier_for,
 )
 from .loaders import load_problems, save_problems
-from . import chain, countdown, digit, doubt, search  # noqa: F401  (register the task families)
+from . import bisect, chain, countdown, digit, doubt, search  # noqa: F401  (register the task families)
 
 __all__ = [
     "ALLOWED_CHARS",
