@@ -359,17 +359,22 @@ def test_compare_refuses_a_preset_of_another_task():
         run_compare(regime="doubt", quick=True, overrides={"data.task": "digit"}, log=lambda *_: None)
 
 
-@pytest.mark.slow
-def test_gates_command_end_to_end(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["doubt", "bisect"])
+def test_gates_command_end_to_end(name, tmp_path, capsys):
     from mrt_engine.cli import main
 
-    rc = main(["gates", "--regime", "doubt", "--num-eval", "4", "--samples", "2", "--branches", "2",
+    rc = main(["gates", "--regime", name, "--num-eval", "4", "--samples", "2", "--branches", "2",
                "--out", str(tmp_path / "g")])
     report = json.loads((tmp_path / "g" / "report.json").read_text())
-    assert rc == (0 if report["passed"] else 1)
+    assert rc == (0 if report["passed"] else 1) and report["model"] == name  # the shipped warm start
     names = [g["name"] for g in report["gates"]]
-    assert len(names) == 7 and names[0] == "1 pass@1" and names[-1] == "6 progress Spearman-Brown"
+    assert len(names) == {"doubt": 7, "bisect": 8}[name] and names[0] == "1 pass@1"
+    assert names[-1] == "6 progress Spearman-Brown" and sum(n.startswith("2 ") for n in names) == len(names) - 5
     assert report["num_problems"] == 4 and report["mechanism"]["num_traces"] == 8
     shown = capsys.readouterr().out
     assert "| gate | measured | threshold | result | note |" in shown and "5 held-out texts shared" in shown
-    assert next(g for g in report["gates"] if g["name"].startswith("5"))["passed"]  # the comparison's own held-out set
+    five = next(g for g in report["gates"] if g["name"].startswith("5"))
+    assert five["passed"] and "SFT" in five["note"] and not five["note"].startswith("no SFT")  # checked against both
+    from mrt_engine.experiments.compare.publish import results_markdown  # published like a comparison
+
+    assert results_markdown(report) in shown and "| 1 pass@1 |" in results_markdown(report)
