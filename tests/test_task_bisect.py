@@ -248,3 +248,15 @@ def test_simulated_gates_pass_with_the_designed_forced_answer_and_not_with_a_uni
 def test_design_table_in_the_docstring_is_the_generators():
     d = B.design_fractions(4000, seed=0, max_tokens=B.ROLLOUT_MAX_TOKENS)
     assert " ".join(B.design_table(d).split()) in " ".join(B.__doc__.split())
+
+
+def test_the_two_sft_stages_train_on_the_same_problems():
+    """Held-out sets exclude the SFT problems of sft_bisect (WARM_START_PRESETS); stage 2 must not
+    train on others."""
+    from mrt_engine.config.presets import shipped_config
+    from mrt_engine.trainer.setup import WARM_START_PRESETS
+
+    stage1, stage2 = shipped_config("sft_bisect"), shipped_config("sft_bisect_stage2")
+    assert WARM_START_PRESETS["bisect"] == "sft_bisect"
+    assert stage1["data"] == stage2["data"] and stage1["data"]["task"] == "bisect"
+    assert stage2["model"]["init_checkpoint"].startswith(stage1["output_dir"] + "/")
