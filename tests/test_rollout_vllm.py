@@ -11,6 +11,7 @@ import importlib.util
 import json
 
 import pytest
+import torch
 from venvs import run_in_venv, venv_python
 
 from mrt_engine.config import VLLM_OPTIONS, RolloutConfig, TrainConfig
@@ -67,6 +68,31 @@ def test_sampling_params_map_onto_vllm_fields(tiny):
     kw = backend.vllm_params(SamplingParams(top_k=4, ignore_eos=True, stop=("\n\n",)))
     assert kw["top_k"] == 4 and kw["stop_token_ids"] == [] and kw["stop"] == ["\n\n"] and kw["logprobs"] is None
     assert isinstance(kw["seed"], int)  # seed=None draws one from torch's RNG, like the engine
+
+
+def test_one_seed_gives_each_prompt_its_own_vllm_seed(tiny):
+    """vLLM seeds every prompt of a call with the request's seed itself: the backend must hand it
+    one SamplingParams per prompt, seeded as the engine seeds it, or the prompts share draws."""
+    from mrt_engine.engine.sampler import prompt_seed
+    from mrt_engine.rl.backends.vllm import VLLMBackend
+
+    seen = []
+
+    class FakeLLM:
+        def generate(self, requests, params, use_tqdm):
+            seen.append(params)
+            return [type("Out", (), {"outputs": []}) for _ in requests]
+
+    backend = VLLMBackend.__new__(VLLMBackend)
+    backend.tokenizer, backend.llm, backend.options = tiny[1], FakeLLM(), {"enable_sleep_mode": False}
+    backend.sleeping, backend.device = False, torch.device("cpu")
+    backend._vllm = type("FakeVLLM", (), {"SamplingParams": staticmethod(lambda **kw: kw)})
+    prompts = [[1, 2, 3], [4, 5], [1, 2, 3]]
+    backend.generate(prompts, SamplingParams(seed=5))
+    seeds = [p["seed"] for p in seen[0]]
+    assert seeds == [prompt_seed(5, p) % (2 ** 31 - 1) for p in prompts] and seeds[0] != seeds[1]
+    backend.generate(prompts, SamplingParams())  # no seed: one drawn for the call, as before
+    assert isinstance(seen[1], dict)
 
 
 @pytest.mark.slow  # ~3 min: one vLLM engine start on CPU, then 2 trainer steps on each backend

@@ -10,7 +10,9 @@ One vLLM engine start (the slow part, about a minute on CPU) serves every check:
 2. one AdamW step on the policy, then ``weights_updated()`` (push + prefix-cache reset):
    vLLM's greedy output equals the engine's on the updated weights and differs from the old
    one. The prompts are the ones already in vLLM's prefix cache, so a stale cache would show;
-3. ``Trainer`` runs 2 steps with ``rollout.backend: vllm`` end to end (the trainer pushes after
+3. one seed for a call of several prompts (vLLM then gets one SamplingParams per prompt, see
+   tests/test_rollout_vllm.py): a prompt draws the same tokens alone as beside others;
+4. ``Trainer`` runs 2 steps with ``rollout.backend: vllm`` end to end (the trainer pushes after
    each step), then the same config with ``rollout.backend: engine``, for the step times.
 
 The LLM is created under ``if __name__ == "__main__":`` (vLLM may spawn). The last line printed
@@ -98,6 +100,11 @@ def run_push_checks(trainer) -> dict:
     start = compare(backend, model, tok, prompts)
     check(all(start["tokens_equal"]), f"after the start-up push vLLM and the engine disagree: {start}")
     check(start["max_logprob_gap"] < LOGPROB_TOL, f"start-up log-prob gap {start['max_logprob_gap']}")
+    seeded = SamplingParams(n=2, temperature=1.0, max_tokens=8, seed=5, ignore_eos=True)
+    together = backend.generate(prompts, seeded)
+    alone = backend.generate(prompts[1:2], seeded)
+    check([o.token_ids for o in together[1]] == [o.token_ids for o in alone[0]],
+          "a seeded prompt drew other tokens beside other prompts than alone")
     optimizer_step(model, tok, prompts, start["tokens"])
     t0 = time.perf_counter()
     backend.weights_updated()

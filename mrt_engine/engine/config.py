@@ -14,7 +14,11 @@ class SamplingParams:
 
     ``temperature=0`` is greedy. ``seed`` makes a request reproducible whatever else is in
     the batch and whether it was preempted: sample ``i`` of a request draws its uniform at
-    output position ``t`` from a counter-based hash of ``(seed, i, t)``. With ``seed=None``
+    output position ``t`` from a counter-based hash of ``(seed, i, t)``. One ``seed`` given to
+    ``generate`` for many prompts is first mixed with each prompt's tokens
+    (:func:`~mrt_engine.engine.sampler.prompt_seed`), so distinct prompts draw independently
+    and the same prompt with the same seed still gives the same completions (vLLM instead
+    gives every prompt the seed itself; our vLLM backend mixes it the same way). With ``seed=None``
     a seed is drawn from torch's global RNG when the request is submitted, so
     ``torch.manual_seed`` makes whole runs reproducible.
 

@@ -13,7 +13,7 @@ optimizer step is seen by the next ``generate`` call with no copy and no weight 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -21,7 +21,7 @@ from .block_manager import BlockManager
 from .config import EngineConfig, SamplingParams
 from .forward import DecoderForward
 from .runner import ModelRunner
-from .sampler import SamplingBatch, sample, sample_seed
+from .sampler import SamplingBatch, prompt_seed, sample, sample_seed
 from .scheduler import Scheduler
 from .sequence import GenerationOutput, Sequence
 from mrt_engine.threads import thread_count
@@ -69,7 +69,9 @@ class Generator:
         prompt_ids = [self._encode(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
         for i, ids in enumerate(prompt_ids):
             self._check_fits(ids, params, f"prompts[{i}]")
-        return self._run([(ids, params) for ids in prompt_ids])
+        if params.seed is None:
+            return self._run([(ids, params) for ids in prompt_ids])
+        return self._run([(ids, replace(params, seed=prompt_seed(params.seed, ids))) for ids in prompt_ids])
 
     def reset_prefix_cache(self) -> None:
         """Drop the prefix cache. Call after the model's weights change (e.g. an optimizer

@@ -7,8 +7,10 @@ seed and its logits, never on which other sequences shared the batch or on preem
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 _MASK64 = (1 << 64) - 1
@@ -23,6 +25,19 @@ def splitmix64(x: int) -> int:
 
 def sample_seed(request_seed: int, sample_index: int) -> int:
     return splitmix64(splitmix64(request_seed & _MASK64) ^ sample_index)
+
+
+def prompt_seed(seed: int, prompt_ids: list[int]) -> int:
+    """The seed of one prompt of a ``generate`` call made with one ``seed`` for all prompts.
+
+    Keyed by the prompt's tokens, not its place in the call: distinct prompts draw
+    independently (one shared seed would give sample ``i`` of every prompt the same uniforms,
+    so the problems of one evaluation or rollout would share their luck), while the same
+    prompt and seed still give the same completions whatever else shares the call.
+    """
+    digest = hashlib.blake2b(np.asarray(prompt_ids, dtype=np.int64).tobytes(),
+                             key=(seed & _MASK64).to_bytes(8, "little"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # 63 bits: an int every backend takes as a seed
 
 
 def uniform(seed: int, position: int) -> float:

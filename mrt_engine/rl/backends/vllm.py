@@ -33,11 +33,13 @@ import contextlib
 import os
 import random
 import tempfile
+from dataclasses import replace
 
 import torch
 
 from mrt_engine.config import VLLM_OPTIONS
 from mrt_engine.engine import GenerationOutput, Generator, SamplingParams
+from mrt_engine.engine.sampler import prompt_seed
 
 INSTALL_HINT = ("vLLM is not installed in this environment; build its venv with `make vllm-venv` "
                 "(scripts/setup_vllm_venv.sh) and run there, or pick rollout.backend: engine")
@@ -166,7 +168,12 @@ class VLLMBackend:
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[GenerationOutput]]:
         self._wake()
         requests = [{"prompt_token_ids": [int(t) for t in p]} for p in prompts]
-        outs = self.llm.generate(requests, self.vllm_params(params), use_tqdm=False)
+        if params.seed is None:
+            per_prompt = self.vllm_params(params)
+        else:  # one seed for the call: each prompt its own, as the engine does
+            seeds = [prompt_seed(params.seed, r["prompt_token_ids"]) % (2 ** 31 - 1) for r in requests]
+            per_prompt = [self.vllm_params(replace(params, seed=s)) for s in seeds]
+        outs = self.llm.generate(requests, per_prompt, use_tqdm=False)
         self._sleep()
         return [[self._output(p, c, params) for c in sorted(o.outputs, key=lambda c: c.index)]
                 for p, o in zip(prompts, outs)]
