@@ -19,6 +19,7 @@ from mrt_engine.experiments.gates import (
     forced_j,
     largest_fall,
     largest_rise,
+    j_by_cut,
     median_rises,
     pass_gate,
     reliability_gate,
@@ -274,6 +275,18 @@ def test_bisect_profile_gates_each_part():
     assert [g.passed for g in bisect_profile(_bisect_traces(rising, 1, 3), BISECT)] == [True, False, True]
     assert [g.passed for g in bisect_profile(_bisect_traces(rising, 2, 1), BISECT)] == [True, True, False]
     assert median_rises([TraceJ([0.1, 0.5], True)]) == [True, False, False]  # no trace reaches cut 2
+
+
+def test_j_by_cut_reads_each_episode_over_the_traces_that_reach_it():
+    rows = j_by_cut([TraceJ([0.0, 0.5, 1.0], True), TraceJ([0.25, 0.25], False), TraceJ([0.0], False)], 3)
+    assert [r["num_traces"] for r in rows] == [2, 1, 0]
+    assert rows[0]["median_before"] == 0.125 and rows[0]["median_at"] == 0.375
+    assert rows[0]["mean_before"] == 0.125 and rows[0]["mean_at"] == 0.375
+    assert rows[1]["median_before"] == 0.5 and rows[1]["median_at"] == 1.0
+    assert rows[2]["median_at"] is None
+    gate = bisect_profile([TraceJ([0.0, 0.5, 1.0], True, stratum="hard", mechanism={"episodes": 2.0, "redundant": 1.0})],
+                          BISECT)[0]
+    assert gate.note.endswith("(medians 0->0.5, 0.5->1, -)")
 
 
 def test_the_other_gates_pass_and_fail_at_their_thresholds():

@@ -250,13 +250,15 @@ def test_design_table_in_the_docstring_is_the_generators():
     assert " ".join(B.design_table(d).split()) in " ".join(B.__doc__.split())
 
 
-def test_the_two_sft_stages_train_on_the_same_problems():
-    """Held-out sets exclude the SFT problems of sft_bisect (WARM_START_PRESETS); stage 2 must not
-    train on others."""
+def test_the_sft_stages_train_on_the_same_problems_each_from_the_last():
+    """Held-out sets exclude the SFT problems of sft_bisect (WARM_START_PRESETS); a later stage
+    must not train on others, and each starts from the stage before it."""
     from mrt_engine.config.presets import shipped_config
     from mrt_engine.trainer.setup import WARM_START_PRESETS
 
-    stage1, stage2 = shipped_config("sft_bisect"), shipped_config("sft_bisect_stage2")
-    assert WARM_START_PRESETS["bisect"] == "sft_bisect"
-    assert stage1["data"] == stage2["data"] and stage1["data"]["task"] == "bisect"
-    assert stage2["model"]["init_checkpoint"].startswith(stage1["output_dir"] + "/")
+    stages = [shipped_config(n) for n in ("sft_bisect", "sft_bisect_stage2", "sft_bisect_stage3", "sft_bisect_stage4")]
+    assert WARM_START_PRESETS["bisect"] == "sft_bisect" and stages[0]["data"]["task"] == "bisect"
+    for before, after in zip(stages, stages[1:]):
+        assert after["data"] == stages[0]["data"]
+        assert after["model"]["init_checkpoint"].startswith(before["output_dir"] + "/checkpoints/step_")
+        assert after["seed"] != before.get("seed", 0)  # other traces and cuts drawn (SFTConfig.seed: 0)

@@ -114,14 +114,26 @@ def doubt_profile(traces: list[TraceJ], regime=None) -> list[Gate]:
                  bool(rise >= DOUBT_RISE_SHARE), f"{sum(bad)} of {len(bad)} failed traces")]
 
 
-def median_rises(traces: list[TraceJ], num_episodes: int = 3) -> list[bool]:
-    """For episode k = 1..num_episodes: whether median J at cut k exceeds median J at cut k-1,
-    over the traces whose cut k is forced (False where no trace reaches it)."""
+def j_by_cut(traces: list[TraceJ], num_episodes: int = 3) -> list[dict]:
+    """For episode k = 1..num_episodes, over the traces whose cut k is forced: their number and
+    the median and mean J at cut k-1 and cut k (None where no trace reaches cut k). What gate 2
+    of ``bisect`` reads, kept in the report so a failing profile shows where it departs."""
     out = []
     for k in range(1, num_episodes + 1):
         reach = [t.forced_j for t in traces if len(t.forced_j) > k]
-        out.append(bool(reach) and statistics.median(j[k] for j in reach) > statistics.median(j[k - 1] for j in reach))
+        before, at = [j[k - 1] for j in reach], [j[k] for j in reach]
+        out.append({"episode": k, "num_traces": len(reach),
+                    "median_before": statistics.median(before) if reach else None,
+                    "median_at": statistics.median(at) if reach else None,
+                    "mean_before": statistics.fmean(before) if reach else None,
+                    "mean_at": statistics.fmean(at) if reach else None})
     return out
+
+
+def median_rises(traces: list[TraceJ], num_episodes: int = 3) -> list[bool]:
+    """For episode k = 1..num_episodes: whether median J at cut k exceeds median J at cut k-1,
+    over the traces whose cut k is forced (False where no trace reaches it)."""
+    return [row["num_traces"] > 0 and row["median_at"] > row["median_before"] for row in j_by_cut(traces, num_episodes)]
 
 
 def hard_all_fail_share(traces: list[TraceJ], stratum: str = "hard") -> tuple[float, int]:
@@ -155,7 +167,9 @@ def bisect_profile(traces: list[TraceJ], regime=None) -> list[Gate]:
         redundant = sums["redundant"] / sums["episodes"] if sums.get("episodes") else math.nan
     hard, num_hard = hard_all_fail_share(traces)
     return [Gate("2 median J rises (first 3 episodes)", float(sum(rises)), f">= {BISECT_RISING_EPISODES} of 3",
-                 sum(rises) >= BISECT_RISING_EPISODES, "episodes 1-3: " + " ".join("up" if r else "no" for r in rises)),
+                 sum(rises) >= BISECT_RISING_EPISODES, "episodes 1-3: " + " ".join("up" if r else "no" for r in rises) + " (medians "
+                 + ", ".join("-" if c["num_traces"] == 0 else f"{c['median_before']:.3g}->{c['median_at']:.3g}"
+                             for c in j_by_cut(traces)) + ")"),
             Gate("2 redundant fraction", redundant, f">= {BISECT_REDUNDANT:.2f}", bool(redundant >= BISECT_REDUNDANT),
                  f"{totals['sums'].get('redundant', 0):.0f} of {totals['sums'].get('episodes', 0):.0f} episodes"),
             Gate("2 hard stratum: groups all fail", hard, f">= {BISECT_HARD_ALL_FAIL:.2f}",
@@ -300,6 +314,7 @@ def measure_gates(regime, trainer, *, num_samples: int = 4, num_branches: int = 
             "pass@1": pass1, "j_empty": j_empty, "episodes": episodes, "designed_episodes": designed,
             "designed_episodes_uncut": designed_uncut, "reliability": reliability.to_json(),
             "mechanism": mechanism_sums(task, samples) if task.mechanism else None,
+            "j_by_cut": j_by_cut(traces, 4),
             "seconds": time.perf_counter() - t0, "readings": READINGS}
 
 
