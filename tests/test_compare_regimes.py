@@ -278,10 +278,11 @@ def test_bisect_profile_gates_each_part():
 
 
 def test_j_by_cut_reads_each_episode_over_the_traces_that_reach_it():
-    rows = j_by_cut([TraceJ([0.0, 0.5, 1.0], True), TraceJ([0.25, 0.25], False), TraceJ([0.0], False)], 3)
-    assert [r["num_traces"] for r in rows] == [2, 1, 0]
-    assert rows[0]["median_before"] == 0.125 and rows[0]["median_at"] == 0.375
-    assert rows[0]["mean_before"] == 0.125 and rows[0]["mean_at"] == 0.375
+    rows = j_by_cut([TraceJ([0.0, 0.5, 1.0], True), TraceJ([0.25, 0.25], False), TraceJ([0.0, 1.0], True),
+                     TraceJ([0.0], False)], 3)
+    assert [r["num_traces"] for r in rows] == [3, 1, 0]
+    assert rows[0]["median_before"] == 0.0 and rows[0]["median_at"] == 0.5  # medians, not means
+    assert rows[0]["mean_before"] == 0.25 / 3 and rows[0]["mean_at"] == 1.75 / 3
     assert rows[1]["median_before"] == 0.5 and rows[1]["median_at"] == 1.0
     assert rows[2]["median_at"] is None
     gate = bisect_profile([TraceJ([0.0, 0.5, 1.0], True, stratum="hard", mechanism={"episodes": 2.0, "redundant": 1.0})],
