@@ -133,7 +133,11 @@ def j_by_cut(traces: list[TraceJ], num_episodes: int = 3) -> list[dict]:
 def median_rises(traces: list[TraceJ], num_episodes: int = 3) -> list[bool]:
     """For episode k = 1..num_episodes: whether median J at cut k exceeds median J at cut k-1,
     over the traces whose cut k is forced (False where no trace reaches it)."""
-    return [row["num_traces"] > 0 and row["median_at"] > row["median_before"] for row in j_by_cut(traces, num_episodes)]
+    return [_median_rose(row) for row in j_by_cut(traces, num_episodes)]
+
+
+def _median_rose(row: dict) -> bool:
+    return row["num_traces"] > 0 and row["median_at"] > row["median_before"]
 
 
 def hard_all_fail_share(traces: list[TraceJ], stratum: str = "hard") -> tuple[float, int]:
@@ -158,7 +162,8 @@ def bisect_profile(traces: list[TraceJ], regime=None) -> list[Gate]:
     """Gate 2 of ``bisect``: median J rises in at least 2 of the first 3 episodes; at least 30% of
     episodes redundant (the regime's mechanism metric, default ``redundant / episodes``); in the
     hard stratum at least half the groups of samples all fail."""
-    rises = median_rises(traces)
+    cuts = j_by_cut(traces)  # read once: gate 2's rises and its note's medians
+    rises = [_median_rose(c) for c in cuts]
     totals = mechanism_totals(traces)
     if regime is not None and regime.mechanism is not None:
         redundant = regime.mechanism.value(totals)
@@ -169,7 +174,7 @@ def bisect_profile(traces: list[TraceJ], regime=None) -> list[Gate]:
     return [Gate("2 median J rises (first 3 episodes)", float(sum(rises)), f">= {BISECT_RISING_EPISODES} of 3",
                  sum(rises) >= BISECT_RISING_EPISODES, "episodes 1-3: " + " ".join("up" if r else "no" for r in rises) + " (medians "
                  + ", ".join("-" if c["num_traces"] == 0 else f"{c['median_before']:.3g}->{c['median_at']:.3g}"
-                             for c in j_by_cut(traces)) + ")"),
+                             for c in cuts) + ")"),
             Gate("2 redundant fraction", redundant, f">= {BISECT_REDUNDANT:.2f}", bool(redundant >= BISECT_REDUNDANT),
                  f"{totals['sums'].get('redundant', 0):.0f} of {totals['sums'].get('episodes', 0):.0f} episodes"),
             Gate("2 hard stratum: groups all fail", hard, f">= {BISECT_HARD_ALL_FAIL:.2f}",
