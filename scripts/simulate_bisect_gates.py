@@ -1,5 +1,6 @@
 """The `bisect` regime's warm-start gates on its own designed traces, before any model exists:
-`python scripts/simulate_bisect_gates.py [--rule design|uniform] [--problems N] [--max-tokens T]`.
+`python scripts/simulate_bisect_gates.py [--rule design|uniform] [--problems N] [--max-tokens T]`
+(``--credit``: how the credit forms treat a redundant episode instead, see ``credit_signal``).
 
 Why it exists: the forced-answer rule of `bisect` departs from the prereg draft (a uniform guess
 among the candidates left) because of gate 6 (docs/prereg/doubt_bisect.md, Deviations
@@ -92,13 +93,71 @@ def simulate(rule: str, num_problems: int, max_tokens: int, *, samples: int = 4,
             "episodes_between_forced_cuts": len(half_a), "split_half_r": r, "spearman_brown": 2 * r / (1 + r)}
 
 
+def exact_j(rule: str, lo: int, hi: int, x: int) -> float:
+    """J at a state with candidates lo..hi, over the forced answers' own randomness."""
+    n = hi - lo + 1
+    if rule == "uniform" or n <= 2:
+        return 1.0 / n
+    return float(lo == x)
+
+
+def credit_signal(rule: str, num_problems: int, max_tokens: int, *, samples: int = 4) -> dict:
+    """Where the credit forms can tell a redundant episode from a useful one (``--credit``; a
+    reading after the comparison, not part of the prereg): groups of ``samples`` designed traces
+    per problem cut at the budget, exact J at every cut (the last: the trace's outcome, as the
+    estimator's natural end), centred progress as ``rl.rewards.centred_progress`` computes it,
+    and GRPO's outcome advantage (outcome minus the group mean). Per redundant episode: is its
+    centred credit below 0, is its trace's outcome advantage below 0, and is its group all-equal
+    in outcome (GRPO gives it nothing)."""
+    problems = make_problems("bisect", num_problems, seed=10_008)
+    counts = {"redundant": 0, "centred < 0": 0, "centred = 0": 0, "outcome adv < 0": 0, "group all equal": 0,
+              "neither": 0}
+    for g, p in enumerate(problems):
+        x = int(p.answer)
+        rows, outcomes, flags = [], [], []
+        for s in range(samples):
+            full = solution_trace(p, seed=samples * g + s)
+            trace = full[:max_tokens]
+            ok = len(full) + 1 <= max_tokens
+            episodes = segment(trace, "r1")
+            cuts = [0] + [e.char_end for e in episodes[:-1]]
+            j = [exact_j(rule, *B.candidates_left(p, trace[:c]), x) for c in cuts] + [float(ok)]
+            rows.append([b - a for a, b in itertools.pairwise(j)])
+            outcomes.append(float(ok))
+            applied, f = set(), []
+            for e in episodes:
+                nums = {m.group(1) for m in B._APPLY.finditer(e.text)}
+                f.append(bool(nums) and nums <= applied)
+                applied |= nums
+            flags.append(f)
+        mean_r = statistics.mean(outcomes)
+        for i in range(samples):
+            for k, red in enumerate(flags[i]):
+                if not red:
+                    continue
+                others = [rows[o][k] for o in range(samples) if o != i and len(rows[o]) > k]
+                c = rows[i][k] - (statistics.mean(others) if others else 0.0)
+                counts["redundant"] += 1
+                counts["centred < 0"] += c < -1e-9
+                counts["centred = 0"] += abs(c) <= 1e-9
+                counts["outcome adv < 0"] += outcomes[i] - mean_r < 0
+                counts["group all equal"] += len(set(outcomes)) == 1
+                counts["neither"] += c >= -1e-9 and outcomes[i] - mean_r >= 0
+    n = counts.pop("redundant")
+    return {"rule": rule, "max_tokens": max_tokens, "redundant episodes": n,
+            **{f"share with {k}" if k != "neither" else "share no credit form penalises": v / n
+               for k, v in counts.items()}}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rule", choices=("design", "uniform"), default="design")
     ap.add_argument("--problems", type=int, default=500)
     ap.add_argument("--max-tokens", type=int, default=B.ROLLOUT_MAX_TOKENS)
+    ap.add_argument("--credit", action="store_true",
+                    help="instead of the gates: how centred progress and the outcome credit a redundant episode")
     args = ap.parse_args()
-    out = simulate(args.rule, args.problems, args.max_tokens)
+    out = (credit_signal if args.credit else simulate)(args.rule, args.problems, args.max_tokens)
     for k, v in out.items():
         print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
 
