@@ -15,7 +15,8 @@ that list the known ones. :func:`load_config` reads a file (or dict) into a clas
 Renamed keys (one name per idea across code, configs and CLI flags) still load for one release,
 with a ``DeprecationWarning`` that names the new key: see ``RENAMED``.
 
-Files: ``checks.py`` (a leaf: field checks, key renames) <- ``loading.py`` (the generic loader)
+Files: ``checks.py`` (a leaf: field checks, key renames) and ``files.py`` (a leaf: reading a YAML
+file, whose ``base:`` names a file it starts from) <- ``loading.py`` (the generic loader)
 <- ``estimator.py`` <- ``train.py``. A bottom-layer package: it imports nothing above ``prompts``.
 """
 from .checks import set_dotted

@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from .checks import rename_keys, set_dotted
+from .files import read_yaml
 
 
 def migrate(cls, d: dict, where: str) -> dict:
@@ -43,18 +44,15 @@ def build_sections(obj, sections: dict) -> None:
 
 
 def load_config(cls, source: str | Path | dict | None = None, overrides: dict | None = None):
-    """A ``cls`` from a YAML path (or a dict, or nothing: the defaults) plus dotted overrides."""
+    """A ``cls`` from a YAML path (or a dict, or nothing: the defaults) plus dotted overrides.
+
+    A YAML file may start from another with ``base: other.yaml`` (:mod:`.files`)."""
     if source is None:
         d = {}
     elif isinstance(source, dict):
         d = dict(source)
     else:
-        import yaml  # optional at import time: only YAML files need it
-
-        with open(source) as f:
-            d = yaml.safe_load(f) or {}
-        if not isinstance(d, dict):
-            raise ValueError(f"{source}: expected a mapping at the top level")
+        d = read_yaml(source)  # with its `base:` chain resolved
     for key, value in (overrides or {}).items():
         set_dotted(d, key, value)
     return from_dict(cls, d, str(source) if isinstance(source, (str, Path)) else "config")

@@ -3,7 +3,7 @@
 ``demo.yaml`` is the `mrt-engine demo` run and ``sft_demo.yaml`` the warm start that made the
 demo weights. These files are the one source of truth: the demo command reads them, and
 ``configs/demo.yaml`` and ``configs/sft_demo.yaml`` at the repository root are links to them.
-A bottom-layer module: it imports nothing else from mrt_engine.
+A bottom-layer module: it imports only the YAML reader (``mrt_engine.config.files``).
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def config_path(name: str) -> Path:
 
 
 def shipped_config(name: str) -> dict:
-    """The shipped config ``name`` as a fresh dict (callers may change it; build the dataclass
-    with ``mrt_engine.config.from_dict``)."""
-    import yaml
+    """The shipped config ``name`` as a fresh dict, its ``base:`` chain resolved (callers may
+    change it; build the dataclass with ``mrt_engine.config.from_dict``)."""
+    from ..files import read_yaml
 
-    return yaml.safe_load(config_path(name).read_text())
+    return read_yaml(config_path(name))
