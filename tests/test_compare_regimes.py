@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from mrt_engine.experiments.compare.rule import regime_verdict
+from mrt_engine.experiments.compare.rule import regime_verdict, secondary_differences, secondary_lines
 from mrt_engine.experiments.gates import (
     Gate,
     TraceJ,
@@ -227,6 +227,29 @@ def test_verdict_uses_exact_t_intervals_paired_by_seed():
     sd = math.sqrt(sum((v - 0.03) ** 2 for v in d) / 4)
     assert res["mean"] == pytest.approx(0.03) and res["values"] == pytest.approx(d)
     assert res["high"] - res["mean"] == pytest.approx(student_t_quantile(0.975, 4) * sd / math.sqrt(5))
+
+
+def test_secondary_arms_get_paired_differences_against_grpo_and_the_primary_but_no_verdict():
+    recs = _records(_all(NOISE), {}, seeds=3)  # primary and controls, seeds 100-102
+    base = {r["seed"]: r["final"]["pass@1"] for r in recs if r["arm"] == "grpo"}
+    prim = {r["seed"]: r["final"]["pass@1"] for r in recs if r["arm"] == DOUBT.primary}
+    up = [0.05, 0.07, 0.06]
+    for s, d in zip((100, 101, 102), up):  # mrt_dense: grpo + up on seeds 100-102; seed 103 has no pair
+        final = {"pass@1": base[s] + d, "mechanism": {"num_traces": 1000, "sums": {"unrecovered_doubt": 100.0}}}
+        recs.append({"arm": "mrt_dense", "seed": s, "final": final})
+    recs.append({"arm": "mrt_dense", "seed": 103, "final": {"pass@1": 0.9, "mechanism": {"num_traces": 1, "sums": {"unrecovered_doubt": 0.0}}}})
+    out = secondary_differences(recs, DOUBT)
+    assert list(out) == ["mrt_dense"] and list(out["mrt_dense"]) == ["grpo", DOUBT.primary]
+    vs_grpo = out["mrt_dense"]["grpo"]
+    assert vs_grpo["num_seeds"] == 3 and vs_grpo["d_pass@1"]["values"] == pytest.approx(up)
+    assert out["mrt_dense"][DOUBT.primary]["d_pass@1"]["values"] == pytest.approx(
+        [base[s] + d - prim[s] for s, d in zip((100, 101, 102), up)])
+    assert "verdict" not in vs_grpo and regime_verdict(recs, DOUBT)["verdict"] == "null"  # the rule ignores it
+    lines = secondary_lines(out, {"name": "unrecovered doubt rate"})
+    assert "no verdict" in lines[0] and any(line.startswith("- mrt_dense - grpo (3 seeds): pass@1 +0.060 [") for line in lines)
+    # without grpo or the primary arm there is nothing to pair with, and nothing is printed
+    alone = [r for r in recs if r["arm"] == "mrt_dense"]
+    assert secondary_differences(alone, DOUBT) == {"mrt_dense": {}} and secondary_lines(secondary_differences(alone, DOUBT), None) == []
 
 
 # -- the warm-start gates (pure) ------------------------------------------------------------------

@@ -23,7 +23,7 @@ from mrt_engine.experiments.exact_j_toy import ToyResult, format_table
 from mrt_engine.experiments.gates import gates_table
 
 from .report import markdown_table
-from .rule import verdict_lines
+from .rule import secondary_lines, verdict_lines
 from .run import _outcome, _verdict_lines
 
 # The demo's rows (`mrt-engine demo`): (key in the measurement, label, format); measurements
@@ -66,6 +66,8 @@ def results_markdown(report: dict) -> str:
     regime = report.get("regime_verdict")  # the prereg's rule (docs/prereg/doubt_bisect.md)
     if regime:
         lines += ["", *verdict_lines(regime)]
+        more = secondary_lines(report.get("secondary", {}), regime["mechanism"])
+        lines += ["", *more] if more else []
     return "\n".join(lines)
 
 

@@ -30,10 +30,11 @@ def _interval(m: dict) -> tuple[float, float]:
     return (m["mean"] - half, m["mean"] + half) if not math.isnan(half) else (math.nan, math.nan)
 
 
-def compare_to(records: list[dict], regime: Regime, control: str) -> dict:
-    """The primary arm minus ``control``, paired by seed: pass@1 and the mechanism metric, each
-    with its 95% t-interval, and which of the rule's conditions hold."""
-    d_pass = _paired(records, regime.primary, control, lambda f: f["pass@1"])
+def compare_to(records: list[dict], regime: Regime, control: str, arm: str | None = None) -> dict:
+    """``arm`` (default: the primary arm) minus ``control``, paired by seed: pass@1 and the
+    mechanism metric, each with its 95% t-interval, and which of the rule's conditions hold."""
+    arm = regime.primary if arm is None else arm
+    d_pass = _paired(records, arm, control, lambda f: f["pass@1"])
     if not d_pass:
         return {"available": False}
     p = mean_ci(d_pass)
@@ -43,7 +44,7 @@ def compare_to(records: list[dict], regime: Regime, control: str) -> dict:
            "margin_holds": bool(p["mean"] >= -regime.margin), "pass_below_margin": bool(hi < -regime.margin)}
     metric = regime.mechanism
     if metric is not None:
-        m = mean_ci(_paired(records, regime.primary, control, lambda f: metric.value(f["mechanism"])))
+        m = mean_ci(_paired(records, arm, control, lambda f: metric.value(f["mechanism"])))
         mlo, mhi = _interval(m)
         res["d_mechanism"] = {**m, "low": mlo, "high": mhi}
         # NaN bounds (one seed, a rate with nothing to count) compare False: no win, nothing excluded
@@ -87,6 +88,34 @@ def regime_verdict(records: list[dict], regime: Regime) -> dict:
     applies = [v for v in VERDICTS if holds[v]]
     out.update(verdict=applies[0] if applies else "unclassified", applies=applies)
     return out
+
+
+def secondary_differences(records: list[dict], regime: Regime) -> dict:
+    """Every arm the rule does not name (the secondary credit forms), paired by seed against the
+    baseline and against the primary arm where those ran: ``{arm: {reference: compare_to(...)}}``.
+    Differences only: the prereg gives secondary arms no verdict, and these carry none."""
+    ran = list(dict.fromkeys(r["arm"] for r in records))
+    named = {regime.primary, *regime.controls}
+    return {arm: {ref: compare_to(records, regime, ref, arm=arm) for ref in (regime.baseline, regime.primary)
+                  if ref in ran}
+            for arm in ran if arm not in named}
+
+
+def secondary_lines(secondary: dict, mechanism: dict | None) -> list[str]:
+    """The secondary arms' paired differences as markdown lines (no verdict: see
+    :func:`secondary_differences`); nothing when no secondary arm ran."""
+    lines = []
+    for arm, against in secondary.items():
+        for ref, res in against.items():
+            if not res.get("available"):
+                continue
+            text = f"- {arm} - {ref} ({res['num_seeds']} seeds): pass@1 {_ci(res['d_pass@1'])}"
+            if mechanism is not None and "d_mechanism" in res:
+                text += f", {mechanism['name']} {_ci(res['d_mechanism'])}"
+            lines.append(text)
+    if not lines:
+        return []
+    return ["Secondary arms, paired by seed (differences only: the rule gives them no verdict):", "", *lines]
 
 
 def verdict_lines(decision: dict) -> list[str]:

@@ -26,7 +26,7 @@ from mrt_engine.config.presets import shipped_config
 from mrt_engine.models import _DEMO_WEIGHTS
 from mrt_engine.trainer import Trainer
 from .evaluate import evaluate_policy
-from .rule import regime_verdict, verdict_lines
+from .rule import regime_verdict, secondary_differences, secondary_lines, verdict_lines
 from mrt_engine.experiments.regimes import Regime, get_regime
 from mrt_engine.experiments.live import RunBars, WatchedRun
 
@@ -322,6 +322,7 @@ def _write_regime_report(records: list[dict], out: Path, *, regime: Regime, spec
     table with its mechanism metrics, and the preregistered verdict (not digit's decision rule)."""
     summary = aggregate(records, metrics=regime.metrics)
     decision = regime_verdict(records, regime)
+    secondary = secondary_differences(records, regime)
     columns = [[m.key, m.name] for m in regime.metrics]
     table = markdown_table(summary, budgets=spec.budgets, extra=columns)
     out.mkdir(parents=True, exist_ok=True)
@@ -331,11 +332,14 @@ def _write_regime_report(records: list[dict], out: Path, *, regime: Regime, spec
             "train_spearman_brown", "curve")
     report = {"regime": regime.name, "preset": regime.preset, "quick": quick, "seconds": seconds,
               "eval_spec": spec.__dict__, "mechanism_columns": columns, "summary": summary,
-              "regime_verdict": decision, "runs": [{k: r[k] for k in keep} for r in records]}
+              "regime_verdict": decision, "secondary": secondary,
+              "runs": [{k: r[k] for k in keep} for r in records]}
     (out / "report.json").write_text(json.dumps(report, indent=1))
+    more = secondary_lines(secondary, decision["mechanism"])
     lines = [f"# mrt-engine compare --regime {regime.name}{' --quick' if quick else ''}", "",
              _timing(records, seconds) + " Mean ± 95% t-interval half-width over seeds.", "", table, "",
-             "## The preregistered rule (fixed before the run)", "", *rule_lines(decision, regime, spec)]
+             "## The preregistered rule (fixed before the run)", "", *rule_lines(decision, regime, spec),
+             *(["", "## Secondary arms", "", *more] if more else [])]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     log("\n" + table + f"\n\nPreregistered rule (docs/prereg/doubt_bisect.md): verdict {decision['verdict']}"
         + (f" ({decision['reason']})" if decision.get("reason") else "")
