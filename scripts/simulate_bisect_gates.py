@@ -29,6 +29,7 @@ import random
 import statistics
 
 from mrt_engine.episodes import segment
+from mrt_engine.rl.rewards import centred_progress
 from mrt_engine.tasks import bisect as B
 from mrt_engine.tasks import make_problems, solution_trace
 
@@ -105,7 +106,7 @@ def credit_signal(rule: str, num_problems: int, max_tokens: int, *, samples: int
     """Where the credit forms can tell a redundant episode from a useful one (``--credit``; a
     reading after the comparison, not part of the prereg): groups of ``samples`` designed traces
     per problem cut at the budget, exact J at every cut (the last: the trace's outcome, as the
-    estimator's natural end), centred progress as ``rl.rewards.centred_progress`` computes it,
+    estimator's natural end), centred progress from ``rl.rewards.centred_progress``,
     and GRPO's outcome advantage (outcome minus the group mean). Per redundant episode: is its
     centred credit below 0, is its trace's outcome advantage below 0, and is its group all-equal
     in outcome (GRPO gives it nothing)."""
@@ -131,12 +132,12 @@ def credit_signal(rule: str, num_problems: int, max_tokens: int, *, samples: int
                 applied |= nums
             flags.append(f)
         mean_r = statistics.mean(outcomes)
+        centred = centred_progress(rows, [g] * samples)  # the trainer's own function, one group
         for i in range(samples):
             for k, red in enumerate(flags[i]):
                 if not red:
                     continue
-                others = [rows[o][k] for o in range(samples) if o != i and len(rows[o]) > k]
-                c = rows[i][k] - (statistics.mean(others) if others else 0.0)
+                c = float(centred[i][k])
                 counts["redundant"] += 1
                 counts["centred < 0"] += c < -1e-9
                 counts["centred = 0"] += abs(c) <= 1e-9
