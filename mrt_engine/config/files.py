@@ -5,7 +5,7 @@ not to a link to it).
 The result is the base file's mapping with this file's keys laid over it: a mapping merges key by
 key at every depth, any other value (a list, a number, a string) replaces the base's whole. A
 base may have a base of its own; a loop is an error that names the files in it. This is how a
-staged recipe (``sft_bisect_stage3.yaml`` over ``sft_bisect_stage2.yaml``) states only what its
+staged recipe (``sft_bisect_stage3.yaml`` over ``sft_bisect.yaml``) states only what its
 stage changes, so the stages cannot drift apart in the keys they share.
 
 A leaf: it imports nothing from mrt_engine.
